@@ -1,0 +1,1 @@
+"""One module per CLI verb: ``configure(parser)`` adds its flags, ``run(args)`` returns an exit code."""

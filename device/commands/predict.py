@@ -1,0 +1,68 @@
+"""``edgesight predict``: classify image files or folders and print a table or JSON lines."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from ..classify import Classifier
+from ..errors import EdgesightError
+from ..preprocess import FITS, list_images, read_image
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags every verb that loads a model shares."""
+    parser.add_argument("--labels", metavar="FILE", help="labels file (one a line) for a bare .tflite")
+    parser.add_argument("--crop", choices=FITS + ("center", "stretch"), default=None,
+                        help="how a frame is fitted to the model: centre-crop (default) or stretch")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="interpreter threads (default: all cores)")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL_OR_BUNDLE", help="bundle directory or .tflite file")
+    parser.add_argument("paths", metavar="PATH", nargs="+", help="image files or folders of images")
+    add_model_arguments(parser)
+    parser.add_argument("--top-k", type=int, default=3, metavar="K", help="classes to show per image (default 3)")
+    parser.add_argument("--json", action="store_true", help="one JSON object a line instead of a table")
+    parser.add_argument("--model-file", metavar="NAME", help="bundle variant to run, e.g. model_fp16.tflite")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.top_k < 1:
+        raise EdgesightError("--top-k must be at least 1")
+    images = list_images(args.paths)
+    fit = {"center": "centre"}.get(args.crop, args.crop)
+    t0 = time.perf_counter()
+    classifier = Classifier.open(args.model, args.labels, num_threads=args.threads, fit=fit,
+                                 top_k=args.top_k, model_file=args.model_file)
+    load_ms = (time.perf_counter() - t0) * 1e3
+    failures = 0
+    out = sys.stdout
+    if not args.json:
+        print(f"# {classifier.spec.model_path} on {classifier.runtime.name} {classifier.runtime.version}, "
+              f"{classifier.contract.height}x{classifier.contract.width} {classifier.contract.dtype}, "
+              f"fit={classifier.contract.fit}, loaded in {load_ms:.0f} ms", file=out)
+    for path in images:
+        t_read = time.perf_counter()
+        try:
+            frame = read_image(path)
+        except EdgesightError as exc:
+            failures += 1
+            print(f"edgesight: error: {exc}", file=sys.stderr)
+            continue
+        read_ms = (time.perf_counter() - t_read) * 1e3
+        result = classifier.classify(frame)
+        latency = {"read": round(read_ms, 3), **{k: round(v, 3) for k, v in result.latency_ms.items()}}
+        if args.json:
+            out.write(json.dumps({"path": str(path), "top": [p.as_dict() for p in result.top],
+                                  "latency_ms": latency}) + "\n")
+        else:
+            ranked = "  ".join(f"{p.label} ({p.index}) {p.score:.2f}" for p in result.top)
+            print(f"{path}\t{ranked}\t[{latency['preprocess']:.1f}+{latency['infer']:.1f} ms]", file=out)
+        out.flush()
+    if failures:
+        raise EdgesightError(f"{failures} of {len(images)} image(s) could not be read")
+    return 0

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Idempotent set-up on a fresh Debian/Ubuntu/Raspberry Pi OS machine: system packages + a venv.
+#   scripts/setup.sh            workstation: device + trainer + dev extras
+#   EXTRAS=device scripts/setup.sh   a Pi/Jetson: no TensorFlow
+# Fast when already done: apt and pip are skipped when nothing is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EXTRAS="${EXTRAS:-device,trainer,dev}"
+VENV="${VENV:-.venv}"
+
+need_apt=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+command -v mosquitto_sub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "setup: installing ${need_apt[*]} (apt)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  # The Debian package starts a broker on 1883; the demo and tests start their own.
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  PY="${PYTHON:-python3}"
+  # On Raspberry Pi OS picamera2/libcamera come from apt (python3-picamera2): let the venv see them.
+  SITE=""; [ -e /usr/lib/python3/dist-packages/picamera2 ] && SITE="--system-site-packages"
+  echo "setup: creating $VENV with $($PY --version)"
+  "$PY" -m venv $SITE "$VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+fi
+
+stamp="$VENV/.edgesight-installed"
+want="$EXTRAS $(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "setup: installing edgesight[$EXTRAS] into $VENV"
+  log="$VENV/pip-install.log"
+  if ! "$VENV/bin/python" -m pip install -q -e ".[$EXTRAS]" >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    echo "setup: pip install failed (full log: $log)" >&2
+    exit 1
+  fi
+  "$VENV/bin/python" -c "import edgesight.device" # fail here, not later, if the install broke
+  echo "$want" > "$stamp"
+fi
+echo "setup: ready ($VENV, extras: $EXTRAS)"

@@ -1,0 +1,139 @@
+"""Shared fixtures: the external oracle data, a real mosquitto broker, a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTDATA = Path(os.environ.get("EDGESIGHT_TESTDATA", ROOT.parent / "shared" / "testdata")).resolve()
+MOSQUITTO = shutil.which("mosquitto") or next((p for p in ("/usr/sbin/mosquitto",) if Path(p).exists()), None)
+
+
+def testdata_path(*parts: str) -> Path:
+    """A file under the shared test data; skip (with the reason) only when it is genuinely absent."""
+    path = TESTDATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared test data not found: {path} (set EDGESIGHT_TESTDATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def testdata() -> Path:
+    return testdata_path()
+
+
+@pytest.fixture(scope="session")
+def v2_model() -> Path:
+    return testdata_path("models", "mobilenet_v2_1.0_224_quant.tflite")
+
+
+@pytest.fixture(scope="session")
+def v1_model() -> Path:
+    return testdata_path("models", "mobilenet_v1_0.25_128_quant.tflite")
+
+
+@pytest.fixture(scope="session")
+def imagenet_labels() -> Path:
+    return testdata_path("models", "imagenet_labels.txt")
+
+
+@pytest.fixture(scope="session")
+def images_dir() -> Path:
+    return testdata_path("images")
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str | Path, timeout: float = 120, env: dict | None = None, cwd: Path | None = None) -> CliResult:
+    """Run ``edgesight`` in a fresh interpreter, exactly as a user would."""
+    proc = subprocess.run([sys.executable, "-m", "edgesight.device.cli", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})}, cwd=cwd)
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def assert_one_line_error(result: CliResult, *fragments: str, code: int | None = None) -> None:
+    """A user error: non-zero exit, exactly one line on stderr, no traceback, naming the fragments."""
+    assert result.returncode != 0, result
+    if code is not None:
+        assert result.returncode == code, result
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one stderr line, got: {result.stderr!r}"
+    for fragment in fragments:
+        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
+
+
+@pytest.fixture
+def cli():
+    return run_cli
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Broker:
+    """A real mosquitto on a free loopback port; ``stop()``/``start()`` simulate an outage."""
+
+    port: int
+    workdir: Path
+    process: subprocess.Popen | None = None
+    host: str = "127.0.0.1"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self) -> None:
+        conf = self.workdir / "mosquitto.conf"
+        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        self.process = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,
+                                        stderr=(self.workdir / "mosquitto.log").open("ab"))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError((self.workdir / "mosquitto.log").read_text())
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start listening")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
+@pytest.fixture
+def broker(tmp_path_factory) -> Broker:
+    """A fresh mosquitto per test (retained messages must not leak between tests)."""
+    if MOSQUITTO is None:
+        pytest.fail("mosquitto is not installed: run scripts/setup.sh (apt-get install mosquitto)")
+    instance = Broker(port=free_port(), workdir=tmp_path_factory.mktemp("mosquitto"))
+    instance.start()
+    yield instance
+    instance.stop()

@@ -1,0 +1,1 @@
+"""Workstation side of edgesight: data, training, evaluation, export (TensorFlow/Keras)."""

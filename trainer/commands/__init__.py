@@ -1,0 +1,1 @@
+"""Trainer CLI verbs; each imports TensorFlow inside run(), never at import time."""
