@@ -133,13 +133,20 @@ def read_image(path: str | Path) -> np.ndarray:
         raise ImageError(f"{path}: no such file")
     if not path.is_file():
         raise ImageError(f"{path}: not a file")
-    data = path.read_bytes()
+    return decode_image(path.read_bytes(), str(path))
+
+
+def decode_image(data: bytes, where: str = "upload") -> np.ndarray:
+    """Decode image bytes (a file's or an HTTP upload's) to BGR uint8 with the same refusals.
+
+    ``where`` names the source in the error message (a path, or e.g. ``upload``).
+    """
     if not data:
-        raise ImageError(f"{path}: empty file")
+        raise ImageError(f"{where}: empty file")
     if data[:3] == b"\xff\xd8\xff" and not data.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9"):
-        raise ImageError(f"{path}: truncated JPEG (no end-of-image marker)")
+        raise ImageError(f"{where}: truncated JPEG (no end-of-image marker)")
     if data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in data[-32:]:
-        raise ImageError(f"{path}: truncated PNG (no IEND chunk)")
+        raise ImageError(f"{where}: truncated PNG (no IEND chunk)")
     previous = cv2.setLogLevel(0) if hasattr(cv2, "setLogLevel") else None
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
@@ -147,7 +154,7 @@ def read_image(path: str | Path) -> np.ndarray:
         if previous is not None:
             cv2.setLogLevel(previous)
     if image is None:
-        raise ImageError(f"{path}: not a readable image")
+        raise ImageError(f"{where}: not a readable image")
     return image
 
 
