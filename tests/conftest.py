@@ -26,6 +26,9 @@ def testdata_path(*parts: str) -> Path:
     return path
 
 
+testdata_path.__test__ = False  # a helper, not a test, though its name starts with "test"
+
+
 @pytest.fixture(scope="session")
 def testdata() -> Path:
     return testdata_path()
