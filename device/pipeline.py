@@ -1,0 +1,345 @@
+"""The real-time pipeline: capture -> (preprocess + infer) x N workers -> publish, as overlapping threads.
+
+    source --capture thread--> [input queue] --worker 1..N--> [result queue] --publisher--> on_result
+                                (bounded)       own Classifier    (re-ordered by sequence)
+
+Why threads and not processes: OpenCV decoding/resizing and the LiteRT ``invoke`` release the
+GIL, so N threads each owning one single-threaded interpreter keep N cores busy on a Pi without
+copying frames between processes. One interpreter per worker because interpreters are not
+thread-safe, and because N single-threaded invokes in parallel beat one N-threaded invoke
+(XNNPACK scales sub-linearly on small models, and decode/preprocess overlap with it).
+
+A live source feeds a one-slot queue that always holds the newest frame (stale frames are
+dropped and counted); a file source in benchmark mode blocks, so every frame is classified.
+Results reach ``on_result`` in capture order, from one thread, so consumers need no locks.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .classify import Classification, Classifier
+from .sources import Frame, Source
+
+log = logging.getLogger(__name__)
+
+STAGES = ("capture", "queue", "preprocess", "infer", "postprocess", "publish", "total")
+WINDOW = 300  # results kept for latency percentiles
+FPS_WINDOW_S = 5.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How many interpreters and how many threads each: the pipeline's choice for this machine."""
+
+    workers: int
+    threads_per_worker: int
+
+
+def plan_workers(cores: int | None = None, workers: int | None = None) -> Plan:
+    """One single-threaded interpreter per core (a Pi 4/5 and a Pi Zero 2: 4; this workstation: 2).
+
+    With several interpreters in flight each should use one thread, or they fight over cores. A
+    user who asks for one worker (memory-tight boards) gets one interpreter using every core.
+    """
+    cores = max(1, cores or os.cpu_count() or 1)
+    n = max(1, workers or cores)
+    return Plan(n, 1 if n > 1 else cores)
+
+
+@dataclass
+class FrameResult:
+    """A classified frame, handed to each consumer (MQTT, status page, capture, drift monitor).
+
+    ``latency_ms`` has one entry per stage of :data:`STAGES`: ``capture`` (read/decode), ``queue``
+    (waiting for a worker), ``preprocess``, ``infer``, ``postprocess`` (top-k), ``publish`` (waiting
+    in the result queue for re-ordering) and ``total`` (capture start to hand-off).
+    """
+
+    frame: Frame
+    classification: Classification
+    latency_ms: dict[str, float]
+    model: dict[str, str]
+    seq: int = 0
+    done_at: float = field(default=0.0, repr=False)
+
+    @property
+    def best(self):
+        return self.classification.best
+
+
+_END = object()
+
+
+class Pipeline:
+    """Run ``source`` through ``workers`` classifiers until the source ends, ``max_frames`` or ``stop()``."""
+
+    def __init__(self, source: Source, make_classifier: Callable[[], Classifier], *, workers: int | None = None,
+                 on_result: Callable[[FrameResult], None] | None = None, max_frames: int | None = None,
+                 queue_size: int | None = None) -> None:
+        self.source = source
+        self.workers = max(1, workers or plan_workers().workers)
+        self.on_result = on_result or (lambda result: None)
+        self.max_frames = max_frames
+        # Classifiers are built here, before any thread starts, so a bad model fails the start-up.
+        self._classifiers = [make_classifier() for _ in range(self.workers)]
+        self._generation = 0
+        self._swap_lock = threading.Lock()
+        live = bool(getattr(source, "live", False))
+        self.live = live
+        self._inputs: queue.Queue = queue.Queue(maxsize=1 if live else (queue_size or 2 * self.workers))
+        self._results: queue.Queue = queue.Queue()
+        self._take_lock = threading.Lock()
+        self._next_seq = 0
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._dropped = 0
+        self._errors = 0
+        self._delivered = 0
+        self._started = 0.0
+        self._lat: dict[str, deque] = {stage: deque(maxlen=WINDOW) for stage in (*STAGES, "consumers")}
+        self._times: deque = deque(maxlen=4096)
+        self._latest: FrameResult | None = None
+        self.source_ended = False
+
+    # -- public ------------------------------------------------------------------------------
+    @property
+    def classifier(self) -> Classifier:
+        """The current model (worker 0's instance): labels, spec, runtime for status reports."""
+        return self._classifiers[0]
+
+    @property
+    def latest(self) -> FrameResult | None:
+        """The most recent result delivered (for snapshots and previews)."""
+        return self._latest
+
+    @property
+    def frames(self) -> int:
+        return self._delivered
+
+    def run(self) -> None:
+        """Start the stages and block until the source ends, ``max_frames`` or :meth:`stop`."""
+        self._started = time.monotonic()
+        self._threads = [threading.Thread(target=self._capture, name="capture", daemon=True)]
+        self._threads += [threading.Thread(target=self._work, args=(i,), name=f"worker-{i}", daemon=True)
+                          for i in range(self.workers)]
+        publisher = threading.Thread(target=self._publish, name="publisher", daemon=True)
+        self._threads.append(publisher)
+        for thread in self._threads:
+            thread.start()
+        try:
+            while not self._done.wait(0.2):
+                pass
+        finally:
+            self.stop()
+            for thread in self._threads:
+                thread.join(timeout=1.0)
+
+    def stop(self) -> None:
+        """Ask every stage to finish; safe from any thread and from signal handlers."""
+        self._stop.set()
+        self._done.set()
+        interrupt = getattr(self.source, "interrupt", None)
+        if interrupt is not None:
+            interrupt()
+
+    def alive(self) -> bool:
+        """True while every stage thread runs (the watchdog pings only then)."""
+        return bool(self._threads) and all(t.is_alive() for t in self._threads)
+
+    def swap_classifiers(self, make_classifier: Callable[[], Classifier]) -> Classifier:
+        """Build a new classifier per worker, then switch; on any error the old ones keep running."""
+        fresh = [make_classifier() for _ in range(self.workers)]
+        with self._swap_lock:
+            self._classifiers = fresh
+            self._generation += 1
+        log.info("model swapped in: %s %s", fresh[0].name, fresh[0].version)
+        return fresh[0]
+
+    def stats(self) -> dict:
+        """Throughput, drops, queue depths and per-stage latency percentiles (ms) over recent frames."""
+        now = time.monotonic()
+        recent = [t for t in list(self._times) if now - t <= FPS_WINDOW_S]
+        span = min(FPS_WINDOW_S, now - self._started) if self._started else 0.0
+        fps = len(recent) / span if span > 0.5 else 0.0
+        elapsed = now - self._started if self._started else 0.0
+        latency = {}
+        for stage, values in self._lat.items():
+            data = np.fromiter(list(values), dtype=np.float64)
+            if data.size:
+                p50, p90, p99 = np.percentile(data, (50, 90, 99))
+                latency[stage] = {"p50": round(float(p50), 2), "p90": round(float(p90), 2),
+                                  "p99": round(float(p99), 2)}
+        source = {"name": getattr(self.source, "name", "?"), "live": self.live,
+                  "reopens": getattr(self.source, "reopens", 0), "gap_s": round(getattr(self.source, "gap_s", 0.0), 2),
+                  "down": getattr(self.source, "failing_since", None) is not None}
+        return {
+            "fps": round(fps, 2),
+            "fps_avg": round(self._delivered / elapsed, 2) if elapsed > 0 else 0.0,
+            "frames": self._delivered,
+            "dropped": self._dropped + int(getattr(self.source, "dropped", 0)),
+            "errors": self._errors,
+            "queue": {"input": self._inputs.qsize(), "results": self._results.qsize()},
+            "workers": self.workers,
+            "latency_ms": latency,
+            "source": source,
+        }
+
+    # -- stages ------------------------------------------------------------------------------
+    def _capture(self) -> None:
+        try:
+            while not self._stop.is_set():
+                frame = self.source.read()
+                if frame is None:
+                    self.source_ended = not self._stop.is_set()
+                    break
+                self._enqueue(frame)
+        except Exception:  # noqa: BLE001 - report, then end the run rather than hang it
+            log.exception("capture stage failed")
+            self._errors += 1
+        finally:
+            for _ in range(self.workers):
+                self._put_blocking(_END)
+
+    def _enqueue(self, frame: Frame) -> None:
+        if self.live:
+            while True:
+                try:
+                    self._inputs.put_nowait(frame)
+                    return
+                except queue.Full:
+                    try:
+                        self._inputs.get_nowait()  # the stale frame goes; a camera serves the newest
+                        self._dropped += 1
+                    except queue.Empty:
+                        pass
+        else:
+            self._put_blocking(frame)
+
+    def _put_blocking(self, item: object) -> None:
+        while True:
+            try:
+                self._inputs.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                if self._stop.is_set() and item is not _END:
+                    return
+                if self._stop.is_set():  # make room for the end marker
+                    try:
+                        self._inputs.get_nowait()
+                    except queue.Empty:
+                        pass
+
+    def _take(self) -> tuple[object, int]:
+        # get + numbering under one lock: sequence numbers follow queue order exactly
+        while True:
+            if self._stop.is_set():
+                return _END, -1
+            with self._take_lock:
+                try:
+                    item = self._inputs.get(timeout=0.1)
+                except queue.Empty:
+                    item = None
+                if item is not None:
+                    seq = self._next_seq
+                    if item is not _END:
+                        self._next_seq += 1
+                    return item, seq
+
+    def _work(self, index: int) -> None:
+        generation, classifier = self._generation, self._classifiers[index]
+        while True:
+            item, seq = self._take()
+            if item is _END:
+                self._results.put((seq, _END))
+                return
+            frame: Frame = item  # type: ignore[assignment]
+            if generation != self._generation:
+                with self._swap_lock:
+                    generation, classifier = self._generation, self._classifiers[index]
+            picked = time.time()
+            try:
+                t0 = time.perf_counter()
+                tensor = classifier.preprocess(frame.image, frame.order)
+                t1 = time.perf_counter()
+                scores = classifier.infer(tensor)
+                t2 = time.perf_counter()
+                top = classifier.predictions(scores)
+                t3 = time.perf_counter()
+            except Exception:  # noqa: BLE001 - one bad frame must not stop the camera
+                self._errors += 1
+                log.exception("frame %d failed", frame.number)
+                self._results.put((seq, None))
+                continue
+            latency = {"capture": frame.capture_ms, "queue": max(0.0, (picked - frame.timestamp) * 1e3),
+                       "preprocess": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
+            result = FrameResult(frame, Classification(top, latency), latency,
+                                 {"name": classifier.name, "version": classifier.version}, seq, time.perf_counter())
+            self._results.put((seq, result))
+
+    def _publish(self) -> None:
+        pending: list[tuple[int, int, object]] = []
+        expected, ended, tiebreak = 0, 0, 0
+        while ended < self.workers:
+            try:
+                seq, result = self._results.get(timeout=0.1)
+            except queue.Empty:
+                if self._stop.is_set() and not any(t.is_alive() for t in self._threads if t.name.startswith("worker")):
+                    break
+                continue
+            if result is _END:
+                ended += 1
+                continue
+            tiebreak += 1
+            heapq.heappush(pending, (seq, tiebreak, result))
+            while pending and pending[0][0] <= expected:
+                _, _, ready = heapq.heappop(pending)
+                expected += 1
+                if ready is not None and not self._deliver(ready):  # type: ignore[arg-type]
+                    return
+        # flush what arrived out of order before the end
+        while pending:
+            _, _, ready = heapq.heappop(pending)
+            if ready is not None and not self._deliver(ready):  # type: ignore[arg-type]
+                return
+        self._done.set()
+
+    def _deliver(self, result: FrameResult) -> bool:
+        """Hand one result to the consumer; False once ``max_frames`` is reached."""
+        if self.max_frames is not None and self._delivered >= self.max_frames:
+            self._done.set()
+            return False
+        now = time.perf_counter()
+        latency = result.latency_ms
+        latency["publish"] = (now - result.done_at) * 1e3
+        latency["total"] = latency["capture"] + (time.time() - result.frame.timestamp) * 1e3
+        for stage in STAGES:
+            self._lat[stage].append(latency[stage])
+        try:
+            self.on_result(result)
+        except Exception:  # noqa: BLE001 - a failing consumer must not stop classification
+            self._errors += 1
+            log.exception("result consumer failed on frame %d", result.frame.number)
+        self._lat["consumers"].append((time.perf_counter() - now) * 1e3)
+        self._latest = result
+        self._delivered += 1
+        self._times.append(time.monotonic())
+        if self.max_frames is not None and self._delivered >= self.max_frames:
+            self._done.set()
+            self._stop.set()
+            interrupt = getattr(self.source, "interrupt", None)
+            if interrupt is not None:
+                interrupt()
+            return False
+        return True
