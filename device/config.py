@@ -1,0 +1,287 @@
+"""The daemon's TOML config: one declarative schema, validated at start with messages naming the key.
+
+Every key is one :class:`Key` entry in :data:`SCHEMA` (type, default, range or choices, doc). The
+example file ``systemd/edgesight.toml`` is rendered from the same table (``render_example``), and a
+test checks the two agree, so a key cannot exist undocumented. To add a section (``[http]``,
+``[capture]``, ``[drift]``...) append one ``Section(...)`` to :data:`SCHEMA`; nothing else changes.
+
+A wrong file is one line and exit 2, e.g.
+``config.toml: [mqtt] port: expected an integer 1..65535, got "abc"``.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from .errors import ConfigError
+
+DEFAULT_PATH = Path("/etc/edgesight/edgesight.toml")
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key: its type, default, allowed values and the doc line shown in the example."""
+
+    name: str
+    type: type  # str, int, float, bool or list (of str)
+    default: Any
+    doc: str
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str, ...] | None = None  # for str, or the allowed items of a list
+    example: Any = None  # shown (commented out) in the example file when the default is None
+
+    def describe(self) -> str:
+        kind = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+                list: "a list of strings"}[self.type]
+        if self.choices:
+            kind = ("a list of " if self.type is list else "one of ") + ", ".join(f'"{c}"' for c in self.choices)
+        if self.min is not None or self.max is not None:
+            low = "" if self.min is None else f"{self.min:g}"
+            high = "" if self.max is None else f"{self.max:g}"
+            kind += f" {low}..{high}"
+        return kind
+
+    def check(self, value: Any) -> Any:
+        """Return the value (ints widened to float where a number is wanted) or raise ValueError."""
+        if self.type is bool:
+            ok = isinstance(value, bool)
+        elif self.type is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif self.type is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            value = float(value) if ok else value
+        elif self.type is list:
+            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        else:
+            ok = isinstance(value, str)
+        if ok and self.min is not None and value < self.min:
+            ok = False
+        if ok and self.max is not None and value > self.max:
+            ok = False
+        if ok and self.choices:
+            items = value if self.type is list else [value]
+            ok = all(item in self.choices for item in items)
+        if not ok:
+            raise ValueError(f"expected {self.describe()}, got {json.dumps(value)}")
+        return value
+
+
+@dataclass(frozen=True)
+class Section:
+    """A ``[section]`` of the file: its doc and its keys, in the order the example shows them."""
+
+    name: str
+    doc: str
+    keys: tuple[Key, ...]
+
+    def key(self, name: str) -> Key | None:
+        return next((k for k in self.keys if k.name == name), None)
+
+
+SCHEMA: list[Section] = [
+    Section("model", "Which model to run and how many interpreters run it.", (
+        Key("path", str, None, "bundle directory (or a bare .tflite with labels)", example="/opt/edgesight/models/current"),
+        Key("labels", str, None, "labels file, only for a bare .tflite", example="/opt/edgesight/models/labels.txt"),
+        Key("file", str, None, "bundle variant to run instead of the default model", example="model_fp16.tflite"),
+        Key("runtime", str, "litert", "inference runtime (litert; others when installed)"),
+        Key("crop", str, None, "override the bundle's fit: centre-crop or stretch",
+            choices=("centre", "center", "stretch"), example="centre"),
+        Key("top_k", int, 3, "classes reported per frame", min=1, max=100),
+        Key("workers", int, 0, "interpreters in parallel; 0 = one per CPU core", min=0, max=64),
+        Key("threads", int, 0, "threads per interpreter; 0 = 1 with several workers, else all cores",
+            min=0, max=64),
+    )),
+    Section("source", "Where frames come from.", (
+        Key("spec", str, "0", 'camera index, "picamera2[:N]", "jetson-csi[:N]", an rtsp/http URL, '
+            'a video file, a folder of images, or a GStreamer pipeline (contains " ! ")'),
+        Key("realtime", bool, False, "pace a video file or folder to its frame rate and drop late frames, like a camera"),
+        Key("loop", bool, False, "start a video file or folder again at its end instead of stopping"),
+        Key("width", int, 0, "capture width for cameras; 0 = the camera's default", min=0, max=7680),
+        Key("height", int, 0, "capture height for cameras; 0 = the camera's default", min=0, max=4320),
+        Key("fps", float, 0.0, "camera frame rate (or image-folder rate with realtime); 0 = default", min=0, max=240),
+        Key("stream", str, "main", "picamera2 stream to classify: main (RGB888) or lores (ISP-scaled YUV420)",
+            choices=("main", "lores")),
+        Key("reopen_initial", float, 0.5, "seconds before the first reopen attempt after a failure", min=0.05, max=60),
+        Key("reopen_max", float, 30.0, "longest wait between reopen attempts (exponential backoff)", min=0.1, max=3600),
+    )),
+    Section("mqtt", "Broker connection and what is published (topics: see README).", (
+        Key("enabled", bool, True, "publish over MQTT; false = classify and log only"),
+        Key("host", str, "localhost", "broker host name or address"),
+        Key("port", int, 1883, "broker port (8883 is usual with TLS)", min=1, max=65535),
+        Key("device_id", str, None, "this device's id in topics and Home Assistant; default: the host name",
+            example="porch-pi"),
+        Key("prefix", str, None, "topic prefix; default edgesight/<device_id>", example="edgesight/porch-pi"),
+        Key("client_id", str, None, "MQTT client id; default edgesight-<device_id>", example="edgesight-porch-pi"),
+        Key("username", str, None, "broker user name", example="edgesight"),
+        Key("password", str, None, "broker password (prefer password_file)", example="secret"),
+        Key("password_file", str, None, "file holding the broker password (first line)",
+            example="/etc/edgesight/mqtt-password"),
+        Key("keepalive", int, 30, "seconds between keep-alive pings; the Last Will fires after 1.5x this",
+            min=5, max=3600),
+        Key("tls", bool, False, "connect with TLS (system CA store unless ca_file is set)"),
+        Key("ca_file", str, None, "CA certificate (PEM) that signed the broker's certificate",
+            example="/etc/edgesight/ca.crt"),
+        Key("cert_file", str, None, "client certificate (PEM) for mutual TLS", example="/etc/edgesight/client.crt"),
+        Key("key_file", str, None, "client private key (PEM) for mutual TLS", example="/etc/edgesight/client.key"),
+        Key("tls_insecure", bool, False, "skip the broker host name check (testing only)"),
+        Key("reconnect_min", int, 1, "seconds before the first reconnect attempt", min=1, max=600),
+        Key("reconnect_max", int, 30, "longest wait between reconnect attempts", min=1, max=3600),
+        Key("result_every", int, 1, "publish every Nth classified frame on <prefix>/result; 0 = never",
+            min=0, max=1_000_000),
+        Key("result_retain", bool, False, "retain the latest result message"),
+        Key("stats_interval", float, 10.0, "seconds between <prefix>/stats messages", min=0.5, max=86400),
+        Key("discovery", bool, True, "publish Home Assistant MQTT discovery"),
+        Key("discovery_prefix", str, "homeassistant", "Home Assistant discovery prefix"),
+        Key("commands", list, [], "commands accepted on <prefix>/cmd/<verb>", choices=("reload", "snapshot")),
+    )),
+    Section("state", "How per-frame results become the retained <prefix>/state.", (
+        Key("window", int, 5, "frames in the moving average of scores", min=1, max=1000),
+        Key("threshold", float, 0.5, "smoothed score a label needs; below it the state is unknown", min=0, max=1),
+        Key("min_dwell", float, 1.0, "seconds a new label must persist before the state changes", min=0, max=3600),
+        Key("unknown_label", str, "unknown", "state label when nothing reaches the threshold"),
+    )),
+    Section("snapshot", "Where cmd/snapshot saves the current frame (JPEG) and its result (JSON).", (
+        Key("dir", str, "/var/lib/edgesight/snapshots", "folder for snapshots (created if missing)"),
+        Key("quality", int, 90, "JPEG quality", min=1, max=100),
+    )),
+]
+
+
+def find_section(name: str) -> Section | None:
+    return next((s for s in SCHEMA if s.name == name), None)
+
+
+class SectionValues(dict):
+    """The values of one section; keys are also attributes (``config.mqtt.port``)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+@dataclass
+class Config:
+    """Validated values of every section (defaults filled in) and where they came from."""
+
+    sections: dict[str, SectionValues]
+    path: Path | None = None
+    origin: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> SectionValues:
+        sections = self.__dict__.get("sections", {})
+        if name in sections:
+            return sections[name]
+        raise AttributeError(name)
+
+    def __getitem__(self, name: str) -> SectionValues:
+        return self.sections[name]
+
+    def override(self, values: Mapping[tuple[str, str], Any], where: str = "command line") -> None:
+        """Apply values (e.g. CLI flags) over the file, validated like the file."""
+        for (section_name, key_name), value in values.items():
+            if value is None:
+                continue
+            key = find_section(section_name).key(key_name)  # type: ignore[union-attr]
+            try:
+                self.sections[section_name][key_name] = key.check(value)  # type: ignore[union-attr]
+            except ValueError as exc:
+                raise ConfigError(f"{where}: [{section_name}] {key_name}: {exc}") from None
+            self.origin[(section_name, key_name)] = where
+
+    # derived values the daemon needs in several places
+    @property
+    def device_id(self) -> str:
+        return self.mqtt.device_id or default_device_id()
+
+    @property
+    def topic_prefix(self) -> str:
+        return (self.mqtt.prefix or f"edgesight/{self.device_id}").rstrip("/")
+
+
+def default_device_id() -> str:
+    """The host name, reduced to characters that are safe in topics and HA unique ids."""
+    name = socket.gethostname().split(".")[0].lower()
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name) or "edgesight"
+
+
+def defaults() -> Config:
+    return Config({s.name: SectionValues({k.name: _copy(k.default) for k in s.keys}) for s in SCHEMA})
+
+
+def _copy(value: Any) -> Any:
+    return list(value) if isinstance(value, list) else value
+
+
+def validate(data: Mapping[str, Any], where: str) -> Config:
+    """Check parsed TOML against :data:`SCHEMA`; the first problem is one ConfigError line."""
+    config = defaults()
+    for section_name, table in data.items():
+        section = find_section(section_name)
+        if section is None:
+            known = ", ".join(s.name for s in SCHEMA)
+            raise ConfigError(f"{where}: [{section_name}]: unknown section (known: {known})")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: {section_name}: expected a [{section_name}] table")
+        for key_name, value in table.items():
+            key = section.key(key_name)
+            if key is None:
+                known = ", ".join(k.name for k in section.keys)
+                raise ConfigError(f"{where}: [{section_name}] {key_name}: unknown key (known: {known})")
+            try:
+                config.sections[section_name][key_name] = key.check(value)
+            except ValueError as exc:
+                raise ConfigError(f"{where}: [{section_name}] {key_name}: {exc}") from None
+            config.origin[(section_name, key_name)] = where
+    return config
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read and validate a TOML file; ``None`` gives the defaults."""
+    if path is None:
+        return defaults()
+    path = Path(path)
+    where = str(path)
+    if not path.exists():
+        raise ConfigError(f"{where}: no such config file")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML ({exc})") from None
+    except (UnicodeDecodeError, OSError) as exc:
+        raise ConfigError(f"{where}: cannot read ({exc})") from None
+    config = validate(data, where)
+    config.path = path
+    return config
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return json.dumps(value)
+
+
+def render_example(sections: Iterable[Section] = SCHEMA) -> str:
+    """The documented example config: every key with its doc, allowed values and default."""
+    lines = ["# edgesight daemon config (TOML). Every key is optional; shown values are the defaults.",
+             "# Commented-out keys have no default; the value shown is an example.",
+             "# Rendered from edgesight.device.config.SCHEMA: edit the schema, then the file.", ""]
+    for section in sections:
+        lines += [f"# {section.doc}", f"[{section.name}]"]
+        for key in section.keys:
+            lines.append(f"# {key.doc} ({key.describe()})")
+            if key.default is None:
+                lines.append(f"# {key.name} = {_toml_value(key.example)}")
+            else:
+                lines.append(f"{key.name} = {_toml_value(key.default)}")
+        lines.append("")
+    return "\n".join(lines)
