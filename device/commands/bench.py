@@ -1,0 +1,157 @@
+"""``edgesight bench``: latency and throughput of models, bundles and runtimes, side by side.
+
+Prints a table a person reads at a glance, writes the same figures as JSON (``--json``) and
+Markdown (``--markdown``), and shows a progress bar on stderr while it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+
+from ..bench import STAGES, Settings, Target, default_thread_counts, run_bench, steps_per_target, write_json
+from ..bench_report import render
+from ..bench_video import check_source, iter_frames, make_test_video, scene_origin
+from ..bundle import load_bundle, resolve_model
+from ..errors import SourceError, UsageError
+from ..preprocess import FITS, list_images
+from ..runtimes import RUNTIMES
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, e.g. 1,2,4; got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"thread counts must be 1 or more; got {text!r}")
+    return values
+
+
+def _name_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("models", metavar="MODEL_OR_BUNDLE", nargs="+",
+                        help="bundle directories or .tflite files, measured side by side")
+    parser.add_argument("--labels", metavar="FILE", help="labels file for bare .tflite models")
+    parser.add_argument("--threads", type=_int_list, default=None, metavar="LIST",
+                        help=f"interpreter thread counts for the invoke latency (default: "
+                             f"{','.join(map(str, default_thread_counts()))} on this machine)")
+    parser.add_argument("--runs", type=int, default=200, metavar="N", help="timed invokes per thread count (200)")
+    parser.add_argument("--warmup", type=int, default=20, metavar="N", help="untimed invokes first (20)")
+    parser.add_argument("--source", metavar="FILE_OR_DIR",
+                        help="video file or image folder for the pipeline runs (default: a generated 720p video)")
+    parser.add_argument("--frames", type=int, default=300, metavar="N",
+                        help="frames per pipeline/sequential run, and the generated video's length (300)")
+    parser.add_argument("--runtime", type=_name_list, default=["litert"], metavar="LIST",
+                        help=f"runtimes to compare, comma-separated, or 'all' available ({', '.join(RUNTIMES)})")
+    parser.add_argument("--crop", choices=FITS + ("center",), default=None, help="frame fit (default: the model's)")
+    parser.add_argument("--all-variants", action="store_true",
+                        help="for a bundle, measure every .tflite it holds (int8, fp16, float ...)")
+    parser.add_argument("--mqtt", action="store_true",
+                        help="also measure capture-to-subscriber latency through a local mosquitto")
+    parser.add_argument("--cold-runs", type=int, default=3, metavar="N", help="cold starts to time (3)")
+    parser.add_argument("--skip", type=_name_list, default=[], metavar="LIST",
+                        help=f"measurements to leave out: {','.join(s for s in STAGES if s != 'mqtt')}")
+    parser.add_argument("--json", metavar="OUT", help="write every figure as JSON")
+    parser.add_argument("--markdown", metavar="OUT", help="write the tables as Markdown")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def available_runtimes() -> list[str]:
+    """Runtimes this machine can use: the runtimes package's own answer when it has one."""
+    from .. import runtimes
+
+    probe = getattr(runtimes, "available_runtimes", None)
+    return list(probe()) if probe else ["litert"]
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse bad flags before minutes of measuring, with one line naming the flag."""
+    if args.runs < 1:
+        raise UsageError("--runs must be at least 1")
+    if args.warmup < 0:
+        raise UsageError("--warmup must be 0 or more")
+    if args.frames < 2:
+        raise UsageError("--frames must be at least 2 (fps needs two results)")
+    if args.cold_runs < 1:
+        raise UsageError("--cold-runs must be at least 1")
+    unknown = [name for name in args.skip if name not in STAGES]
+    if unknown:
+        raise UsageError(f"--skip: unknown measurement(s) {', '.join(unknown)}; choose from {', '.join(STAGES)}")
+    runtimes = available_runtimes() if args.runtime == ["all"] else args.runtime
+    unknown = [name for name in runtimes if name not in RUNTIMES]
+    if unknown:
+        raise UsageError(f"--runtime: unknown runtime(s) {', '.join(unknown)}; choose from "
+                         f"{', '.join(sorted(RUNTIMES))} or all")
+    args.runtime = runtimes
+
+
+def targets(args: argparse.Namespace) -> list[Target]:
+    """One target per model (per bundle variant with --all-variants) per runtime; models checked now."""
+    fit = {"center": "centre"}.get(args.crop, args.crop)
+    found = []
+    for model in args.models:
+        spec = resolve_model(model, args.labels)  # a missing file or a tampered bundle fails here
+        variants: list[str | None] = [None]
+        if args.all_variants and spec.bundle_dir is not None:
+            bundle = load_bundle(spec.bundle_dir)
+            variants = [name for name in bundle.manifest["files"] if name.endswith(".tflite")]
+        labels = args.labels if spec.bundle_dir is None else None
+        for variant in variants:
+            for runtime in args.runtime:
+                found.append(Target(model=str(model), labels=labels, runtime=runtime, model_file=variant, fit=fit))
+    return found
+
+
+def prepare_source(args: argparse.Namespace, workdir: Path) -> Path:
+    if args.source:
+        source = Path(args.source)
+        check_source(source)
+        return source
+    return make_test_video(workdir / "bench-720p.mp4", frames=args.frames)
+
+
+def cold_start_image(source: Path, workdir: Path) -> Path:
+    """An image file for ``predict``: the folder's first image, or the video's first frame as JPEG."""
+    if source.is_dir():
+        return list_images([source])[0]
+    path = workdir / "first-frame.jpg"
+    if not cv2.imwrite(str(path), next(iter_frames(source, 1))):
+        raise SourceError(f"{path}: could not write the cold-start image")
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    check_args(args)
+    chosen = targets(args)
+    with tempfile.TemporaryDirectory(prefix="edgesight-bench-") as tmp:
+        workdir = Path(tmp)
+        source = prepare_source(args, workdir)
+        settings = Settings(threads=args.threads or default_thread_counts(), runs=args.runs, warmup=args.warmup,
+                            frames=args.frames, source=source, mqtt=args.mqtt, cold_runs=args.cold_runs,
+                            cold_image=cold_start_image(source, workdir), skip=frozenset(args.skip))
+        with tqdm(total=steps_per_target(settings) * len(chosen), desc="bench", unit="step", file=sys.stderr,
+                  disable=True if args.no_progress else None, leave=False) as bar:
+            def step(label: str) -> None:
+                bar.set_postfix_str(label, refresh=False)
+                bar.update()
+
+            report = run_bench(chosen, settings, source, step)
+    if args.source is None:
+        report["source"]["path"] = f"generated: {scene_origin()} panned, mp4v"
+    if args.json:
+        write_json(report, Path(args.json))
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(render(report, markdown=True), encoding="utf-8")
+    print(render(report))
+    return 1 if any("error" in row for row in report["models"]) else 0
