@@ -290,6 +290,7 @@ def cold_start(target: Target, image: Path, runs: int) -> Latency:
         command += ["--model-file", target.model_file]
     if target.fit:
         command += ["--crop", target.fit]
+    command += ["--runtime", target.runtime]
     samples = []
     for _ in range(runs):
         t0 = time.perf_counter()
@@ -363,7 +364,7 @@ def bench_target(target: Target, settings: Settings, source: Path, step: Step) -
         from .bench_mqtt import measure_mqtt  # paho and mosquitto only when asked for
         report["mqtt"] = measure_mqtt(child_target, source, settings.frames)
     step("mqtt")
-    if "cold_start" not in skip and target.runtime == "litert" and settings.cold_image is not None:
+    if "cold_start" not in skip and settings.cold_image is not None:
         report["cold_start"] = cold_start(target, settings.cold_image, settings.cold_runs).as_dict()
     step("cold start")
     add_ratios(report)

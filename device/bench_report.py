@@ -157,19 +157,36 @@ def stage_rows(report: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def _drop_column(headers: Row, rows: list[Row], index: int) -> tuple[Row, list[Row]]:
+    return headers[:index] + headers[index + 1:], [row[:index] + row[index + 1:] for row in rows]
+
+
 def render(report: dict[str, Any], markdown: bool = False) -> str:
-    """The whole report: headline, the glance table, then the detail tables."""
+    """The whole report: headline, the glance table, then the detail tables.
+
+    When every row ran on the same runtime it is named once in the headline, not in a column.
+    """
     threads = "/".join(str(t) for t in report["settings"]["threads"])
+    runtimes = {runtime_label(row) for row in report["models"] if row.get("runtime")}
+    one_runtime = len(runtimes) == 1
     heading = (lambda text: f"\n### {text}\n") if markdown else (lambda text: f"\n{text}")
-    parts = [headline(report) if not markdown else "```\n" + headline(report) + "\n```"]
+    head = headline(report) + (f"; runtime: {next(iter(runtimes))}" if one_runtime else "")
+    parts = ["```\n" + head + "\n```" if markdown else head]
+    headers = ["model", "runtime", f"invoke p50 ms ({threads} thr)", "limit fps", "seq fps", "pipeline fps",
+               "pipe/limit", "pipe/seq", "pipe latency p50 ms", "MQTT e2e p50/p99 ms", "cold start ms",
+               "peak RSS MB seq/pipe"]
+    rows = glance_rows(report)
+    if one_runtime:
+        headers, rows = _drop_column(headers, rows, 1)
     parts += [heading("At a glance (fps: frames per second; ms: milliseconds; limit = cores / CPU ms per frame)"),
-              table(["model", "runtime", f"invoke p50 ms ({threads} thr)", "limit fps", "seq fps",
-                     "pipeline fps", "pipe/limit", "pipe/seq", "pipe latency p50 ms", "MQTT e2e p50/p99 ms",
-                     "cold start ms", "peak RSS MB seq/pipe"], glance_rows(report), markdown)]
+              table(headers, rows, markdown)]
     if any(row.get("invoke") for row in report["models"]):
+        headers = ["model", "runtime", "input", "threads", "mean", "p50", "p90", "p99", "min", "max"]
+        rows = invoke_rows(report)
+        if one_runtime:
+            headers, rows = _drop_column(headers, rows, 1)
         parts += [heading("Invoke latency (ms): the interpreter call alone, after warm-up"),
-                  table(["model", "runtime", "input", "threads", "mean", "p50", "p90", "p99", "min", "max"],
-                        invoke_rows(report), markdown)]
+                  table(headers, rows, markdown)]
     prep = preprocess_rows(report)
     if prep:
         sizes = next(list(row["preprocess"]) for row in report["models"] if row.get("preprocess"))
@@ -179,11 +196,23 @@ def render(report: dict[str, Any], markdown: bool = False) -> str:
     if stages:
         parts += [heading("Per-stage latency (ms) on the file source"),
                   table(["model", "run", "stage", "mean", "p50", "p90", "p99", "max"], stages, markdown)]
-    notes = [f"{model_label(row)}: pipeline skipped ({row['pipeline']['skipped']})"
-             for row in report["models"] if (row.get("pipeline") or {}).get("skipped")]
-    if notes:
-        parts += ["", *notes]
+    mqtt = mqtt_rows(report)
+    if mqtt:
+        parts += [heading("MQTT end to end (ms), source paced to its frame rate like a camera"),
+                  table(["model", "broker", "received", "e2e p50", "e2e p99", "pipeline p50", "pub->sub p50",
+                         "pub->sub p99"], mqtt, markdown)]
     return "\n".join(parts) + "\n"
+
+
+def mqtt_rows(report: dict[str, Any]) -> list[Row]:
+    rows = []
+    for row in report["models"]:
+        mqtt = row.get("mqtt")
+        if mqtt:
+            rows.append([model_label(row), mqtt["broker"], f"{mqtt['received']}/{mqtt['published']}",
+                         fmt(mqtt["e2e"]["p50"], 2), fmt(mqtt["e2e"]["p99"], 2), fmt(mqtt["pipeline"]["p50"], 2),
+                         fmt(mqtt["transit"]["p50"], 2), fmt(mqtt["transit"]["p99"], 2)])
+    return rows
 
 
 # --------------------------------------------------------------------------- comparing two runs

@@ -16,31 +16,31 @@ import cv2
 from ..bench import STAGES, Settings, Target, default_thread_counts, run_bench, steps_per_target, write_json
 from ..bench_report import render
 from ..bench_video import check_source, iter_frames, make_test_video, scene_origin
-from ..bundle import load_bundle, resolve_model
+from ..bundle import ModelSpec, load_bundle, resolve_model
 from ..errors import SourceError, UsageError
 from ..preprocess import FITS, list_images
 from ..runtimes import RUNTIMES
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, e.g. 1,2,4; got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"thread counts must be 1 or more; got {text!r}")
-    return values
-
-
-def _name_list(text: str) -> list[str]:
+def _names(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _thread_counts(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in _names(text)]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise UsageError(f"--threads: expected comma-separated counts of 1 or more, e.g. 1,2,4; got {text!r}")
+    return values
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("models", metavar="MODEL_OR_BUNDLE", nargs="+",
                         help="bundle directories or .tflite files, measured side by side")
     parser.add_argument("--labels", metavar="FILE", help="labels file for bare .tflite models")
-    parser.add_argument("--threads", type=_int_list, default=None, metavar="LIST",
+    parser.add_argument("--threads", default=None, metavar="LIST",
                         help=f"interpreter thread counts for the invoke latency (default: "
                              f"{','.join(map(str, default_thread_counts()))} on this machine)")
     parser.add_argument("--runs", type=int, default=200, metavar="N", help="timed invokes per thread count (200)")
@@ -49,27 +49,29 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="video file or image folder for the pipeline runs (default: a generated 720p video)")
     parser.add_argument("--frames", type=int, default=300, metavar="N",
                         help="frames per pipeline/sequential run, and the generated video's length (300)")
-    parser.add_argument("--runtime", type=_name_list, default=["litert"], metavar="LIST",
-                        help=f"runtimes to compare, comma-separated, or 'all' available ({', '.join(RUNTIMES)})")
+    parser.add_argument("--runtime", default="all", metavar="LIST",
+                        help=f"runtimes to compare, comma-separated ({', '.join(RUNTIMES)}), or all (default): "
+                             f"every runtime this machine can run the model on")
     parser.add_argument("--crop", choices=FITS + ("center",), default=None, help="frame fit (default: the model's)")
     parser.add_argument("--all-variants", action="store_true",
                         help="for a bundle, measure every .tflite it holds (int8, fp16, float ...)")
     parser.add_argument("--mqtt", action="store_true",
                         help="also measure capture-to-subscriber latency through a local mosquitto")
     parser.add_argument("--cold-runs", type=int, default=3, metavar="N", help="cold starts to time (3)")
-    parser.add_argument("--skip", type=_name_list, default=[], metavar="LIST",
+    parser.add_argument("--skip", default="", metavar="LIST",
                         help=f"measurements to leave out: {','.join(s for s in STAGES if s != 'mqtt')}")
     parser.add_argument("--json", metavar="OUT", help="write every figure as JSON")
     parser.add_argument("--markdown", metavar="OUT", help="write the tables as Markdown")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
-def available_runtimes() -> list[str]:
-    """Runtimes this machine can use: the runtimes package's own answer when it has one."""
+def available_runtimes(spec: ModelSpec) -> list[str]:
+    """Runtimes this machine can run ``spec`` on: the runtimes package's answer when it has one."""
     from .. import runtimes
 
     probe = getattr(runtimes, "available_runtimes", None)
-    return list(probe()) if probe else ["litert"]
+    found = list(probe(spec)) if probe else []
+    return found or ["litert"]
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -82,15 +84,16 @@ def check_args(args: argparse.Namespace) -> None:
         raise UsageError("--frames must be at least 2 (fps needs two results)")
     if args.cold_runs < 1:
         raise UsageError("--cold-runs must be at least 1")
+    args.threads = _thread_counts(args.threads) if args.threads is not None else default_thread_counts()
+    args.skip = _names(args.skip)
     unknown = [name for name in args.skip if name not in STAGES]
     if unknown:
         raise UsageError(f"--skip: unknown measurement(s) {', '.join(unknown)}; choose from {', '.join(STAGES)}")
-    runtimes = available_runtimes() if args.runtime == ["all"] else args.runtime
-    unknown = [name for name in runtimes if name not in RUNTIMES]
-    if unknown:
-        raise UsageError(f"--runtime: unknown runtime(s) {', '.join(unknown)}; choose from "
+    args.runtime = ["all"] if args.runtime.strip() == "all" else _names(args.runtime)
+    unknown = [name for name in args.runtime if name not in RUNTIMES and name != "all"]
+    if unknown or not args.runtime:
+        raise UsageError(f"--runtime: unknown runtime(s) {', '.join(unknown) or repr('')}; choose from "
                          f"{', '.join(sorted(RUNTIMES))} or all")
-    args.runtime = runtimes
 
 
 def targets(args: argparse.Namespace) -> list[Target]:
@@ -105,7 +108,7 @@ def targets(args: argparse.Namespace) -> list[Target]:
             variants = [name for name in bundle.manifest["files"] if name.endswith(".tflite")]
         labels = args.labels if spec.bundle_dir is None else None
         for variant in variants:
-            for runtime in args.runtime:
+            for runtime in available_runtimes(spec) if args.runtime == ["all"] else args.runtime:
                 found.append(Target(model=str(model), labels=labels, runtime=runtime, model_file=variant, fit=fit))
     return found
 
@@ -136,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="edgesight-bench-") as tmp:
         workdir = Path(tmp)
         source = prepare_source(args, workdir)
-        settings = Settings(threads=args.threads or default_thread_counts(), runs=args.runs, warmup=args.warmup,
+        settings = Settings(threads=args.threads, runs=args.runs, warmup=args.warmup,
                             frames=args.frames, source=source, mqtt=args.mqtt, cold_runs=args.cold_runs,
                             cold_image=cold_start_image(source, workdir), skip=frozenset(args.skip))
         with tqdm(total=steps_per_target(settings) * len(chosen), desc="bench", unit="step", file=sys.stderr,
