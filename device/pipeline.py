@@ -143,8 +143,9 @@ class Pipeline:
                 pass
         finally:
             self.stop()
+            deadline = time.monotonic() + 1.0  # one budget for all: SIGTERM must end within 2 s
             for thread in self._threads:
-                thread.join(timeout=1.0)
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def stop(self) -> None:
         """Ask every stage to finish; safe from any thread and from signal handlers."""
@@ -172,7 +173,7 @@ class Pipeline:
         now = time.monotonic()
         recent = [t for t in list(self._times) if now - t <= FPS_WINDOW_S]
         span = min(FPS_WINDOW_S, now - self._started) if self._started else 0.0
-        fps = len(recent) / span if span > 0.5 else 0.0
+        fps = len(recent) / span if span > 0.1 else 0.0
         elapsed = now - self._started if self._started else 0.0
         latency = {}
         for stage, values in self._lat.items():

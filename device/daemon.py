@@ -1,0 +1,263 @@
+"""The daemon: config -> source -> pipeline -> consumers (MQTT, ...), commands, stats, systemd.
+
+Each classified frame is fanned out to ``Daemon.consumers``, a plain list of callables run on
+the pipeline's publisher thread in frame order. Adding a consumer (a status page, a retraining
+capture writer, a drift monitor) is one ``daemon.consumers.append(fn)``; a consumer that does
+slow I/O must hand the work to its own thread, or it delays the next results.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import cv2
+
+from .bundle import resolve_model
+from .classify import Classifier
+from .config import Config
+from .errors import EdgesightError, UsageError
+from .mqtt import MqttLink, discovery_messages, result_payload
+from .pipeline import FrameResult, Pipeline, plan_workers
+from .service import Notifier
+from .smoothing import StateSmoother
+from .sources import Backoff, open_source
+
+log = logging.getLogger(__name__)
+
+
+def edgesight_version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("edgesight")
+    except Exception:  # noqa: BLE001 - running from a source tree
+        return "0+unknown"
+
+
+def memory_rss_mb() -> float | None:
+    """Resident memory of this process (psutil when installed, else /proc)."""
+    try:
+        import psutil
+        return round(psutil.Process().memory_info().rss / 2**20, 1)
+    except ImportError:
+        try:
+            pages = int(Path("/proc/self/statm").read_text().split()[1])
+            return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+        except (OSError, ValueError, IndexError):
+            return None
+
+
+def cpu_temperature_c() -> float | None:
+    """The SoC temperature where the kernel exposes it (Pi, Jetson); None on most VMs."""
+    for zone in sorted(Path("/sys/class/thermal").glob("thermal_zone*")):
+        try:
+            kind = (zone / "type").read_text().strip().lower()
+            if zone.name == "thermal_zone0" or "cpu" in kind or "soc" in kind:
+                return round(int((zone / "temp").read_text().strip()) / 1000.0, 1)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+class Daemon:
+    """Owns the pieces for one run; :meth:`run` blocks until stopped and returns the exit code."""
+
+    def __init__(self, config: Config, *, max_frames: int | None = None, notifier: Notifier | None = None) -> None:
+        self.config = config
+        self.started = time.monotonic()
+        self.notifier = notifier or Notifier()
+        m, s = config.model, config.source
+        if not m.path:
+            raise UsageError("no model: set [model] path in the config or pass --model")
+        self.plan = plan_workers(workers=m.workers or None)
+        self.threads = m.threads or self.plan.threads_per_worker
+        make = self.classifier_factory(m.path, m.labels)  # a bad model fails here, before the camera opens
+        self.source = open_source(s.spec, realtime=s.realtime, loop=s.loop, backoff=Backoff(s.reopen_initial, s.reopen_max),
+                                  width=s.width or None, height=s.height or None, fps=s.fps or None, stream=s.stream)
+        self.consumers: list[Callable[[FrameResult], None]] = []
+        self.pipeline = Pipeline(self.source, make, workers=self.plan.workers, on_result=self._fan_out,
+                                 max_frames=max_frames)
+        st = config.state
+        self.smoother = StateSmoother(st.window, st.threshold, st.min_dwell, st.unknown_label)
+        self._commands: queue.Queue[tuple[str, str]] = queue.Queue()
+        self._stop = threading.Event()
+        self.stop_reason = ""
+        self.link: MqttLink | None = None
+        if config.mqtt.enabled:
+            self.link = MqttLink(config, on_command=lambda verb, text: self._commands.put((verb, text)),
+                                 discovery=self._discovery)
+        self.consumers.append(self._publish)
+        self._published = 0
+
+    # -- model ----------------------------------------------------------------------------------
+    def classifier_factory(self, path: str, labels: str | None = None) -> Callable[[], Classifier]:
+        """Verify the bundle once and return a function that builds one classifier per worker."""
+        m = self.config.model
+        spec = resolve_model(path, labels, m.file)
+        fit = {"center": "centre"}.get(m.crop, m.crop)
+        probe = Classifier.open(spec, runtime=m.runtime, num_threads=self.threads, fit=fit, top_k=m.top_k)
+        spare = [probe]  # the probe (which proves the model loads) becomes worker 0's classifier
+
+        def make() -> Classifier:
+            if spare:
+                return spare.pop()
+            return Classifier.open(spec, runtime=m.runtime, num_threads=self.threads, fit=fit, top_k=m.top_k)
+        return make
+
+    # -- consumers ------------------------------------------------------------------------------
+    def _fan_out(self, result: FrameResult) -> None:
+        for consumer in self.consumers:
+            try:
+                consumer(result)
+            except Exception:  # noqa: BLE001 - one broken consumer must not starve the others
+                log.exception("consumer %s failed", getattr(consumer, "__name__", consumer))
+
+    def _publish(self, result: FrameResult) -> None:
+        """The MQTT consumer: smoothed state on change, every Nth result."""
+        changed = self.smoother.update(result.classification.top, result.frame.timestamp)
+        if changed is not None:
+            log.info("state: %s (%.2f)", changed.label, changed.score)
+            if self.link:
+                self.link.publish_state({**changed.as_payload(), "frame": result.frame.number})
+        every = self.config.mqtt.result_every
+        self._published += 1
+        if self.link and every and self._published % every == 0:
+            self.link.publish_result(result_payload(result))
+
+    def _discovery(self) -> dict[str, dict]:
+        c = self.pipeline.classifier
+        return discovery_messages(self.link.topics, self.config.device_id, self.config.mqtt.discovery_prefix,
+                                  model=f"{c.name} {c.version}".strip(), sw_version=edgesight_version())
+
+    # -- stats ----------------------------------------------------------------------------------
+    def stats_payload(self) -> dict:
+        c = self.pipeline.classifier
+        stats = self.pipeline.stats()
+        current = self.smoother.current
+        return {
+            "v": 1,
+            "timestamp": round(time.time(), 3),
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            **stats,
+            "threads_per_worker": self.threads,
+            "runtime": {"name": c.runtime.name, "version": c.runtime.version},
+            "model": {"name": c.name, "version": c.version},
+            "state": current.label if current else None,
+            "mqtt": {"connected": bool(self.link and self.link.connected),
+                     "reconnects": self.link.reconnects if self.link else 0},
+            "memory_rss_mb": memory_rss_mb(),
+            "cpu_temp_c": cpu_temperature_c(),
+        }
+
+    # -- commands -------------------------------------------------------------------------------
+    def _handle(self, verb: str, text: str) -> None:
+        try:
+            if verb == "reload":
+                self._reload(text)
+            elif verb == "snapshot":
+                self._snapshot()
+        except EdgesightError as exc:
+            log.error("cmd/%s refused: %s", verb, exc)
+            if self.link:
+                self.link.reply(verb, False, error=str(exc))
+
+    def _reload(self, text: str) -> None:
+        path, labels = self.config.model.path, self.config.model.labels
+        if text.startswith("{"):
+            try:
+                request = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise EdgesightError(f"cmd/reload: payload is not valid JSON ({exc})") from None
+            path, labels = request.get("model", path), request.get("labels", labels)
+        elif text:
+            path, labels = text, None
+        log.info("cmd/reload: loading %s", path)
+        classifier = self.pipeline.swap_classifiers(self.classifier_factory(path, labels))
+        self.smoother.reset()
+        if self.link:
+            self.link.reply("reload", True, model={"name": classifier.name, "version": classifier.version,
+                                                   "path": str(path)})
+            self.link.republish_discovery()
+
+    def _snapshot(self) -> None:
+        latest = self.pipeline.latest
+        if latest is None:
+            raise EdgesightError("cmd/snapshot: no frame classified yet")
+        folder = Path(self.config.snapshot.dir)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EdgesightError(f"[snapshot] dir: cannot create {folder} ({exc.strerror})") from None
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(latest.frame.timestamp))
+        base = folder / f"{self.config.device_id}-{stamp}-{latest.frame.number:08d}"
+        image = latest.frame.image
+        if latest.frame.order == "RGB":
+            image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+        if not cv2.imwrite(str(base.with_suffix(".jpg")), image,
+                           [cv2.IMWRITE_JPEG_QUALITY, self.config.snapshot.quality]):
+            raise EdgesightError(f"[snapshot] dir: cannot write {base.with_suffix('.jpg')}")
+        base.with_suffix(".json").write_text(json.dumps(result_payload(latest), indent=2) + "\n", encoding="utf-8")
+        log.info("snapshot saved: %s.jpg", base)
+        if self.link:
+            self.link.reply("snapshot", True, image=str(base.with_suffix(".jpg")), result=str(base.with_suffix(".json")),
+                            frame=latest.frame.number)
+
+    # -- life -----------------------------------------------------------------------------------
+    def request_stop(self, reason: str = "") -> None:
+        """Safe from a signal handler: only sets flags."""
+        self.stop_reason = reason
+        self._stop.set()
+        self.pipeline.stop()
+
+    def run(self) -> int:
+        c = self.pipeline.classifier
+        log.info("edgesight run: %s %s on %s %s, %d worker(s) x %d thread(s), source %s",
+                 c.name, c.version, c.runtime.name, c.runtime.version, self.pipeline.workers, self.threads,
+                 self.source.name)
+        if self.link:
+            self.link.start()
+        worker = threading.Thread(target=self.pipeline.run, name="pipeline", daemon=True)
+        worker.start()
+        self.notifier.ready(f"classifying {self.source.name} with {c.name}")
+        interval = self.config.mqtt.stats_interval
+        next_stats = time.monotonic() + min(interval, 2.0)
+        next_ping = time.monotonic()
+        while worker.is_alive() and not self._stop.is_set():
+            try:
+                verb, text = self._commands.get(timeout=0.1)
+                self._handle(verb, text)
+            except queue.Empty:
+                pass
+            now = time.monotonic()
+            if now >= next_stats:
+                next_stats = now + interval
+                self._report()
+            if self.notifier.watchdog_interval and now >= next_ping and self.pipeline.alive():
+                self.notifier.watchdog()
+                next_ping = now + self.notifier.watchdog_interval
+        self.notifier.stopping(self.stop_reason or ("source ended" if self.pipeline.source_ended else "stopping"))
+        self.pipeline.stop()
+        worker.join(timeout=1.2)
+        self._report()
+        if self.link:
+            self.link.stop()
+        self.source.close()
+        log.info("stopped after %d frames (%s)", self.pipeline.frames,
+                 self.stop_reason or ("source ended" if self.pipeline.source_ended else "max frames"))
+        return 0
+
+    def _report(self) -> None:
+        payload = self.stats_payload()
+        total = payload["latency_ms"].get("total", {}).get("p50")
+        summary = (f"{payload['fps']:.1f} fps, {payload['frames']} frames, {payload['dropped']} dropped, "
+                   f"state {payload['state']}, latency p50 {total} ms")
+        log.info("stats: %s", summary)
+        self.notifier.status(summary)
+        if self.link:
+            self.link.publish_stats(payload)

@@ -1,0 +1,86 @@
+"""Turn a noisy per-frame top-k stream into a stable state: moving average, threshold, minimum dwell.
+
+A single frame's best label flickers (motion blur, a hand in front of the lens); a home
+automation must not. The state is the label with the highest score averaged over the last
+``window`` frames, ``unknown`` when that average is under ``threshold``, and a new label only
+replaces the current one after it has been the candidate for ``min_dwell`` seconds.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Iterable
+
+
+@dataclass(frozen=True)
+class State:
+    """The smoothed label, its averaged score, and since when (epoch seconds) it holds."""
+
+    label: str
+    score: float
+    since: float
+    index: int | None = None
+
+    def as_payload(self) -> dict:
+        return {"v": 1, "label": self.label, "score": round(self.score, 4), "since": round(self.since, 3),
+                "index": self.index}
+
+
+class StateSmoother:
+    """Feed ``update(top, timestamp)`` once per frame; it returns the new State only when it changes."""
+
+    def __init__(self, window: int = 5, threshold: float = 0.5, min_dwell: float = 1.0,
+                 unknown_label: str = "unknown") -> None:
+        self.window = max(1, window)
+        self.threshold = threshold
+        self.min_dwell = min_dwell
+        self.unknown_label = unknown_label
+        self._frames: deque[dict[tuple[int, str], float]] = deque(maxlen=self.window)
+        self.current: State | None = None
+        self._candidate: tuple[str, float] | None = None  # (label, first seen)
+
+    def reset(self) -> None:
+        """Forget the history (after a model swap the labels may mean something else)."""
+        self._frames.clear()
+        self._candidate = None
+
+    def smoothed(self) -> tuple[str, float, int | None]:
+        """Best label of the moving average: (label, mean score, index) or unknown."""
+        totals: dict[tuple[int, str], float] = {}
+        for scores in self._frames:
+            for key, score in scores.items():
+                totals[key] = totals.get(key, 0.0) + score
+        if not totals:
+            return self.unknown_label, 0.0, None
+        (index, label), total = max(totals.items(), key=lambda item: (item[1], -item[0][0]))
+        mean = total / len(self._frames)
+        if mean < self.threshold:
+            return self.unknown_label, mean, None
+        return label, mean, index
+
+    def update(self, top: Iterable, timestamp: float) -> State | None:
+        """Add one frame's predictions (objects with index, label, score); return a changed State or None.
+
+        Labels outside a frame's top-k count as 0 for that frame, which only lowers averages:
+        a label must be consistently near the top to win.
+        """
+        self._frames.append({(p.index, p.label): float(p.score) for p in top})
+        label, score, index = self.smoothed()
+        if self.current is None:
+            # the first state is published at once: subscribers should not wait for the dwell
+            if len(self._frames) < self.window and label == self.unknown_label and self.window > 1:
+                return None
+            self.current = State(label, score, timestamp, index)
+            return self.current
+        if label == self.current.label:
+            self._candidate = None
+            self.current = State(label, score, self.current.since, index)  # score follows; not a change
+            return None
+        if self._candidate is None or self._candidate[0] != label:
+            self._candidate = (label, timestamp)
+        if timestamp - self._candidate[1] >= self.min_dwell:
+            self.current = State(label, score, timestamp, index)
+            self._candidate = None
+            return self.current
+        return None
