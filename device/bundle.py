@@ -25,6 +25,8 @@ SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 LABELS = "labels.txt"
 DEFAULT_MODEL = "model.tflite"
+# Bare model files the device runtimes load (LiteRT/Edge TPU, ONNX Runtime, TensorRT engines).
+MODEL_SUFFIXES = (".tflite", ".onnx", ".engine", ".plan")
 REQUIRED_KEYS = ("schema_version", "name", "version", "created", "architecture", "input", "output",
                  "files", "default_model", "metrics")
 REQUIRED_INPUT_KEYS = ("size", "color", "fit", "mean", "std")
@@ -171,8 +173,8 @@ def resolve_model(path: str | Path, labels: str | Path | None = None, model_file
         return spec
     if not path.exists():
         raise BundleError(f"{path}: no such model file or bundle directory")
-    if path.suffix != ".tflite":
-        raise BundleError(f"{path}: expected a bundle directory or a .tflite file")
+    if path.suffix not in MODEL_SUFFIXES:
+        raise BundleError(f"{path}: expected a bundle directory or a {', '.join(MODEL_SUFFIXES)} model file")
     labels_path = Path(labels) if labels is not None else path.with_name(LABELS)
     label_list = tuple(read_labels(labels_path)) if labels_path.exists() or labels is not None else ()
     background = 0 if label_list and label_list[0].strip().lower() in ("background", "???") else None

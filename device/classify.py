@@ -6,6 +6,7 @@ not thread-safe (LiteRT interpreters are not); the pipeline gives each worker it
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,8 @@ import numpy as np
 from .bundle import ModelSpec, resolve_model
 from .errors import BundleError
 from .preprocess import Fit, InputContract, prepare
-from .runtimes import Runtime, TensorInfo, dequantize, open_runtime
+from .runtimes import Runtime, TensorInfo, dequantize
+from .runtimes.choice import open_model
 
 # Float models without a bundle are assumed to take MobileNet-style [-1, 1] inputs.
 BARE_FLOAT_MEAN = 127.5
@@ -111,12 +113,19 @@ class Classifier:
         self.background_index = background
 
     @classmethod
-    def open(cls, model: str | Path | ModelSpec, labels: str | Path | None = None, *, runtime: str = "litert",
+    def open(cls, model: str | Path | ModelSpec, labels: str | Path | None = None, *, runtime: str = "auto",
              num_threads: int | None = None, fit: Fit | None = None, top_k: int = 3,
              model_file: str | None = None) -> "Classifier":
-        """Load a bundle directory or a bare ``.tflite`` (+ labels) on the named runtime."""
+        """Load a bundle directory or a bare model (+ labels) on the named runtime (``auto``: fastest here).
+
+        The runtime picks its file from the bundle (``model.onnx`` for onnx, ...); ``spec.model_path``
+        of the result is the file actually running.
+        """
         spec = model if isinstance(model, ModelSpec) else resolve_model(model, labels, model_file)
-        return cls(spec, open_runtime(runtime, spec.model_path, num_threads=num_threads), fit=fit, top_k=top_k)
+        loaded, model_path = open_model(spec, runtime, num_threads)
+        if model_path != spec.model_path:
+            spec = dataclasses.replace(spec, model_path=model_path)
+        return cls(spec, loaded, fit=fit, top_k=top_k)
 
     @property
     def name(self) -> str:

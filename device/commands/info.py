@@ -6,12 +6,15 @@ import argparse
 import json
 
 from ..classify import Classifier
+from ..runtimes import RUNTIME_CHOICES
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL_OR_BUNDLE", help="bundle directory or .tflite file")
     parser.add_argument("--labels", metavar="FILE", help="labels file for a bare .tflite")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--runtime", choices=RUNTIME_CHOICES, default="auto",
+                        help="load the model on this runtime (default auto: the fastest available)")
 
 
 def describe(classifier: Classifier) -> dict:
@@ -36,7 +39,7 @@ def describe(classifier: Classifier) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    classifier = Classifier.open(args.model, args.labels, num_threads=1)
+    classifier = Classifier.open(args.model, args.labels, num_threads=1, runtime=args.runtime)
     info = describe(classifier)
     if args.json:
         print(json.dumps(info, indent=2))

@@ -10,6 +10,7 @@ import time
 from ..classify import Classifier
 from ..errors import EdgesightError
 from ..preprocess import FITS, list_images, read_image
+from ..runtimes import RUNTIME_CHOICES
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +20,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how a frame is fitted to the model: centre-crop (default) or stretch")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="interpreter threads (default: all cores)")
+    parser.add_argument("--runtime", choices=RUNTIME_CHOICES, default="auto",
+                        help="inference runtime; auto (default) picks the fastest one this machine and "
+                             "bundle allow: tensorrt, edgetpu, litert, onnx")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     fit = {"center": "centre"}.get(args.crop, args.crop)
     t0 = time.perf_counter()
     classifier = Classifier.open(args.model, args.labels, num_threads=args.threads, fit=fit,
-                                 top_k=args.top_k, model_file=args.model_file)
+                                 top_k=args.top_k, model_file=args.model_file, runtime=args.runtime)
     load_ms = (time.perf_counter() - t0) * 1e3
     failures = 0
     out = sys.stdout

@@ -13,9 +13,22 @@ from typing import Protocol
 
 import numpy as np
 
-from ..errors import BundleError, UsageError
+from ..errors import BundleError, EdgesightError, UsageError
 
 log = logging.getLogger(__name__)
+
+
+class RuntimeUnavailable(EdgesightError):
+    """This machine cannot run the runtime: library not installed, no accelerator attached, no engine.
+
+    ``runtime = "auto"`` skips a runtime that raises this and tries the next one; an explicitly
+    chosen runtime turns it into the one-line error the user sees. ``warn`` marks a reason that
+    ``auto`` should still report (the bundle was made for this runtime, e.g. a stale engine).
+    """
+
+    def __init__(self, message: str, *, warn: bool = False) -> None:
+        super().__init__(message)
+        self.warn = warn
 
 
 @dataclass(frozen=True)
@@ -44,7 +57,15 @@ class Runtime(Protocol):
 # Name in config -> module that provides ``open_runtime(model_path, num_threads, **options)``.
 RUNTIMES: dict[str, str] = {
     "litert": ".litert",
+    "edgetpu": ".edgetpu",
+    "onnx": ".onnx",
+    "tensorrt": ".tensorrt",
 }
+
+# What ``runtime = "auto"`` tries, fastest first: a Jetson GPU engine, then the Coral TPU, then
+# the int8 model on the CPU (XNNPACK), then ONNX Runtime (float on the CPU, the slowest here).
+AUTO_ORDER: tuple[str, ...] = ("tensorrt", "edgetpu", "litert", "onnx")
+RUNTIME_CHOICES: tuple[str, ...] = ("auto", *RUNTIMES)
 
 
 def open_runtime(kind: str, model_path: str | Path, num_threads: int | None = None, **options) -> Runtime:
@@ -56,8 +77,39 @@ def open_runtime(kind: str, model_path: str | Path, num_threads: int | None = No
     """
     if kind not in RUNTIMES:
         raise UsageError(f"unknown runtime {kind!r}; choose one of {', '.join(sorted(RUNTIMES))}")
-    module = importlib.import_module(RUNTIMES[kind], __name__)
+    module = runtime_module(kind)
     return module.open_runtime(Path(model_path), num_threads=num_threads, **options)
+
+
+def runtime_module(kind: str):
+    """The module implementing runtime ``kind`` (imported on first use, so a Pi never loads onnxruntime)."""
+    if kind not in RUNTIMES:
+        raise UsageError(f"unknown runtime {kind!r}; choose one of {', '.join(RUNTIME_CHOICES)}")
+    return importlib.import_module(RUNTIMES[kind], __name__)
+
+
+def unavailable_reason(kind: str) -> str | None:
+    """None when runtime ``kind`` can run on this machine, else one line saying what is missing."""
+    return runtime_module(kind).unavailable_reason()
+
+
+def available_runtimes(spec=None) -> list[str]:
+    """Runtimes usable on this machine, fastest first; with a ``ModelSpec``, only those it has a model for.
+
+    ``edgesight bench`` uses this to compare every runtime a bundle can run on, in one table.
+    """
+    found = []
+    for kind in AUTO_ORDER:
+        try:
+            if unavailable_reason(kind) is not None:
+                continue
+            if spec is not None:
+                runtime_module(kind).model_for(spec)
+        except EdgesightError as exc:
+            log.debug("runtime %s not available: %s", kind, exc)
+            continue
+        found.append(kind)
+    return found
 
 
 def check_model_file(path: Path) -> None:
@@ -77,4 +129,5 @@ def dequantize(raw: np.ndarray, info: TensorInfo) -> np.ndarray:
     return raw.astype(np.float32, copy=False)
 
 
-__all__ = ["Runtime", "TensorInfo", "RUNTIMES", "open_runtime", "check_model_file", "dequantize"]
+__all__ = ["Runtime", "RuntimeUnavailable", "TensorInfo", "RUNTIMES", "AUTO_ORDER", "RUNTIME_CHOICES", "open_runtime", "runtime_module",
+           "unavailable_reason", "available_runtimes", "check_model_file", "dequantize"]

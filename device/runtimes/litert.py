@@ -147,3 +147,25 @@ class LiteRTRuntime:
 def open_runtime(model_path: Path, num_threads: int | None = None, **options: Any) -> LiteRTRuntime:
     """Entry point used by :func:`edgesight.device.runtimes.open_runtime`."""
     return LiteRTRuntime(model_path, num_threads=num_threads, **options)
+
+
+def unavailable_reason() -> str | None:
+    """None when some LiteRT flavour imports here, else why not."""
+    try:
+        find_litert()
+    except BundleError as exc:
+        return str(exc)
+    return None
+
+
+def model_for(spec: Any) -> Path:
+    """The CPU ``.tflite`` of a bundle or bare model: the chosen variant, else the bundle's default.
+
+    An Edge TPU-compiled model holds a custom op the CPU cannot run, so it is never picked here.
+    """
+    path = Path(spec.model_path)
+    if path.suffix == ".tflite" and not path.name.endswith("_edgetpu.tflite"):
+        return path
+    if spec.bundle_dir is not None:
+        return Path(spec.bundle_dir) / spec.manifest["default_model"]
+    raise BundleError(f"{path}: LiteRT runs .tflite models (not Edge TPU-compiled ones)")
