@@ -89,7 +89,9 @@ SCHEMA: list[Section] = [
         Key("path", str, None, "bundle directory (or a bare .tflite with labels)", example="/opt/edgesight/models/current"),
         Key("labels", str, None, "labels file, only for a bare .tflite", example="/opt/edgesight/models/labels.txt"),
         Key("file", str, None, "bundle variant to run instead of the default model", example="model_fp16.tflite"),
-        Key("runtime", str, "litert", "inference runtime (litert; others when installed)"),
+        Key("runtime", str, "auto", "inference runtime: auto = the fastest this device and bundle allow "
+            "(tensorrt > edgetpu > litert > onnx); edgetpu falls back to the CPU model when no TPU is attached",
+            choices=("auto", "litert", "edgetpu", "onnx", "tensorrt")),
         Key("crop", str, None, "override the bundle's fit: centre-crop or stretch",
             choices=("centre", "center", "stretch"), example="centre"),
         Key("top_k", int, 3, "classes reported per frame", min=1, max=100),
