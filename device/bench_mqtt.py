@@ -121,6 +121,7 @@ class ResultPublisher:
         import paho.mqtt.client as mqtt
 
         self.topic = topic
+        self._last = None
         connected = threading.Event()
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edgesight-bench-pub-{port}")
         self._client.on_connect = lambda *args: connected.set()
@@ -133,11 +134,17 @@ class ResultPublisher:
         payload = {"v": 1, "timestamp": result.frame.timestamp, "frame": result.frame.number,
                    "top": [p.as_dict() for p in result.classification.top],
                    "latency_ms": {k: round(v, 3) for k, v in result.latency_ms.items()}, "model": result.model}
-        self._client.publish(self.topic, json.dumps(payload), qos=0)
+        self._last = self._client.publish(self.topic, json.dumps(payload), qos=0)
 
     def close(self) -> None:
-        self._client.loop_stop()
+        """Flush what is queued (the network thread may still hold the last messages), then leave."""
+        if self._last is not None:
+            try:
+                self._last.wait_for_publish(timeout=5)
+            except (RuntimeError, ValueError):  # not connected any more: nothing left to flush
+                pass
         self._client.disconnect()
+        self._client.loop_stop()
 
 
 def frame_number(payload: bytes) -> int | None:
