@@ -19,6 +19,7 @@ import numpy as np
 
 from .errors import SourceError
 from .preprocess import IMAGE_SUFFIXES, list_images, read_image
+from .runtimes.litert import quiet_native_stderr
 
 log = logging.getLogger(__name__)
 
@@ -110,11 +111,12 @@ def check_source(path: Path) -> str:
         if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.rglob("*") if p.is_file()):
             raise SourceError(f"{path}: directory holds no images")
         return "images"
-    capture = cv2.VideoCapture(str(path))
-    try:
-        ok, _ = capture.read()
-    finally:
-        capture.release()
+    with quiet_native_stderr():  # FFmpeg's own complaint would be a second stderr line
+        capture = cv2.VideoCapture(str(path))
+        try:
+            ok, _ = capture.read()
+        finally:
+            capture.release()
     if not ok:
         raise SourceError(f"{path}: not a video file OpenCV can decode")
     return "video"
