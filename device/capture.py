@@ -1,0 +1,237 @@
+"""Capture for retraining: keep the frames the model was unsure about, or where its state changed.
+
+Those are the frames worth labelling: a low top score means the model has not seen enough of
+this, and a state change is where mistakes (a flapping label) show first. Each capture is a
+JPEG plus a JSON sidecar with the full result, in ``<dir>/<YYYYmmdd>/<ts>_<label>_<score>.jpg``.
+A person later sorts the JPEGs into ``SORTED/<class>/``, which ``edgesight data import`` reads as
+a plain folder-per-class dataset (sidecars are not images and are skipped).
+
+The pipeline must never wait on the SD card: the consumer only decides and enqueues (a bounded
+queue, dropping when full); a writer thread encodes and writes. Captures are rate-limited and
+kept under a disk quota by deleting the OLDEST of the daemon's own captures -- files whose name
+matches the capture pattern and whose sidecar carries the capture marker. Nothing else in the
+folder (a person's sorted images, notes) is ever touched or counted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import re
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+
+log = logging.getLogger(__name__)
+
+MARKER = "edgesight_capture"
+# 20261125T155012.123Z_<label>_0.412.jpg -- the timestamp first, so names sort by age.
+NAME_RE = re.compile(r"^(\d{8}T\d{6}\.\d{3}Z)_(.+)_(\d\.\d{3})\.jpg$")
+DAY_RE = re.compile(r"^\d{8}$")
+
+
+def safe_label(label: str) -> str:
+    """A label as a file-name fragment: letters, digits, '-' only (spaces and '_' become '-')."""
+    text = re.sub(r"[^A-Za-z0-9-]+", "-", label.strip()).strip("-")
+    return text[:40] or "unlabelled"
+
+
+def capture_name(timestamp: float, label: str, score: float) -> tuple[str, str]:
+    """(day folder, file name) for a capture taken at ``timestamp`` (UTC)."""
+    moment = datetime.fromtimestamp(timestamp, timezone.utc)
+    stamp = moment.strftime("%Y%m%dT%H%M%S") + f".{moment.microsecond // 1000:03d}Z"
+    return moment.strftime("%Y%m%d"), f"{stamp}_{safe_label(label)}_{min(max(score, 0.0), 1.0):.3f}.jpg"
+
+
+@dataclass(frozen=True)
+class CaptureSettings:
+    """What to keep and how much: the ``[capture]`` config section."""
+
+    dir: Path
+    low_score: float = 0.5  # capture when the top-1 score is below this
+    on_state_change: bool = True
+    min_interval_s: float = 2.0  # at most one capture per interval
+    max_mb: float = 500.0  # quota for the daemon's own captures
+    min_free_mb: float = 200.0  # never fill the disk: skip captures below this much free space
+    jpeg_quality: int = 90
+    queue_size: int = 4
+
+
+@dataclass(frozen=True)
+class OwnCapture:
+    image: Path
+    sidecar: Path
+    bytes: int
+
+
+def own_captures(root: Path) -> list[OwnCapture]:
+    """The daemon's own captures under ``root``, oldest first; anything else is ignored."""
+    found: list[OwnCapture] = []
+    if not root.is_dir():
+        return found
+    for day in sorted(p for p in root.iterdir() if p.is_dir() and DAY_RE.match(p.name)):
+        for image in sorted(day.iterdir()):
+            if not NAME_RE.match(image.name) or not image.is_file():
+                continue
+            sidecar = image.with_suffix(".json")
+            try:
+                if json.loads(sidecar.read_text(encoding="utf-8")).get(MARKER) != 1:
+                    continue
+                size = image.stat().st_size + sidecar.stat().st_size
+            except (OSError, ValueError, AttributeError):
+                continue  # no sidecar or not ours: not the daemon's to rotate
+            found.append(OwnCapture(image, sidecar, size))
+    return found
+
+
+class CaptureWriter:
+    """A frame-result consumer that saves low-score and state-change frames for relabelling."""
+
+    def __init__(self, settings: CaptureSettings, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.root = Path(settings.dir)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.saved = 0
+        self.dropped = 0  # skipped because the writer was busy
+        self.rotated = 0
+        self.skipped_disk = 0
+        self._last_capture: float | None = None
+        self._state: str | None = None
+        self._queue: queue.Queue = queue.Queue(maxsize=settings.queue_size)
+        self._inventory = own_captures(self.root)
+        self._used = sum(c.bytes for c in self._inventory)
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._write_loop, name="capture-writer", daemon=True)
+        self._thread.start()
+        log.info("capturing to %s (score < %.2f%s, every >= %.1f s, quota %.0f MB, %d existing)", self.root,
+                 settings.low_score, ", state changes" if settings.on_state_change else "",
+                 settings.min_interval_s, settings.max_mb, len(self._inventory))
+
+    # -- the consumer (pipeline thread): decide and enqueue, never touch the disk -------------
+    def __call__(self, result: Any) -> str | None:
+        """Consider one frame result; return the reason when it was queued for saving."""
+        best = result.classification.top[0]
+        state = getattr(result, "state", None)
+        if state is None:  # no smoothed state on the result: the thresholded top-1 stands in
+            state = best.label if best.score >= self.settings.low_score else "unknown"
+        state = getattr(state, "label", state)
+        reason = None
+        if best.score < self.settings.low_score:
+            reason = "low_score"
+        if self.settings.on_state_change and self._state is not None and state != self._state:
+            reason = "state_change"
+        self._state = state
+        if reason is None:
+            return None
+        now = self.clock()
+        if self._last_capture is not None and now - self._last_capture < self.settings.min_interval_s:
+            return None
+        try:
+            self._queue.put_nowait((result, reason, state))
+        except queue.Full:
+            self.dropped += 1
+            return None
+        self._last_capture = now
+        return reason
+
+    # -- the writer thread ---------------------------------------------------------------------
+    def _write_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                self._save(*item)
+            except Exception:  # a full or read-only disk must not kill the daemon
+                log.exception("capture failed")
+            finally:
+                self._queue.task_done()
+
+    def _save(self, result: Any, reason: str, state: str) -> Path | None:
+        settings = self.settings
+        if shutil.disk_usage(self.root).free < settings.min_free_mb * 1e6:
+            self.skipped_disk += 1
+            log.warning("capture skipped: less than %.0f MB free on %s", settings.min_free_mb, self.root)
+            return None
+        frame = result.frame
+        image = frame.image
+        if getattr(frame, "order", "BGR") == "RGB":
+            image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+        ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality])
+        if not ok:
+            log.warning("capture: frame %s could not be encoded", frame.number)
+            return None
+        best = result.classification.top[0]
+        timestamp = float(getattr(frame, "timestamp", None) or time.time())
+        day, name = capture_name(timestamp, best.label, best.score)
+        folder = self.root / day
+        folder.mkdir(exist_ok=True)
+        path = folder / name
+        sidecar_data = {MARKER: 1, "v": 1, "reason": reason, "state": state, "image": name,
+                        **result_json(result)}
+        sidecar = path.with_suffix(".json")
+        path.write_bytes(jpeg.tobytes())
+        sidecar.write_text(json.dumps(sidecar_data, indent=1) + "\n", encoding="utf-8")
+        size = path.stat().st_size + sidecar.stat().st_size
+        with self._lock:
+            self._inventory.append(OwnCapture(path, sidecar, size))
+            self._used += size
+            self.saved += 1
+            self._enforce_quota()
+        log.debug("captured %s (%s)", path, reason)
+        return path
+
+    def _enforce_quota(self) -> None:
+        limit = self.settings.max_mb * 1e6
+        while self._used > limit and len(self._inventory) > 1:
+            oldest = self._inventory.pop(0)
+            for part in (oldest.image, oldest.sidecar):
+                part.unlink(missing_ok=True)
+            self._used -= oldest.bytes
+            self.rotated += 1
+            try:
+                oldest.image.parent.rmdir()  # only succeeds when the day folder is now empty
+            except OSError:
+                pass
+
+    # -- life ------------------------------------------------------------------------------------
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until queued captures are on disk (tests, clean stop)."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        self.flush()
+        self._queue.put(None)
+        self._thread.join(timeout=5)
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {"dir": str(self.root), "saved": self.saved, "dropped": self.dropped, "rotated": self.rotated,
+                    "skipped_low_disk": self.skipped_disk, "files": len(self._inventory),
+                    "mb": round(self._used / 1e6, 3), "quota_mb": self.settings.max_mb}
+
+
+def result_json(result: Any) -> dict[str, Any]:
+    """The JSON form of a frame result: the same fields as the MQTT ``result`` payload."""
+    frame = result.frame
+    model = getattr(result, "model", None)
+    if isinstance(model, (tuple, list)):
+        model = {"name": model[0], "version": model[1] if len(model) > 1 else ""}
+    elif isinstance(model, str):
+        model = {"name": model}
+    latency = getattr(result, "latency_ms", None) or result.classification.latency_ms
+    return {"timestamp": getattr(frame, "timestamp", None), "frame": frame.number,
+            "top": [p.as_dict() for p in result.classification.top],
+            "latency_ms": {k: round(float(v), 3) for k, v in latency.items()},
+            "model": model}
+
