@@ -11,6 +11,8 @@ VENV="${VENV:-.venv}"
 need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 command -v mosquitto_sub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
+# The status-page test drives a real headless browser; only test machines (the dev extra) need it.
+case ",$EXTRAS," in *,dev,*) command -v chromium >/dev/null 2>&1 || need_apt+=(chromium) ;; esac
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   echo "setup: installing ${need_apt[*]} (apt)"
