@@ -1,0 +1,195 @@
+"""Quantize a trained run and write the model bundle the device loads with no further flags.
+
+int8 is full-integer (every op int8, uint8 or int8 I/O) calibrated on the train split, so it
+runs on a Pi's CPU at its fastest and compiles for an Edge TPU; fp16 halves the float model for
+GPUs; float is the reference. Each model is then measured on the test split with the device's
+own runtime, and those figures, the float/int8 agreement and the int8 score distribution (for
+drift detection) go into the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from ..device.bundle import DEFAULT_MODEL, ModelSpec, write_bundle
+from ..device.errors import EdgesightError, UsageError
+from ..device.preprocess import InputContract
+from .dataset import Dataset
+from .inputs import load_images
+from .measure import agreement, open_variant, score_distribution, score_frames, summarise
+from .train import MODEL_FILE, RUN_CONFIG
+
+log = logging.getLogger(__name__)
+
+QUANTS = ("int8", "fp16", "float")
+IO_TYPES = ("uint8", "int8")
+CALIBRATION_IMAGES = 200
+
+
+def model_filenames(quants: list[str]) -> dict[str, str]:
+    """quant -> file name; the first of int8, fp16, float that was asked for is ``model.tflite``."""
+    ordered = [q for q in QUANTS if q in quants]
+    return {q: DEFAULT_MODEL if i == 0 else f"model_{q}.tflite" for i, q in enumerate(ordered)}
+
+
+def read_run(run_dir: Path) -> dict[str, Any]:
+    """The run's ``run.json``, refusing a directory that is not a finished training run."""
+    info_path = run_dir / RUN_CONFIG
+    if not run_dir.is_dir():
+        raise UsageError(f"{run_dir}: no such run directory")
+    if not info_path.is_file() or not (run_dir / MODEL_FILE).is_file():
+        raise UsageError(f"{run_dir}: not a finished training run (needs {RUN_CONFIG} and {MODEL_FILE}; "
+                         "run 'edgesight train' first)")
+    try:
+        return json.loads(info_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{info_path}: not valid JSON ({exc})") from None
+
+
+def representative(images: np.ndarray) -> Callable[[], Iterator[list[np.ndarray]]]:
+    """Calibration batches for int8: train images as float32 pixels.
+
+    The first sample has one pixel set to 0 and one to 255, so the calibrated input range is
+    exactly 0..255 and the input quantization comes out as (1.0, 0) / (1.0, -128): the device
+    then feeds raw pixels with no arithmetic.
+    """
+    def generate() -> Iterator[list[np.ndarray]]:
+        for i, image in enumerate(images):
+            sample = image.astype(np.float32)[np.newaxis]
+            if i == 0:
+                sample[0, 0, 0, :] = 0.0
+                sample[0, 0, -1, :] = 255.0
+            yield [sample]
+    return generate
+
+
+def convert(saved_model: Path, quant: str, io: str, calibration: np.ndarray) -> bytes:
+    """One TFLite flatbuffer from the SavedModel: full-integer int8, fp16 weights, or float."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    if quant == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative(calibration)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8 if io == "uint8" else tf.int8
+        converter.inference_output_type = tf.uint8 if io == "uint8" else tf.int8
+    elif quant == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    return converter.convert()
+
+
+def export(run_dir: str | Path, out_dir: str | Path, *, quants: list[str] | None = None, io: str = "uint8",
+           onnx: bool = False, edgetpu: bool = False, name: str | None = None, version: str | None = None,
+           dataset_dir: str | Path | None = None) -> dict[str, Any]:
+    """Convert, measure and bundle; returns the manifest that was written."""
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    quants = list(dict.fromkeys(quants or QUANTS))
+    bad = [q for q in quants if q not in QUANTS]
+    if bad:
+        raise UsageError(f"--quant {bad[0]!r}: use {', '.join(QUANTS)}")
+    if io not in IO_TYPES:
+        raise UsageError(f"--io {io!r}: use uint8 or int8")
+    if edgetpu and "int8" not in quants:
+        raise UsageError("--edgetpu needs the int8 model (add --quant int8)")
+    if out_dir.exists() and (out_dir / "manifest.json").exists() and out_dir.resolve() != run_dir.resolve():
+        log.info("%s: replacing the bundle there", out_dir)
+    info = read_run(run_dir)
+    cfg = info["config"]
+    size, fit = int(cfg["size"]), cfg["fit"]
+    dataset = Dataset.load(dataset_dir or info["dataset"])
+    labels = tuple(info["labels"])
+    if tuple(dataset.labels) != labels:
+        raise UsageError(f"{dataset.root}: its labels {list(dataset.labels)} differ from the run's {list(labels)}")
+
+    import keras
+    import tensorflow as tf
+
+    train_paths, _ = dataset.subset("train")
+    rng = np.random.default_rng(0)
+    pick = sorted(rng.permutation(len(train_paths))[:CALIBRATION_IMAGES])
+    calibration = load_images([train_paths[i] for i in pick], size, fit)
+    test_paths, test_y = dataset.subset("test")
+    test_x = load_images(test_paths, size, fit) if test_paths else np.zeros((0, size, size, 3), np.uint8)
+
+    model = keras.models.load_model(run_dir / MODEL_FILE)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = model_filenames(quants)
+    with tempfile.TemporaryDirectory(prefix="edgesight-export-") as tmp:
+        saved = Path(tmp) / "saved_model"
+        model.export(str(saved), format="tf_saved_model", verbose=False)
+        for quant, filename in files.items():
+            log.info("converting %s -> %s", quant, filename)
+            (out_dir / filename).write_bytes(convert(saved, quant, io, calibration))
+    print(f"converted {', '.join(f'{q} -> {f}' for q, f in files.items())} (TensorFlow {tf.__version__})", flush=True)
+
+    contract = InputContract(size, size, mean=0.0, std=1.0, fit=fit)  # the graph normalises its own input
+    spec = ModelSpec(out_dir / DEFAULT_MODEL, labels, contract)
+    scores: dict[str, np.ndarray] = {}
+    quantization: dict[str, Any] = {}
+    for quant, filename in files.items():
+        classifier = open_variant(spec, out_dir / filename)
+        scores[quant] = score_frames(classifier, test_x, order="RGB")
+        quantization[filename] = {"precision": quant, "input": [classifier.runtime.input.dtype,
+                                                                round(float(classifier.runtime.input.scale), 6),
+                                                                int(classifier.runtime.input.zero_point)]}
+    metrics: dict[str, Any] = {"split": "test", "runtime": classifier.runtime.name,
+                               **{quant: summarise(s, test_y) for quant, s in scores.items()}}
+    if "float" in scores:
+        metrics["agreement_with_float"] = {q: agreement(scores["float"], s) for q, s in scores.items() if q != "float"}
+    metrics["keras_float_accuracy"] = info.get("metrics", {}).get("test_accuracy")
+    default_quant = next(iter(files))
+    extra: dict[str, Any] = {
+        "models": quantization,
+        "test_distribution": {"model": files[default_quant], **score_distribution(scores[default_quant], labels)},
+        "training": {"run_dir": str(run_dir.resolve()), "dataset": str(dataset.root.resolve()),
+                     "config": cfg, "metrics": info.get("metrics", {}), "trained": info.get("created")},
+    }
+    extra_files: dict[str, Path] = {}
+    if onnx:
+        from .onnx_export import compare_with_tflite, export_onnx
+
+        onnx_path = export_onnx(model, out_dir / "model.onnx", size)
+        reference = out_dir / files.get("float", files[default_quant])
+        extra["onnx"] = compare_with_tflite(onnx_path, reference, list(test_x[:50]))
+        extra_files["model.onnx"] = onnx_path
+    if edgetpu:
+        from .edgetpu import compile_edgetpu
+
+        tpu_path, tpu_info = compile_edgetpu(out_dir / files["int8"], out_dir)
+        target = out_dir / "model_edgetpu.tflite"
+        if tpu_path.resolve() != target.resolve():
+            os.replace(tpu_path, target)
+        extra["edgetpu"] = tpu_info
+        extra_files["model_edgetpu.tflite"] = target
+    architecture = {"family": cfg["arch"], "alpha": cfg["alpha"], "input_size": size,
+                    "num_classes": len(labels), "weights": _weights_name(cfg["weights"]),
+                    "normalisation": "in graph: Rescaling(1/127.5, offset=-1); feed RGB pixels 0..255"}
+    created = datetime.now(timezone.utc)
+    write_bundle(out_dir, {f: out_dir / f for f in files.values()}, list(labels), name=name or run_dir.name,
+                 version=version or created.strftime("%Y.%m.%d-%H%M"), architecture=architecture,
+                 contract=contract, background_index=None, metrics=metrics, extra_files=extra_files, extra=extra)
+    return json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
+
+
+def _weights_name(weights: str) -> str:
+    return weights if weights in ("imagenet", "none") else Path(weights).name
+
+
+def check_calibration(manifest: dict[str, Any]) -> None:
+    """Warn when the int8 input quantization misses the zero-cost (1.0, 0|-128) fast path."""
+    for filename, entry in manifest.get("models", {}).items():
+        if entry.get("precision") == "int8":
+            _, scale, _ = entry["input"]
+            if abs(scale - 1.0) > 0.01:
+                raise EdgesightError(f"{filename}: input scale {scale} is not ~1.0; the device would "
+                                     "rescale every frame")

@@ -1,0 +1,338 @@
+"""Transfer learning in two phases: the head on a frozen backbone, then the top layers fine-tuned.
+
+Phase 1 trains only the new classifier head. By default it runs on backbone features computed
+once (plus their mirror images), which takes seconds instead of minutes on a CPU and gives
+the same head as training through a frozen backbone without augmentation. Phase 2 unfreezes the
+top ``unfreeze`` backbone layers (BatchNorm stays in inference mode) and trains at a lower
+learning rate on augmented images, with early stopping on the validation loss, a best
+checkpoint, ReduceLROnPlateau and TensorBoard logs. A run interrupted in either phase continues
+from its last epoch with ``--resume``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..device.errors import UsageError
+from .config import TrainConfig
+from .dataset import Dataset
+from .inputs import augmenter, load_images, make_dataset
+
+log = logging.getLogger(__name__)
+logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notices say nothing a user can act on
+
+MODEL_FILE = "model.keras"
+RUN_CONFIG = "run.json"
+STATE_FILE = "state.json"
+PHASE1_WEIGHTS = "phase1.weights.h5"
+BEST_WEIGHTS = "best.weights.h5"
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model_path: Path
+    metrics: dict[str, float]
+    history: dict[str, list[float]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@dataclass
+class Arrays:
+    """Fitted images and one-hot targets of one split (features filled in for phase 1)."""
+
+    x: np.ndarray
+    y: np.ndarray  # integer class per image
+    num_classes: int
+    features: np.ndarray | None = None
+
+    @property
+    def onehot(self) -> np.ndarray:
+        return np.eye(self.num_classes, dtype=np.float32)[self.y]
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def _verbosity() -> int:
+    """Keras' live progress bar on a terminal, one line per epoch in logs and CI."""
+    return 1 if sys.stdout.isatty() else 2
+
+
+def _class_weights(y: np.ndarray, num_classes: int) -> dict[int, float] | None:
+    present = np.unique(y)
+    if len(present) < 2:
+        return None
+    from sklearn.utils.class_weight import compute_class_weight
+
+    weights = compute_class_weight("balanced", classes=present, y=y)
+    mapping = {int(c): 1.0 for c in range(num_classes)}
+    mapping.update({int(c): float(w) for c, w in zip(present, weights)})
+    return mapping
+
+
+def _compile(model: Any, lr: float, cfg: TrainConfig) -> None:
+    import keras
+
+    model.compile(optimizer=keras.optimizers.Adam(lr),
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+                  metrics=["accuracy"])
+
+
+def compute_features(model: Any, x: np.ndarray, mirrored: bool = False) -> np.ndarray:
+    """Pooled backbone features of ``x`` (and of its mirror images, appended, when ``mirrored``)."""
+    from .model import feature_model
+
+    extractor = feature_model(model)
+    feats = extractor.predict(x.astype(np.float32), batch_size=64, verbose=0)
+    if mirrored:
+        feats = np.concatenate([feats, extractor.predict(x[:, :, ::-1].astype(np.float32), batch_size=64,
+                                                         verbose=0)])
+    return feats
+
+
+def _callbacks(cfg: TrainConfig, phase: str, run_dir: Path | None, monitor: str, finetune: bool) -> list[Any]:
+    import keras
+
+    callbacks: list[Any] = [keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.patience,
+                                                          restore_best_weights=True, verbose=0)]
+    if finetune:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.3,
+                                                           patience=max(1, cfg.patience // 2), min_lr=1e-7))
+    if run_dir is not None:
+        callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / "backup" / phase)))
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs" / phase), write_graph=False,
+                                                     profile_batch=0))
+        if finetune:
+            callbacks.append(keras.callbacks.ModelCheckpoint(str(run_dir / BEST_WEIGHTS), monitor=monitor,
+                                                             save_best_only=True, save_weights_only=True))
+    return callbacks
+
+
+def fit_head(model: Any, cfg: TrainConfig, train: Arrays, val: Arrays | None, run_dir: Path | None,
+             verbose: int) -> dict[str, list[float]]:
+    """Phase 1: only the classifier head learns; the backbone is frozen."""
+    from .model import head_model, set_trainable
+
+    if cfg.epochs_head == 0:
+        return {}
+    set_trainable(model, 0)
+    monitor = "val_loss" if val is not None and len(val) else "loss"
+    weights = _class_weights(train.y, train.num_classes) if cfg.class_weights else None
+    if cfg.cache_features:
+        head = head_model(model)
+        _compile(head, cfg.lr_head, cfg)
+        assert train.features is not None
+        repeats = len(train.features) // len(train)
+        y = np.tile(train.onehot, (repeats, 1))
+        validation = (val.features[:len(val)], val.onehot) if monitor == "val_loss" else None  # type: ignore[index]
+        history = head.fit(train.features, y, validation_data=validation, epochs=cfg.epochs_head,
+                           batch_size=cfg.batch_size, shuffle=True, class_weight=weights, verbose=verbose,
+                           callbacks=_callbacks(cfg, "head", run_dir, monitor, finetune=False))
+    else:
+        _compile(model, cfg.lr_head, cfg)
+        data = make_dataset(train.x, train.onehot, cfg.batch_size, shuffle=True, augment=augmenter(cfg), seed=cfg.seed)
+        validation = make_dataset(val.x, val.onehot, cfg.batch_size) if monitor == "val_loss" else None  # type: ignore[union-attr]
+        history = model.fit(data, validation_data=validation, epochs=cfg.epochs_head, class_weight=weights,
+                            verbose=verbose, shuffle=False, callbacks=_callbacks(cfg, "head", run_dir, monitor, finetune=False))
+    return {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+
+def fine_tune(model: Any, cfg: TrainConfig, train: Arrays, val: Arrays | None, run_dir: Path | None,
+              verbose: int) -> dict[str, list[float]]:
+    """Phase 2: the top ``cfg.unfreeze`` backbone layers learn too, at ``cfg.lr_finetune``."""
+    from .model import set_trainable
+
+    if cfg.epochs_finetune == 0 or cfg.unfreeze == 0:
+        return {}
+    set_trainable(model, cfg.unfreeze)
+    _compile(model, cfg.lr_finetune, cfg)
+    monitor = "val_loss" if val is not None and len(val) else "loss"
+    weights = _class_weights(train.y, train.num_classes) if cfg.class_weights else None
+    data = make_dataset(train.x, train.onehot, cfg.batch_size, shuffle=True, augment=augmenter(cfg), seed=cfg.seed)
+    validation = make_dataset(val.x, val.onehot, cfg.batch_size) if monitor == "val_loss" else None  # type: ignore[union-attr]
+    history = model.fit(data, validation_data=validation, epochs=cfg.epochs_finetune, class_weight=weights,
+                        verbose=verbose, shuffle=False, callbacks=_callbacks(cfg, "finetune", run_dir, monitor, finetune=True))
+    return {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+
+def accuracy(model: Any, data: Arrays) -> float:
+    """Top-1 accuracy of the float Keras model on fitted images."""
+    if not len(data):
+        return float("nan")
+    probs = model.predict(data.x.astype(np.float32), batch_size=64, verbose=0)
+    return float(np.mean(np.argmax(probs, axis=1) == data.y))
+
+
+def _check_run_dir(run_dir: Path, resume: bool) -> dict[str, Any]:
+    state_path = run_dir / STATE_FILE
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    if resume and not state:
+        raise UsageError(f"{run_dir}: nothing to resume (no {STATE_FILE}); start a run without --resume")
+    if not resume and state.get("phase") == "done":
+        raise UsageError(f"{run_dir}: already holds a trained model; choose another --out (nothing is overwritten)")
+    if not resume and state:
+        raise UsageError(f"{run_dir}: holds an unfinished run; add --resume to continue it, or choose another --out")
+    if resume and state.get("phase") == "done":
+        raise UsageError(f"{run_dir}: this run already finished; nothing to resume")
+    return state
+
+
+def train(dataset_dir: str | Path, run_dir: str | Path, cfg: TrainConfig, *, resume: bool = False,
+          verbose: int | None = None) -> TrainResult:
+    """Train on the dataset's train split (val for early stopping) and save the run directory.
+
+    The run directory gets ``model.keras`` (the best weights), ``run.json`` (config, labels,
+    dataset, metrics), ``labels.txt``, ``history.json``, TensorBoard ``logs/`` and checkpoints.
+    """
+    t0 = time.perf_counter()
+    dataset = Dataset.load(dataset_dir)
+    run_dir = Path(run_dir)
+    state = _check_run_dir(run_dir, resume) if run_dir.exists() else {}
+    if resume and state.get("config"):
+        cfg = TrainConfig(**state["config"])
+    paths, y_train = dataset.subset("train")
+    if not len(paths):
+        raise UsageError(f"{dataset.root}: the train split is empty")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state = {"phase": "head", "config": cfg.to_dict(), **({k: v for k, v in state.items() if k != "config"})}
+    (run_dir / STATE_FILE).write_text(json.dumps(state, indent=1))
+
+    import keras
+
+    from .model import build_model
+
+    verbose = _verbosity() if verbose is None else verbose
+    keras.utils.set_random_seed(cfg.seed)
+    n = len(dataset.labels)
+    train_arrays = Arrays(load_images(paths, cfg.size, cfg.fit), y_train, n)
+    val_paths, y_val = dataset.subset("val")
+    val_arrays = Arrays(load_images(val_paths, cfg.size, cfg.fit), y_val, n) if val_paths else None
+    test_paths, y_test = dataset.subset("test")
+    test_arrays = Arrays(load_images(test_paths, cfg.size, cfg.fit), y_test, n)
+    log.info("train %d, val %d, test %d images at %d px", len(train_arrays), len(val_paths), len(test_paths), cfg.size)
+
+    model = build_model(cfg, n)
+    history: dict[str, list[float]] = {}
+    if state["phase"] == "head":
+        if cfg.cache_features and cfg.epochs_head:
+            mirrored = cfg.flip and cfg.augment > 0
+            train_arrays.features = compute_features(model, train_arrays.x, mirrored)
+            if val_arrays is not None:
+                val_arrays.features = compute_features(model, val_arrays.x)
+        print(f"phase 1: head on a frozen {cfg.arch} backbone, {cfg.epochs_head} epoch(s) at most", flush=True)
+        history.update({f"head_{k}": v for k, v in fit_head(model, cfg, train_arrays, val_arrays, run_dir,
+                                                             verbose).items()})
+        model.save_weights(run_dir / PHASE1_WEIGHTS)
+        state["phase"] = "finetune"
+        state["head_history"] = history
+        (run_dir / STATE_FILE).write_text(json.dumps(state, indent=1))
+    else:
+        model.load_weights(run_dir / PHASE1_WEIGHTS)
+        history.update(state.get("head_history", {}))
+        log.info("resuming %s in phase 2", run_dir)
+    head_accuracy = accuracy(model, val_arrays) if val_arrays is not None else float("nan")
+    print(f"phase 2: top {cfg.unfreeze} backbone layers at lr {cfg.lr_finetune:g}, "
+          f"{cfg.epochs_finetune} epoch(s) at most", flush=True)
+    history.update({f"finetune_{k}": v for k, v in fine_tune(model, cfg, train_arrays, val_arrays, run_dir,
+                                                             verbose).items()})
+    metrics = {"train_accuracy": accuracy(model, train_arrays),
+               "val_accuracy_head_only": head_accuracy,
+               "val_accuracy": accuracy(model, val_arrays) if val_arrays is not None else float("nan"),
+               "test_accuracy": accuracy(model, test_arrays)}
+    model.save(run_dir / MODEL_FILE)
+    seconds = time.perf_counter() - t0
+    _write_run(run_dir, dataset, cfg, metrics, history, seconds)
+    state["phase"] = "done"
+    (run_dir / STATE_FILE).write_text(json.dumps(state, indent=1))
+    return TrainResult(run_dir, run_dir / MODEL_FILE, metrics, history, seconds)
+
+
+def _write_run(run_dir: Path, dataset: Dataset, cfg: TrainConfig, metrics: dict[str, float],
+               history: dict[str, list[float]], seconds: float) -> None:
+    import keras
+    import tensorflow as tf
+
+    (run_dir / "labels.txt").write_text("".join(f"{label}\n" for label in dataset.labels), encoding="utf-8")
+    (run_dir / "history.json").write_text(json.dumps(history, indent=1))
+    info = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "dataset": str(dataset.root.resolve()),
+        "labels": list(dataset.labels),
+        "config": cfg.to_dict(),
+        "metrics": {k: (None if np.isnan(v) else round(v, 4)) for k, v in metrics.items()},
+        "seconds": round(seconds, 1),
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+    }
+    (run_dir / RUN_CONFIG).write_text(json.dumps(info, indent=1))
+
+
+def kfold(dataset_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, k: int,
+          verbose: int | None = None) -> dict[str, Any]:
+    """Stratified k-fold cross-validation over every sample of the dataset.
+
+    Each fold trains with fixed epochs (no validation split to stop on) and is scored on its
+    held-out fold. Backbone features for phase 1 are computed once for all folds, since the
+    frozen backbone is the same in each.
+    """
+    import keras
+    from sklearn.model_selection import StratifiedKFold
+
+    from .model import build_model
+
+    if k < 2:
+        raise UsageError(f"--kfold {k}: needs at least 2 folds")
+    dataset = Dataset.load(dataset_dir)
+    paths, y = dataset.subset("all")
+    smallest = int(np.bincount(y).min())
+    if smallest < k:
+        raise UsageError(f"--kfold {k}: the smallest class has only {smallest} image(s)")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    verbose = 0 if verbose is None else verbose
+    t0 = time.perf_counter()
+    n = len(dataset.labels)
+    x = load_images(paths, cfg.size, cfg.fit)
+    keras.utils.set_random_seed(cfg.seed)
+    mirrored = cfg.flip and cfg.augment > 0
+    features = compute_features(build_model(cfg, n), x, mirrored) if cfg.cache_features else None
+    folds = []
+    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=cfg.seed)
+    for fold, (train_idx, test_idx) in enumerate(splitter.split(np.zeros(len(y)), y), start=1):
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(cfg.seed + fold)
+        model = build_model(cfg, n)
+        train = Arrays(x[train_idx], y[train_idx], n)
+        if features is not None:
+            parts = [features[train_idx]] + ([features[len(y) + train_idx]] if mirrored else [])
+            train.features = np.concatenate(parts)
+        fit_head(model, cfg, train, None, None, verbose)
+        head_acc = accuracy(model, Arrays(x[test_idx], y[test_idx], n))
+        fine_tune(model, cfg, train, None, None, verbose)
+        acc = accuracy(model, Arrays(x[test_idx], y[test_idx], n))
+        folds.append({"fold": fold, "train": len(train_idx), "test": len(test_idx),
+                      "head_only_accuracy": round(head_acc, 4), "accuracy": round(acc, 4)})
+        print(f"fold {fold}/{k}: accuracy {acc:.3f} (head only {head_acc:.3f}) on {len(test_idx)} held-out images",
+              flush=True)
+    accs = np.array([f["accuracy"] for f in folds])
+    heads = np.array([f["head_only_accuracy"] for f in folds])
+    summary = {"k": k, "mean_accuracy": round(float(accs.mean()), 4), "std_accuracy": round(float(accs.std()), 4),
+               "head_only_mean_accuracy": round(float(heads.mean()), 4),
+               "head_only_std_accuracy": round(float(heads.std()), 4),
+               "folds": folds, "config": cfg.to_dict(), "dataset": str(dataset.root.resolve()),
+               "seconds": round(time.perf_counter() - t0, 1)}
+    (out_dir / "kfold.json").write_text(json.dumps(summary, indent=1))
+    with (out_dir / "kfold.csv").open("w", encoding="utf-8") as handle:
+        handle.write("fold,train,test,head_only_accuracy,accuracy\n")
+        handle.writelines(f"{f['fold']},{f['train']},{f['test']},{f['head_only_accuracy']},{f['accuracy']}\n"
+                          for f in folds)
+    return summary
