@@ -390,9 +390,9 @@ def pipeline_run(target: dict[str, Any], source: str, frames: int, realtime: boo
     """The daemon's overlapped pipeline on a file source, with the worker plan it picks itself.
 
     ``realtime`` paces the file to its frame rate, like a camera, so latency is not inflated by
-    a queue that a flat-out file source keeps full. With ``mqtt`` (host, port, topic) every result
-    is published as the daemon publishes it, and each frame's capture and hand-off wall times
-    are returned so the subscriber's arrival times can be matched to them.
+    a queue that a flat-out file source keeps full. With ``mqtt`` (host, port, prefix) every
+    result is published through the daemon's own MQTT link and payload, and each frame's capture
+    and hand-off wall times are returned so the subscriber's arrival times can be matched to them.
     """
     from .bundle import resolve_model
     from .pipeline import STAGES as PIPELINE_STAGES, FrameResult, Pipeline, plan_workers
@@ -408,7 +408,7 @@ def pipeline_run(target: dict[str, Any], source: str, frames: int, realtime: boo
     publisher = None
     if mqtt is not None:
         from .bench_mqtt import ResultPublisher
-        publisher = ResultPublisher(mqtt["host"], mqtt["port"], mqtt["topic"])
+        publisher = ResultPublisher(mqtt["host"], mqtt["port"], mqtt["prefix"])
     stages: dict[str, list[float]] = {stage: [] for stage in PIPELINE_STAGES}
     done: list[float] = []
     wall: dict[int, tuple[float, float]] = {}

@@ -115,36 +115,32 @@ class Subscriber:
 
 
 class ResultPublisher:
-    """Publishes each pipeline result as the daemon's per-frame ``result`` message (QoS 0)."""
+    """The daemon's own MQTT link and ``result`` payload, so the bench measures what ships."""
 
-    def __init__(self, host: str, port: int, topic: str) -> None:
-        import paho.mqtt.client as mqtt
+    def __init__(self, host: str, port: int, prefix: str) -> None:
+        from .config import defaults
+        from .mqtt import MqttLink
 
-        self.topic = topic
-        self._last = None
-        connected = threading.Event()
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edgesight-bench-pub-{port}")
-        self._client.on_connect = lambda *args: connected.set()
-        self._client.connect(host, port)
-        self._client.loop_start()
-        if not connected.wait(10):
+        config = defaults()
+        config.override({("mqtt", "host"): host, ("mqtt", "port"): port, ("mqtt", "prefix"): prefix,
+                         ("mqtt", "device_id"): "bench", ("mqtt", "discovery"): False}, where="bench")
+        self.link = MqttLink(config)
+        self.link.start()
+        deadline = time.monotonic() + 10
+        while not self.link.connected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not self.link.connected:
+            self.link.stop()
             raise EdgesightError(f"benchmark publisher could not connect to {host}:{port}")
 
     def publish(self, result: Any) -> None:
-        payload = {"v": 1, "timestamp": result.frame.timestamp, "frame": result.frame.number,
-                   "top": [p.as_dict() for p in result.classification.top],
-                   "latency_ms": {k: round(v, 3) for k, v in result.latency_ms.items()}, "model": result.model}
-        self._last = self._client.publish(self.topic, json.dumps(payload), qos=0)
+        from .mqtt import result_payload
+
+        self.link.publish_result(result_payload(result))
 
     def close(self) -> None:
-        """Flush what is queued (the network thread may still hold the last messages), then leave."""
-        if self._last is not None:
-            try:
-                self._last.wait_for_publish(timeout=5)
-            except (RuntimeError, ValueError):  # not connected any more: nothing left to flush
-                pass
-        self._client.disconnect()
-        self._client.loop_stop()
+        """``offline`` at QoS 1 goes out after the queued results, so waiting for it flushes them."""
+        self.link.stop(timeout=5)
 
 
 def frame_number(payload: bytes) -> int | None:
@@ -160,12 +156,15 @@ def measure_mqtt(target: dict[str, Any], source: Path, frames: int) -> dict[str,
     """Pipeline -> paho publisher -> local mosquitto -> paho subscriber, paced like a camera."""
     from .bench import Latency, run_in_child
 
-    topic = "edgesight/bench/result"
+    from .mqtt import Topics
+
+    prefix = "edgesight/bench"
+    topic = Topics(prefix).result
     with LocalBroker() as broker:
         subscriber = Subscriber("127.0.0.1", broker.port, topic)
         try:
             run = run_in_child("pipeline_run", target=target, source=str(source), frames=frames, realtime=True,
-                               mqtt={"host": "127.0.0.1", "port": broker.port, "topic": topic})
+                               mqtt={"host": "127.0.0.1", "port": broker.port, "prefix": prefix})
             subscriber.wait_for(run["frames"], timeout=5)
         finally:
             subscriber.close()
