@@ -1,0 +1,237 @@
+"""Frame sources: OpenCV video files, image folders, reopen with backoff, and picamera2 via a fake module."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import threading
+import time
+import types
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import testdata_path
+from edgesight.device.errors import SourceError
+from edgesight.device.sources import Backoff, ReopeningSource, jetson_csi_pipeline, open_source
+from edgesight.device.sources.opencv import OpenCVSource
+from videos import cat_video, write_video
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    return cat_video(tmp_path_factory.mktemp("v") / "cat.avi", testdata_path("images", "cat_720p.jpg"),
+                     count=12, size=(320, 180), fps=30)
+
+
+def read_all(source, limit: int = 1000) -> list:
+    frames = []
+    while len(frames) < limit:
+        frame = source.read()
+        if frame is None:
+            break
+        frames.append(frame)
+    return frames
+
+
+def test_video_file_serves_every_frame_then_ends(video):
+    source = open_source(str(video))
+    frames = read_all(source)
+    source.close()
+    assert [f.number for f in frames] == list(range(1, 13))
+    assert frames[0].image.shape == (180, 320, 3) and frames[0].order == "BGR"
+    assert not source.live and source.dropped == 0
+    assert all(f.capture_ms >= 0 and f.timestamp > 0 for f in frames)
+
+
+def test_loop_restarts_and_numbers_keep_rising(video):
+    source = open_source(str(video), loop=True)
+    frames = read_all(source, limit=30)
+    source.close()
+    assert [f.number for f in frames] == list(range(1, 31))
+
+
+def test_realtime_file_is_live_and_drops_what_it_falls_behind_on(video):
+    source = open_source(str(video), realtime=True, loop=True)
+    assert source.live
+    source.read()
+    time.sleep(0.3)  # a slow consumer: about 9 frames at 30 fps go by
+    frame = source.read()
+    source.close()
+    assert source.dropped >= 3 and frame.number == 2  # numbers count frames served, drops are counted apart
+
+
+def test_image_folder_skips_unreadable_files(tmp_path, images_dir):
+    for name in ("cat.bmp", "hot_dog.jpg"):
+        shutil.copy(images_dir / name, tmp_path / name)
+    (tmp_path / "broken.jpg").write_bytes((images_dir / "hot_dog.jpg").read_bytes()[:2000])  # truncated JPEG
+    frames = read_all(open_source(str(tmp_path)))
+    assert len(frames) == 2 and frames[0].image.ndim == 3
+
+
+def test_missing_file_and_camera_fail_at_open_with_one_line(tmp_path):
+    with pytest.raises(SourceError, match="no such video file or image folder"):
+        open_source(str(tmp_path / "gone.mp4"))
+    with pytest.raises(SourceError, match="cannot open"):
+        open_source("57")  # no /dev/video57 here
+    not_video = tmp_path / "notes.mp4"
+    not_video.write_text("not a video")
+    with pytest.raises(SourceError, match="cannot open"):
+        open_source(str(not_video))
+
+
+def test_spec_forms_dispatch_to_the_right_backend(monkeypatch):
+    opened = []
+
+    class Recorder:
+        def __init__(self, target, kind, **opts):
+            opened.append((kind, target))
+            self.name, self.live, self.dropped = str(target), kind != "file", 0
+
+    monkeypatch.setattr("edgesight.device.sources.opencv.OpenCVSource", Recorder)
+    for spec in ("0", "rtsp://cam.local/stream", "videotestsrc ! videoconvert ! appsink", "jetson-csi:1"):
+        open_source(spec, reopen=False)
+    assert [k for k, _ in opened] == ["usb", "url", "gstreamer", "gstreamer"]
+    assert opened[0][1] == 0
+    assert "nvarguscamerasrc sensor-id=1" in opened[3][1]
+
+
+def test_jetson_pipeline_string_is_the_usual_one():
+    text = jetson_csi_pipeline(0, 1920, 1080, 30, flip=2)
+    assert text.startswith("nvarguscamerasrc sensor-id=0 ! video/x-raw(memory:NVMM)")
+    assert "width=(int)1920, height=(int)1080" in text and "framerate=(fraction)30/1" in text
+    assert "nvvidconv flip-method=2" in text and text.endswith("appsink drop=1 max-buffers=1")
+
+
+def test_vanished_file_is_reopened_with_backoff_and_the_gap_reported(tmp_path, video):
+    clip = Path(shutil.copy(video, tmp_path / "clip.avi"))
+    moved = tmp_path / "moved.avi"
+    source = open_source(str(clip), loop=True, backoff=Backoff(0.05, 0.2))
+    read_all(source, limit=5)
+    clip.rename(moved)  # mid-run the file goes away (and, being an open fd, plays to its end first)
+    restore = threading.Timer(0.8, lambda: moved.rename(clip))
+    restore.start()
+    frames = read_all(source, limit=20)
+    restore.join()
+    source.close()
+    assert [f.number for f in frames] == list(range(6, 26))
+    assert source.reopens == 1 and source.gap_s >= 0.3 and source.failing_since is None
+
+
+def test_close_interrupts_a_backoff_wait(tmp_path, video):
+    clip = Path(shutil.copy(video, tmp_path / "clip.avi"))
+    source = open_source(str(clip), loop=True, backoff=Backoff(30.0, 30.0))
+    clip.unlink()
+    threading.Timer(0.3, source.interrupt).start()
+    t0 = time.monotonic()
+    frames = read_all(source)
+    assert len(frames) == 12 and time.monotonic() - t0 < 10  # would be 30 s without the interrupt
+    source.close()
+
+
+# -- picamera2: the real API surface, faked because no Pi camera exists here --------------------
+
+class FakePicamera2:
+    """Implements exactly the Picamera2 methods the source calls, recording each call."""
+
+    instances: list["FakePicamera2"] = []
+    fail_after: int | None = None
+
+    def __init__(self, camera_num: int = 0) -> None:
+        if camera_num > 1:
+            raise IndexError("list index out of range")  # what picamera2 raises for a missing camera
+        self.camera_num = camera_num
+        self.calls: list[str] = []
+        self.config: dict | None = None
+        self.captured = 0
+        FakePicamera2.instances.append(self)
+
+    def create_video_configuration(self, main=None, lores=None, **kwargs) -> dict:
+        self.calls.append("create_video_configuration")
+        return {"main": dict(main or {}), "lores": dict(lores) if lores else None, **kwargs}
+
+    def configure(self, config: dict) -> None:
+        self.calls.append("configure")
+        self.config = config
+
+    def start(self) -> None:
+        self.calls.append("start")
+
+    def capture_array(self, name: str = "main") -> np.ndarray:
+        self.calls.append(f"capture_array:{name}")
+        self.captured += 1
+        if FakePicamera2.fail_after is not None and self.captured > FakePicamera2.fail_after:
+            raise RuntimeError("Camera frontend has timed out!")
+        stream = self.config[name]
+        w, h = stream["size"]
+        if stream["format"] == "YUV420":
+            return np.full((h * 3 // 2, w), 128, np.uint8)
+        image = np.zeros((h, w, 3), np.uint8)
+        image[..., 0] = 255  # picamera2 RGB888 is [B, G, R]: a blue scene
+        return image
+
+    def stop(self) -> None:
+        self.calls.append("stop")
+
+    def close(self) -> None:
+        self.calls.append("close")
+
+
+@pytest.fixture
+def fake_picamera2(monkeypatch):
+    module = types.ModuleType("picamera2")
+    module.Picamera2 = FakePicamera2
+    monkeypatch.setitem(sys.modules, "picamera2", module)
+    FakePicamera2.instances = []
+    FakePicamera2.fail_after = None
+    return FakePicamera2
+
+
+def test_picamera2_main_stream_is_bgr(fake_picamera2):
+    source = open_source("picamera2", width=640, height=480)
+    frame = source.read()
+    source.close()
+    camera = fake_picamera2.instances[0]
+    assert camera.config["main"] == {"size": (640, 480), "format": "RGB888"} and camera.config["lores"] is None
+    assert camera.calls == ["create_video_configuration", "configure", "start", "capture_array:main", "stop", "close"]
+    assert source.live and frame.order == "BGR" and frame.image.shape == (480, 640, 3)
+    rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB)
+    assert rgb[0, 0].tolist() == [0, 0, 255]  # blue stays blue through the preprocessing's BGR->RGB
+
+
+def test_picamera2_lores_stream_is_converted_from_yuv420(fake_picamera2):
+    source = open_source("picamera2:1", stream="lores", lores_width=320, lores_height=240)
+    frame = source.read()
+    source.close()
+    camera = fake_picamera2.instances[0]
+    assert camera.camera_num == 1 and camera.config["lores"] == {"size": (320, 240), "format": "YUV420"}
+    assert "capture_array:lores" in camera.calls and frame.image.shape == (240, 320, 3)
+
+
+def test_picamera2_failure_reopens_the_camera(fake_picamera2):
+    fake_picamera2.fail_after = 2
+    source = open_source("picamera2", backoff=Backoff(0.01, 0.01))
+    numbers = [source.read().number for _ in range(4)]
+    source.close()
+    assert numbers == [1, 2, 3, 4] and source.reopens == 1
+    first = fake_picamera2.instances[0]
+    assert first.calls[-2:] == ["stop", "close"] and len(fake_picamera2.instances) >= 2
+
+
+def test_picamera2_missing_camera_and_missing_module(fake_picamera2, monkeypatch):
+    with pytest.raises(SourceError, match="picamera2:5: no such camera"):
+        open_source("picamera2:5")
+    monkeypatch.setitem(sys.modules, "picamera2", None)
+    with pytest.raises(SourceError, match="python3-picamera2"):
+        open_source("picamera2")
+
+
+def test_written_video_round_trips(tmp_path):
+    frames = [np.full((64, 96, 3), i * 20, np.uint8) for i in range(5)]
+    path = write_video(tmp_path / "grey.avi", frames, fps=10)
+    source = OpenCVSource(str(path), kind="file")
+    assert source.fps == pytest.approx(10)
+    got = read_all(source)
+    assert len(got) == 5 and abs(int(got[4].image.mean()) - 80) <= 3
