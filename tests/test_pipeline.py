@@ -1,0 +1,164 @@
+"""The threaded pipeline on real LiteRT and real videos, plus the state smoother."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import testdata_path
+from edgesight.device.classify import Classifier, Prediction
+from edgesight.device.errors import BundleError
+from edgesight.device.pipeline import STAGES, Pipeline, plan_workers
+from edgesight.device.smoothing import StateSmoother
+from edgesight.device.sources import open_source
+from videos import cat_video
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    return cat_video(tmp_path_factory.mktemp("v") / "cat.avi", testdata_path("images", "cat_720p.jpg"),
+                     count=24, size=(640, 360), fps=30)
+
+
+@pytest.fixture(scope="module")
+def make_v2(v2_model, imagenet_labels):
+    return lambda: Classifier.open(v2_model, imagenet_labels, num_threads=1)
+
+
+def test_every_frame_of_a_file_is_classified_in_order(video, make_v2):
+    results = []
+    source = open_source(str(video))
+    pipeline = Pipeline(source, make_v2, workers=2, on_result=results.append)
+    pipeline.run()
+    source.close()
+    assert [r.frame.number for r in results] == list(range(1, 25))
+    assert all(r.best.label == "Egyptian cat" and r.best.score >= 0.6 for r in results)
+    assert set(STAGES) <= set(results[0].latency_ms)
+    assert all(r.latency_ms["total"] >= r.latency_ms["infer"] > 0 for r in results)
+    assert results[0].model == {"name": "mobilenet_v2_1.0_224_quant", "version": ""}
+    stats = pipeline.stats()
+    assert stats["frames"] == 24 and stats["dropped"] == 0 and stats["errors"] == 0 and stats["workers"] == 2
+    assert {"p50", "p90", "p99"} <= set(stats["latency_ms"]["infer"])
+    assert pipeline.latest is results[-1] and pipeline.source_ended
+
+
+def test_max_frames_stops_early(video, make_v2):
+    results = []
+    source = open_source(str(video), loop=True)
+    pipeline = Pipeline(source, make_v2, workers=2, on_result=results.append, max_frames=7)
+    pipeline.run()
+    source.close()
+    assert [r.frame.number for r in results] == list(range(1, 8)) and not pipeline.source_ended
+
+
+def test_live_source_keeps_the_newest_frame_and_counts_drops(tmp_path, images_dir, make_v2):
+    for name in ("cat.bmp", "hot_dog.jpg", "dragonfly.bmp"):
+        shutil.copy(images_dir / name, tmp_path / name)
+    source = open_source(str(tmp_path), realtime=True, loop=True, fps=200)
+    results = []
+
+    def slow_consumer(result):
+        results.append(result)
+        time.sleep(0.03)  # a broker that cannot keep up must not make the camera queue grow
+
+    pipeline = Pipeline(source, make_v2, workers=1, on_result=slow_consumer, max_frames=15)
+    pipeline.run()
+    source.close()
+    numbers = [r.frame.number for r in results]
+    assert numbers == sorted(numbers) and len(numbers) == 15
+    assert pipeline.stats()["dropped"] > 0 and pipeline.stats()["queue"]["input"] <= 1
+
+
+def test_swap_refuses_a_bad_model_and_keeps_the_old_one(tmp_path, video, make_v2, v1_model, imagenet_labels):
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"not a flatbuffer" * 100)
+    source = open_source(str(video), loop=True)
+    seen = []
+    pipeline = Pipeline(source, make_v2, workers=2, on_result=lambda r: seen.append(r.model["name"]), max_frames=60)
+    import threading
+    runner = threading.Thread(target=pipeline.run)
+    runner.start()
+    while len(seen) < 5:
+        time.sleep(0.01)
+    with pytest.raises(BundleError, match="bad.tflite"):
+        pipeline.swap_classifiers(lambda: Classifier.open(bad, imagenet_labels))
+    pipeline.swap_classifiers(lambda: Classifier.open(v1_model, imagenet_labels, num_threads=1))
+    runner.join(30)
+    source.close()
+    assert seen[0] == "mobilenet_v2_1.0_224_quant" and seen[-1] == "mobilenet_v1_0.25_128_quant"
+    assert pipeline.classifier.name == "mobilenet_v1_0.25_128_quant"
+
+
+def test_a_failing_consumer_does_not_stop_classification(video, make_v2):
+    calls = []
+
+    def broken(result):
+        calls.append(result.frame.number)
+        raise RuntimeError("broker library bug")
+
+    source = open_source(str(video))
+    pipeline = Pipeline(source, make_v2, workers=2, on_result=broken)
+    pipeline.run()
+    source.close()
+    assert calls == list(range(1, 25)) and pipeline.stats()["errors"] == 24
+
+
+def test_stop_from_another_thread_returns_quickly(video, make_v2):
+    source = open_source(str(video), loop=True, realtime=True)
+    pipeline = Pipeline(source, make_v2, workers=2)
+    import threading
+    threading.Timer(0.5, pipeline.stop).start()
+    t0 = time.monotonic()
+    pipeline.run()
+    source.close()
+    assert time.monotonic() - t0 < 5 and not pipeline.alive()
+
+
+def test_plan_uses_one_single_threaded_interpreter_per_core():
+    assert plan_workers(4) == plan_workers(4, None)
+    assert (plan_workers(4).workers, plan_workers(4).threads_per_worker) == (4, 1)
+    assert (plan_workers(4, workers=1).workers, plan_workers(4, workers=1).threads_per_worker) == (1, 4)
+
+
+# -- smoothing -------------------------------------------------------------------------------
+
+INDEX = {"cat": 286, "dog": 207}
+
+
+def top(*pairs) -> tuple[Prediction, ...]:
+    return tuple(Prediction(INDEX[label], label, score) for label, score in pairs)
+
+
+def test_state_needs_the_threshold_and_reports_unknown_below_it():
+    smoother = StateSmoother(window=3, threshold=0.5, min_dwell=0.0)
+    first = None
+    for t in range(3):
+        first = smoother.update(top(("cat", 0.3), ("dog", 0.2)), float(t)) or first
+    assert first is not None and first.label == "unknown"
+    changed = [smoother.update(top(("cat", 0.9)), 10.0 + t) for t in range(3)]
+    labels = [c.label for c in changed if c]
+    assert labels == ["cat"]
+
+
+def test_min_dwell_suppresses_flicker():
+    smoother = StateSmoother(window=1, threshold=0.5, min_dwell=1.0)
+    assert smoother.update(top(("cat", 0.9)), 0.0).label == "cat"
+    # a single dog frame, then cat again: no state change
+    assert smoother.update(top(("dog", 0.9)), 0.1) is None
+    assert smoother.update(top(("cat", 0.9)), 0.2) is None
+    # dog for longer than the dwell: one change, stamped when it took effect
+    changes = [smoother.update(top(("dog", 0.9)), 1.0 + 0.25 * i) for i in range(6)]
+    made = [c for c in changes if c]
+    assert len(made) == 1 and made[0].label == "dog" and made[0].since == 2.0
+    assert smoother.current.label == "dog"
+
+
+def test_moving_average_outvotes_one_bad_frame():
+    smoother = StateSmoother(window=5, threshold=0.4, min_dwell=0.0)
+    for t in range(5):
+        smoother.update(top(("cat", 0.8)), float(t))
+    assert smoother.update(top(("dog", 0.95), ("cat", 0.05)), 5.0) is None
+    assert smoother.current.label == "cat" and smoother.current.score == pytest.approx((0.8 * 4 + 0.05) / 5)
