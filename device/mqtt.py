@@ -53,6 +53,11 @@ class Topics:
         return f"{self.prefix}/stats"
 
     @property
+    def alert(self) -> str:
+        """Retained drift alert: ``{"active": true|false, "score", "bound", ...}``."""
+        return f"{self.prefix}/alert"
+
+    @property
     def reply(self) -> str:
         """Where command outcomes go (``{"command", "ok", "error"|...}``)."""
         return f"{self.prefix}/reply"
@@ -183,6 +188,7 @@ class MqttLink:
         self._on_command = on_command
         self._discovery = discovery if m.discovery else None
         self._state: dict | None = None
+        self._alert: dict | None = None
         self._lock = threading.Lock()
         self.connects = 0
         self.reconnects = 0
@@ -272,6 +278,12 @@ class MqttLink:
             self._state = payload
         return self.publish_json(self.topics.state, payload, qos=1, retain=True)
 
+    def publish_alert(self, payload: dict) -> bool:
+        """Remember the alert (republished on reconnect, so it is not lost while offline); QoS 1 retained."""
+        with self._lock:
+            self._alert = payload
+        return self.publish_json(self.topics.alert, payload, qos=1, retain=True)
+
     def publish_stats(self, payload: dict) -> bool:
         return self.publish_json(self.topics.stats, payload, qos=0, retain=True)
 
@@ -305,6 +317,10 @@ class MqttLink:
             state = self._state
         if state is not None:
             client.publish(self.topics.state, json.dumps(state, separators=(",", ":")), qos=1, retain=True)
+        with self._lock:
+            alert = self._alert
+        if alert is not None:
+            client.publish(self.topics.alert, json.dumps(alert, separators=(",", ":")), qos=1, retain=True)
         for verb in self.commands:
             client.subscribe(self.topics.cmd(verb), qos=1)
 
