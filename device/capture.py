@@ -29,6 +29,8 @@ from typing import Any, Callable
 
 import cv2
 
+from .errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 MARKER = "edgesight_capture"
@@ -94,11 +96,18 @@ def own_captures(root: Path) -> list[OwnCapture]:
 class CaptureWriter:
     """A frame-result consumer that saves low-score and state-change frames for relabelling."""
 
-    def __init__(self, settings: CaptureSettings, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, settings: CaptureSettings, clock: Callable[[], float] = time.monotonic,
+                 current_state: Callable[[], str | None] | None = None) -> None:
+        """``current_state`` gives the daemon's smoothed state label (None before there is one);
+        without it the thresholded top-1 label stands in for the state."""
         self.settings = settings
         self.clock = clock
+        self.current_state = current_state
         self.root = Path(settings.dir)
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"[capture] dir: cannot create {self.root} ({exc.strerror or exc})") from None
         self.saved = 0
         self.dropped = 0  # skipped because the writer was busy
         self.rotated = 0
@@ -119,16 +128,18 @@ class CaptureWriter:
     def __call__(self, result: Any) -> str | None:
         """Consider one frame result; return the reason when it was queued for saving."""
         best = result.classification.top[0]
-        state = getattr(result, "state", None)
-        if state is None:  # no smoothed state on the result: the thresholded top-1 stands in
+        if self.current_state is not None:
+            state = self.current_state()
+        else:
             state = best.label if best.score >= self.settings.low_score else "unknown"
-        state = getattr(state, "label", state)
         reason = None
         if best.score < self.settings.low_score:
             reason = "low_score"
-        if self.settings.on_state_change and self._state is not None and state != self._state:
+        if (self.settings.on_state_change and state is not None and self._state is not None
+                and state != self._state):
             reason = "state_change"
-        self._state = state
+        if state is not None:
+            self._state = state
         if reason is None:
             return None
         now = self.clock()

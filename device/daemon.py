@@ -23,6 +23,7 @@ from .bundle import resolve_model
 from .classify import Classifier
 from .config import Config
 from .errors import EdgesightError, UsageError
+from .monitoring import Monitoring
 from .mqtt import MqttLink, discovery_messages, result_payload
 from .pipeline import FrameResult, Pipeline, plan_workers
 from .service import Notifier
@@ -93,6 +94,7 @@ class Daemon:
             self.link = MqttLink(config, on_command=lambda verb, text: self._commands.put((verb, text)),
                                  discovery=self._discovery)
         self.consumers.append(self._publish)
+        self.monitoring = Monitoring(self)  # status page, capture, drift: [http], [capture], [drift]
         self._published = 0
 
     # -- model ----------------------------------------------------------------------------------
@@ -153,6 +155,7 @@ class Daemon:
                      "reconnects": self.link.reconnects if self.link else 0},
             "memory_rss_mb": memory_rss_mb(),
             "cpu_temp_c": cpu_temperature_c(),
+            **self.monitoring.stats(),
         }
 
     # -- commands -------------------------------------------------------------------------------
@@ -180,6 +183,7 @@ class Daemon:
         log.info("cmd/reload: loading %s", path)
         classifier = self.pipeline.swap_classifiers(self.classifier_factory(path, labels))
         self.smoother.reset()
+        self.monitoring.model_changed()
         if self.link:
             self.link.reply("reload", True, model={"name": classifier.name, "version": classifier.version,
                                                    "path": str(path)})
@@ -220,6 +224,7 @@ class Daemon:
         log.info("edgesight run: %s %s on %s %s, %d worker(s) x %d thread(s), source %s",
                  c.name, c.version, c.runtime.name, c.runtime.version, self.pipeline.workers, self.threads,
                  self.source.name)
+        self.monitoring.start()
         if self.link:
             self.link.start()
         worker = threading.Thread(target=self.pipeline.run, name="pipeline", daemon=True)
@@ -244,6 +249,7 @@ class Daemon:
         self.notifier.stopping(self.stop_reason or ("source ended" if self.pipeline.source_ended else "stopping"))
         self.pipeline.stop()
         worker.join(timeout=1.2)
+        self.monitoring.close()
         self._report()
         if self.link:
             self.link.stop()

@@ -65,8 +65,10 @@ class StatusBoard:
     """
 
     def __init__(self, extra_stats: Callable[[], Mapping[str, Any]] | None = None, *,
+                 state: Callable[[], Mapping[str, Any] | None] | None = None,
                  stale_after_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.extra_stats = extra_stats or (lambda: {})
+        self.state = state or (lambda: None)  # the daemon's smoothed state payload, if any
         self.stale_after_s = stale_after_s
         self.clock = clock
         self.started = clock()
@@ -159,9 +161,9 @@ class StatusBoard:
         payload = {"v": 1, **result_json(result)}
         if not payload.get("model") and self.model:
             payload["model"] = {"name": self.model.get("name"), "version": self.model.get("version")}
-        state = getattr(result, "state", None)
+        state = self.state()
         if state is not None:
-            payload["state"] = state if isinstance(state, (str, dict)) else getattr(state, "label", str(state))
+            payload["state"] = dict(state)
         payload["age_s"] = round(self.clock() - (self._latest_at or self.clock()), 3)
         return payload
 
@@ -174,9 +176,10 @@ class StatusBoard:
             extra = {}
         with self._lock:
             history = list(self._history)
-        return {"v": 1, "healthy": self.healthy(), "frames": self.frames, "fps": round(self.fps(), 2),
-                "uptime_s": round(self.uptime_s(), 1), "model": self.model, "runtime": self.runtime,
-                "history": history, **extra}
+        own = {"v": 1, "healthy": self.healthy(), "frames": self.frames, "fps": round(self.fps(), 2),
+               "uptime_s": round(self.uptime_s(), 1), "model": self.model or extra.get("model", {}),
+               "runtime": self.runtime or extra.get("runtime", {}), "history": history}
+        return {**extra, **own}
 
     def snapshot_jpeg(self, quality: int = 80, max_width: int = 960) -> tuple[int, bytes] | None:
         """(frame number, JPEG) of the newest frame with its label drawn; one encode per new frame."""
