@@ -358,7 +358,7 @@ def build_engine(onnx_path: Path, out_path: Path, precision: str = "fp16", *, on
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
     if precision in ("fp16", "int8"):
-        if not builder.platform_has_fast_fp16:
+        if not getattr(builder, "platform_has_fast_fp16", True):
             log.warning("this GPU has no fast FP16; the engine will mostly run in FP32")
         config.set_flag(trt.BuilderFlag.FP16)
     tensor = network.get_input(0)
@@ -372,12 +372,12 @@ def build_engine(onnx_path: Path, out_path: Path, precision: str = "fp16", *, on
     if precision == "int8":
         if calibration is None:
             raise EdgesightError("--int8 needs calibration images (--calibration DIR)")
-        if not builder.platform_has_fast_int8:
+        if not getattr(builder, "platform_has_fast_int8", True):
             log.warning("this GPU has no fast INT8; the engine may be slower than FP16")
         config.set_flag(trt.BuilderFlag.INT8)
         calibrator = _calibrator(trt, cudart, calibration, out_path.with_suffix(".calib"))
         config.int8_calibrator = calibrator
-        if profile is not None:
+        if profile is not None and hasattr(config, "set_calibration_profile"):
             config.set_calibration_profile(profile)
     log.info("building a %s TensorRT %s engine for %s from %s (this takes minutes on a Jetson)",
              precision, trt.__version__, device, onnx_path)

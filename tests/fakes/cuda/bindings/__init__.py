@@ -1,0 +1,1 @@
+"""Fake ``cuda.bindings``; see tests/fakes/README.md."""
