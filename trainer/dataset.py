@@ -38,6 +38,7 @@ DUPLICATES_CSV = "duplicates.csv"
 CROPS_DIR = "crops"
 SPLITS = ("train", "val", "test")
 SCHEMA_VERSION = 1
+SIDECAR_SUFFIXES = frozenset({".json"})  # `edgesight run` [capture] writes one beside each JPEG
 VOC_IMAGE_DIRS = ("Images", "JPEGImages", "images")
 VOC_ANNOTATION_DIRS = ("Annotations", "annotations")
 
@@ -155,7 +156,9 @@ def discover(src: Path, dataset_dir: Path, crop_objects: bool) -> tuple[list[Can
         class_dirs = [d for d in sorted(src.iterdir()) if d.is_dir() and not d.name.startswith(".")
                       and d.resolve() != dataset_dir.resolve()]
         for class_dir in class_dirs:
-            candidates.extend(Candidate(path, class_dir.name) for path in _visible_files(class_dir))
+            # JSON sidecars (the device's retraining captures) are metadata, not samples: skip, not reject
+            candidates.extend(Candidate(path, class_dir.name) for path in _visible_files(class_dir)
+                              if path.suffix.lower() not in SIDECAR_SUFFIXES)
         loose = [p.name for p in src.iterdir() if p.is_file() and p.name != LABELS and not p.name.startswith(".")]
         if loose:
             log.warning("%s: ignoring %d file(s) outside class folders (e.g. %s)", src, len(loose), loose[0])
