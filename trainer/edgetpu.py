@@ -66,6 +66,8 @@ def parse_compiler_log(text: str) -> dict[str, Any]:
     in_table = False
     for line in text.splitlines():
         if line.startswith("Operator") and "Status" in line:
+            if operators:  # the same table again (stdout with -s, then the .log file)
+                break
             in_table = True
             continue
         if in_table:
