@@ -157,12 +157,12 @@ class StatusServer:
             self._factory, self._classifier = factory, None
 
     def classify_upload(self, data: bytes, name: str, top_k: int | None) -> dict[str, Any]:
+        if self._factory is None:
+            raise UploadRefused(HTTPStatus.SERVICE_UNAVAILABLE, "no model loaded for uploads")
         try:
             image = decode_image(data, name)
         except ImageError as exc:
             raise UploadRefused(HTTPStatus.BAD_REQUEST, str(exc)) from None
-        if self._factory is None:
-            raise UploadRefused(HTTPStatus.SERVICE_UNAVAILABLE, "no model loaded for uploads")
         with self._classify_lock:
             if self._classifier is None:
                 self._classifier = self._factory()
