@@ -206,3 +206,22 @@ def test_device_side_never_imports_tensorflow():
     code = ("import sys; import edgesight.device.bench, edgesight.device.bench_mqtt, edgesight.device.bench_report, "
             "edgesight.device.commands.bench; sys.exit('tensorflow' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+def test_runtimes_side_by_side_on_a_bundle_with_onnx(tmp_path, images_dir):
+    """A real Keras model converted to int8/float TFLite and ONNX: one row per runtime and file."""
+    from accel_models import make_bundle, tiny_models
+
+    bundle = make_bundle(tiny_models(images_dir), tmp_path / "tiny")
+    out = tmp_path / "r.json"
+    result = run_cli("bench", bundle, "--all-variants", "--threads", "1", "--skip", "sequential,cold_start",
+                     *QUICK, "--json", out, timeout=240)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text())["models"]
+    files = sorted((row["target"]["runtime"], Path(row["path"]).name) for row in rows)
+    assert files == [("litert", "model.tflite"), ("litert", "model_float.tflite"), ("onnx", "model.onnx")]
+    for row in rows:
+        assert row["pipeline"]["fps"] > 0 and row["invoke"]["1"]["p50"] > 0
+    onnx = next(row for row in rows if row["target"]["runtime"] == "onnx")
+    assert onnx["runtime"]["name"] == "onnxruntime" and onnx["input"]["dtype"] == "float32"
+    assert "onnxruntime" in result.stdout and "ai_edge_litert" in result.stdout  # a runtime column now

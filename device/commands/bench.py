@@ -16,7 +16,7 @@ import cv2
 from ..bench import STAGES, Settings, Target, default_thread_counts, run_bench, steps_per_target, write_json
 from ..bench_report import render
 from ..bench_video import check_source, iter_frames, make_test_video, scene_origin
-from ..bundle import ModelSpec, load_bundle, resolve_model
+from ..bundle import ModelSpec, resolve_model
 from ..errors import SourceError, UsageError
 from ..preprocess import FITS, list_images
 from ..runtimes import RUNTIMES
@@ -96,20 +96,36 @@ def check_args(args: argparse.Namespace) -> None:
                          f"{', '.join(sorted(RUNTIMES))} or all")
 
 
+def model_file_for(runtime: str, spec: ModelSpec) -> Path:
+    """The file ``runtime`` would run for ``spec`` (``model.onnx`` for onnx, the variant for litert)."""
+    from ..runtimes import runtime_module
+
+    module = runtime_module(runtime)
+    return Path(module.model_for(spec)) if hasattr(module, "model_for") else spec.model_path
+
+
 def targets(args: argparse.Namespace) -> list[Target]:
-    """One target per model (per bundle variant with --all-variants) per runtime; models checked now."""
+    """One row per distinct (runtime, model file): each model's runtimes, and with --all-variants
+    each ``.tflite`` of a bundle on the runtimes that run .tflite files. Models are checked now,
+    so a missing file or a tampered bundle fails before minutes of measuring."""
     fit = {"center": "centre"}.get(args.crop, args.crop)
     found = []
     for model in args.models:
-        spec = resolve_model(model, args.labels)  # a missing file or a tampered bundle fails here
+        spec = resolve_model(model, args.labels)
         variants: list[str | None] = [None]
         if args.all_variants and spec.bundle_dir is not None:
-            bundle = load_bundle(spec.bundle_dir)
-            variants = [name for name in bundle.manifest["files"] if name.endswith(".tflite")]
+            default = spec.manifest["default_model"]
+            variants += [name for name in spec.manifest["files"] if name.endswith(".tflite") and name != default]
         labels = args.labels if spec.bundle_dir is None else None
-        for variant in variants:
-            for runtime in available_runtimes(spec) if args.runtime == ["all"] else args.runtime:
-                found.append(Target(model=str(model), labels=labels, runtime=runtime, model_file=variant, fit=fit))
+        seen: set[tuple[str, Path]] = set()
+        for runtime in available_runtimes(spec) if args.runtime == ["all"] else args.runtime:
+            for variant in variants:
+                variant_spec = resolve_model(model, args.labels, variant) if variant else spec
+                key = (runtime, model_file_for(runtime, variant_spec))
+                if key not in seen:
+                    seen.add(key)
+                    found.append(Target(model=str(model), labels=labels, runtime=runtime, model_file=variant,
+                                        fit=fit))
     return found
 
 
