@@ -345,6 +345,7 @@ def build_engine(onnx_path: Path, out_path: Path, precision: str = "fp16", *, on
     trt = import_tensorrt()
     cudart = import_cudart()
     device = device_key(cudart)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
     logger = TrtLogger(trt)
     builder = trt.Builder(logger)
     flags = 0
@@ -387,7 +388,6 @@ def build_engine(onnx_path: Path, out_path: Path, precision: str = "fp16", *, on
         raise EdgesightError(f"{onnx_path}: TensorRT could not build an engine ({detail})")
     if calibrator is not None and calibrator.count == 0:
         raise EdgesightError("INT8 calibration saw no images")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_suffix(".engine.tmp")
     with tmp.open("wb") as handle:
         handle.write(serialized)
