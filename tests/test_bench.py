@@ -121,7 +121,8 @@ def test_bundle_variants_on_an_image_folder(tmp_path, v2_bundle, images_dir):
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     assert report["source"]["kind"] == "images" and report["source"]["path"] == str(images_dir)
-    assert [row["target"]["model_file"] for row in report["models"]] == ["model.tflite", "model_copy.tflite"]
+    assert [row["target"]["model_file"] for row in report["models"]] == [None, "model_copy.tflite"]
+    assert [Path(row["path"]).name for row in report["models"]] == ["model.tflite", "model_copy.tflite"]
     for row in report["models"]:
         assert row["name"] == "imagenet-v2" and row["version"] == "1.0.0"
         assert row["bundle"] == str(v2_bundle)
