@@ -55,13 +55,22 @@ def test_healthz_needs_no_token_and_says_ok_while_classifying(server):
     assert reply.body.strip() == b"ok"
 
 
-@pytest.mark.parametrize("path", ["/api/stats", "/api/latest", "/metrics", "/snapshot.jpg", "/"])
+@pytest.mark.parametrize("path", ["/api/stats", "/api/latest", "/metrics", "/snapshot.jpg", "/stream.mjpg"])
 def test_every_other_endpoint_refuses_a_missing_or_wrong_token(server, path):
     for token in (None, "wrong-" + TOKEN):
         reply = request(server + path, token=token)
         assert reply.status == 401, (path, token)
         assert reply.headers["www-authenticate"].startswith("Bearer")
         assert "token" in reply.json()["error"]
+
+
+def test_page_shell_is_served_without_token_but_holds_no_data(server):
+    page = request(server + "/")
+    assert page.status == 200 and page.headers["content-type"].startswith("text/html")
+    assert b"app.js" in page.body and b"Egyptian" not in page.body
+    script = request(server + "/app.js")
+    assert script.status == 200 and "javascript" in script.headers["content-type"]
+    assert request(server + "/style.css").status == 200
 
 
 def test_token_accepted_as_header_and_as_query(server):

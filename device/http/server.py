@@ -3,8 +3,8 @@
 Standard library only (``http.server.ThreadingHTTPServer``): a Pi Zero 2 has no room for a web
 framework, and a handful of read-only endpoints plus one upload do not need one. Off by
 default; binds 127.0.0.1; refuses to listen on any other address without a token, so a control
-surface is never opened on a LAN by accident. With a token every endpoint but ``/healthz`` needs
-``Authorization: Bearer TOKEN`` or ``?token=TOKEN``.
+surface is never opened on a LAN by accident. With a token every endpoint but ``/healthz`` and the
+page's static shell (which holds no data) needs ``Authorization: Bearer TOKEN`` or ``?token=TOKEN``.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 BOUNDARY = "edgesightframe"
 DRAIN_LIMIT = 64 << 20  # read and discard an oversize body up to this, so the client sees the 413
+# The page's shell holds no data (it fetches everything with the token), and /healthz is for probes.
+PUBLIC_PATHS = frozenset({"/healthz", "/", "/index.html", "/app.js", "/style.css"})
 UPLOAD_TYPES = ("image/", "application/octet-stream", "multipart/form-data")
 
 
@@ -225,7 +227,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self) -> tuple[str, dict[str, list[str]]] | None:
         parts = urlsplit(self.path)
         query = parse_qs(parts.query)
-        if parts.path != "/healthz" and not self._authorised(query):
+        if parts.path not in PUBLIC_PATHS and not self._authorised(query):
             self.close_connection = True
             self._error(HTTPStatus.UNAUTHORIZED, "missing or wrong token: send 'Authorization: Bearer TOKEN' "
                         "or ?token=TOKEN", {"WWW-Authenticate": 'Bearer realm="edgesight"'})

@@ -25,6 +25,7 @@ function rows(table, pairs) {
 
 function flatten(obj, prefix = "", out = []) {
   for (const [k, v] of Object.entries(obj || {})) {
+    if (v === null || v === undefined) continue;
     const key = prefix ? `${prefix}.${k}` : k;
     if (v && typeof v === "object" && !Array.isArray(v)) flatten(v, key, out);
     else out.push([key, typeof v === "number" ? +v.toFixed(4) : Array.isArray(v) ? v.join("x") : String(v)]);
@@ -41,7 +42,7 @@ function spark(id, values) {
 
 async function getJSON(path) {
   const response = await fetch(withToken(path), { cache: "no-store" });
-  if (!response.ok) throw new Error(`${path}: ${response.status}`);
+  if (!response.ok) { const err = new Error(`${path}: ${response.status}`); err.status = response.status; throw err; }
   return response.json();
 }
 
@@ -67,7 +68,8 @@ async function refreshStats() {
     rows("device", device);
     rows("model", [["name", m.name || "?"], ["version", m.version || "?"], ...flatten({ architecture: m.architecture, metrics: m.metrics })]);
   } catch (err) {
-    $("health").textContent = "offline"; $("health").className = "badge bad";
+    $("health").textContent = err.status === 401 ? "token required: open this page with ?token=..." : "offline";
+    $("health").className = "badge bad";
   }
 }
 
