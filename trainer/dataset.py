@@ -418,25 +418,32 @@ def import_dataset(src: str | Path, dataset_dir: str | Path, *, split: tuple[flo
                            disable=None):
             (samples if isinstance(result, Sample) else rejects).append(result)
     samples, duplicates = find_duplicates(samples, near_distance)
-    if not samples:
-        raise EdgesightError(f"{src}: no usable images ({len(rejects)} rejected); see the reasons with "
-                             f"--no-move or in {dataset_dir / REJECTS_CSV}" if rejects else f"{src}: no usable images")
-    labels = order or sorted({s.label for s in samples})
-    assign_splits(samples, split, seed)
     if move_rejects:
         for reject in rejects:
             if reject.path.exists():
                 _move_aside(reject, dataset_dir, src)
+    if not samples:
+        _write_rejects(dataset_dir, rejects)
+        raise EdgesightError(f"{src}: no usable images ({len(rejects)} rejected; reasons in "
+                             f"{dataset_dir / REJECTS_CSV})")
+    labels = order or sorted({s.label for s in samples})
+    assign_splits(samples, split, seed)
+    _write_rejects(dataset_dir, rejects)
     _write(dataset_dir, src, labels, samples, rejects, duplicates, split, seed, min_size, near_distance)
     return ImportResult(dataset_dir, labels, samples, rejects, duplicates)
+
+
+def _write_rejects(dataset_dir: Path, rejects: list[Reject]) -> None:
+    """Append this import's rejects to ``rejects.csv`` (earlier imports' rows are kept)."""
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    _append_csv(dataset_dir / REJECTS_CSV, ["time", "original", "moved_to", "label", "reason"],
+                ([now, str(r.path), str(r.moved_to or ""), r.label, r.reason] for r in rejects))
 
 
 def _write(dataset_dir: Path, src: Path, labels: list[str], samples: list[Sample], rejects: list[Reject],
            duplicates: list[Duplicate], split: tuple[float, float, float], seed: int, min_size: int,
            near_distance: int) -> None:
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    _append_csv(dataset_dir / REJECTS_CSV, ["time", "original", "moved_to", "label", "reason"],
-                ([now, str(r.path), str(r.moved_to or ""), r.label, r.reason] for r in rejects))
     with (dataset_dir / DUPLICATES_CSV).open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["kind", "path", "label", "kept", "phash_distance", "labels"])
