@@ -101,6 +101,10 @@ def export(run_dir: str | Path, out_dir: str | Path, *, quants: list[str] | None
         raise UsageError(f"--io {io!r}: use uint8 or int8")
     if edgetpu and "int8" not in quants:
         raise UsageError("--edgetpu needs the int8 model (add --quant int8)")
+    if edgetpu:
+        from .edgetpu import find_compiler
+
+        find_compiler()  # a missing compiler is known now, not after minutes of conversion
     if out_dir.exists() and (out_dir / "manifest.json").exists() and out_dir.resolve() != run_dir.resolve():
         log.info("%s: replacing the bundle there", out_dir)
     info = read_run(run_dir)

@@ -38,4 +38,12 @@ def run(args: argparse.Namespace) -> int:
     for quant, agree in metrics.get("agreement_with_float", {}).items():
         print(f"  {quant} vs float: top-1 agreement {agree['top1_agreement']:.3f}, "
               f"max score difference {agree['max_score_diff']:.3f}")
+    if "onnx" in manifest:
+        o = manifest["onnx"]
+        print(f"  model.onnx             onnxruntime {o['onnxruntime']} vs the TFLite model on {o['images']} "
+              f"test images: top-1 agreement {o['top1_agreement']:.3f}, max score difference {o['max_score_diff']:.4f}")
+    if "edgetpu" in manifest:
+        t = manifest["edgetpu"]
+        print(f"  model_edgetpu.tflite   {t.get('ops_on_tpu', '?')} of {t.get('total_ops', '?')} ops on the Edge TPU "
+              f"({t.get('ops_on_cpu', '?')} on the CPU; edgetpu_compiler {t.get('compiler_version', '?')})")
     return 0
