@@ -38,6 +38,9 @@ FRAME_SIZES: dict[str, tuple[int, int]] = {"640x480": (640, 480), "1280x720": (1
                                            "1920x1080": (1920, 1080)}
 STAGES = ("invoke", "preprocess", "limit", "sequential", "pipeline", "mqtt", "cold_start")
 Step = Callable[[str], None]
+# A child run that takes longer than this is hung, not slow (a Pi Zero 2 runs V2 at ~3 fps).
+CHILD_TIMEOUT_S = 120
+CHILD_TIMEOUT_PER_FRAME_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -239,8 +242,12 @@ def run_in_child(function: str, **kwargs: Any) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="edgesight-bench-") as tmp:
         result_path = Path(tmp) / "result.json"
         code = "import sys; from edgesight.device.bench import child_entry; sys.exit(child_entry())"
-        proc = subprocess.run([sys.executable, "-c", code, function, json.dumps(kwargs), str(result_path)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        timeout = CHILD_TIMEOUT_S + CHILD_TIMEOUT_PER_FRAME_S * int(kwargs.get("frames", 0))
+        try:
+            proc = subprocess.run([sys.executable, "-c", code, function, json.dumps(kwargs), str(result_path)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise EdgesightError(f"{function} run did not finish within {timeout:.0f} s (stopped)") from None
         if proc.returncode != 0 or not result_path.exists():
             lines = proc.stderr.strip().splitlines()
             raise EdgesightError(f"{function} run failed in its child process "
@@ -325,6 +332,11 @@ def bench_target(target: Target, settings: Settings, source: Path, step: Step) -
     """Every figure for one model on one runtime; ``step`` is told as each measurement ends."""
     skip = settings.skip
     first_frame = next(iter_frames(source, 1))
+    name = f"{Path(target.model).name}/{target.runtime}"
+
+    def finished(label: str) -> None:
+        step(f"{name}: {label} done")
+
     report: dict[str, Any] = {"target": target_dict(target)}
     invoke: dict[str, Latency] = {}
     classifier = None
@@ -333,7 +345,7 @@ def bench_target(target: Target, settings: Settings, source: Path, step: Step) -
                                      fit=target.fit, model_file=target.model_file)
         if "invoke" not in skip:
             invoke[str(threads)] = measure_invoke(classifier, first_frame, settings.runs, settings.warmup)
-        step(f"invoke x{threads}")
+        finished(f"invoke x{threads}")
     assert classifier is not None
     report.update(describe_model(classifier))
     report["invoke"] = {k: v.as_dict() for k, v in invoke.items()}
@@ -341,7 +353,7 @@ def bench_target(target: Target, settings: Settings, source: Path, step: Step) -
         report["preprocess"] = {k: v.as_dict() for k, v in
                                 measure_preprocess(classifier, first_frame, max(10, settings.runs // 4),
                                                    min(5, settings.warmup)).items()}
-    step("preprocess")
+    finished("preprocess")
     if "limit" not in skip:
         one = Classifier.open(target.model, target.labels, runtime=target.runtime, num_threads=1,
                               fit=target.fit, model_file=target.model_file)
@@ -350,23 +362,23 @@ def bench_target(target: Target, settings: Settings, source: Path, step: Step) -
         report["decode"] = decode.as_dict()
         report["source_preprocess"] = prep.as_dict()
         report["limit"] = cpu_limit(usable_cores(), decode.mean, prep.mean, invoke_1.mean)
-    step("limit")
+    finished("limit")
     child_target = target_dict(target)
     if "sequential" not in skip:
         report["sequential"] = run_in_child("sequential_loop", target=child_target, source=str(source),
                                             frames=settings.frames)
-    step("sequential")
+    finished("sequential")
     if "pipeline" not in skip:
         report["pipeline"] = run_in_child("pipeline_run", target=child_target, source=str(source),
                                           frames=settings.frames)
-    step("pipeline")
+    finished("pipeline")
     if settings.mqtt and "mqtt" not in skip:
         from .bench_mqtt import measure_mqtt  # paho and mosquitto only when asked for
         report["mqtt"] = measure_mqtt(child_target, source, settings.frames)
-    step("mqtt")
+    finished("mqtt")
     if "cold_start" not in skip and settings.cold_image is not None:
         report["cold_start"] = cold_start(target, settings.cold_image, settings.cold_runs).as_dict()
-    step("cold start")
+    finished("cold start")
     add_ratios(report)
     return report
 
