@@ -226,3 +226,29 @@ def test_runtimes_side_by_side_on_a_bundle_with_onnx(tmp_path, images_dir):
     onnx = next(row for row in rows if row["target"]["runtime"] == "onnx")
     assert onnx["runtime"]["name"] == "onnxruntime" and onnx["input"]["dtype"] == "float32"
     assert "onnxruntime" in result.stdout and "ai_edge_litert" in result.stdout  # a runtime column now
+
+
+def test_latency_summary_and_limit_formula():
+    from edgesight.device.bench import Latency, cpu_limit, steady_fps
+
+    stats = Latency.of([4.0, 1.0, 3.0, 2.0, 100.0])
+    assert (stats.n, stats.min, stats.p50, stats.max, stats.mean) == (5, 1.0, 3.0, 100.0, 22.0)
+    assert stats.p50 <= stats.p90 <= stats.p99 <= stats.max
+    with pytest.raises(ValueError):
+        Latency.of([])
+    # 2 cores, 20 ms of CPU work per frame -> 100 fps (the figure for V2 at 720p)
+    assert cpu_limit(2, 3.0, 2.2, 14.8)["fps"] == pytest.approx(100.0)
+    assert steady_fps([10.0, 10.5, 11.0]) == pytest.approx(2.0)  # 2 intervals in 1 s
+    assert steady_fps([10.0]) == 0.0
+
+
+def test_tables_align_figures_and_render_markdown():
+    from edgesight.device.bench_report import table
+
+    text = table(["model", "fps", "p50/p99"], [["a", "9.5", "1.0/2.0"], ["bb", "120.25", "-"]])
+    lines = text.splitlines()
+    assert lines[0].startswith("model") and set(lines[1]) <= {"-", " "}
+    assert lines[2].endswith("1.0/2.0") and lines[3].split()[1] == "120.25"
+    assert lines[2].index("9.5") + 3 == lines[3].index("120.25") + 6  # numbers right-aligned
+    markdown = table(["model", "fps"], [["a", "9.5"]], markdown=True).splitlines()
+    assert markdown == ["| model | fps |", "| --- | ---: |", "| a | 9.5 |"]
