@@ -1,8 +1,8 @@
 """Drift: does the live distribution of top-1 scores and classes still look like the test split?
 
 At export the trainer records in the bundle manifest, under ``test_distribution``, a 10-bin
-histogram of the int8 model's top-1 scores on the test split and the frequency of each
-predicted class. The device keeps the same two distributions over a sliding window of recent
+histogram of the int8 model's top-1 scores on the test split (``top1_score_histogram``) and the
+frequency of each predicted class (``predicted_class_frequency``). The device keeps the same two distributions over a sliding window of recent
 frames and compares them with the Jensen-Shannon distance (base 2), which is bounded to 0..1,
 symmetric and defined when a bin is empty -- unlike PSI or KL, which need an arbitrary
 smoothing constant the moment the camera sees a class the test split never produced. The drift
@@ -63,18 +63,29 @@ class Reference:
         section = manifest.get("test_distribution") if manifest else None
         if not isinstance(section, Mapping):
             return None
-        hist = section.get("score_histogram")
-        classes = section.get("class_frequencies") or {}
-        if isinstance(hist, Mapping):  # tolerate {"counts": [...]} / {"edges":..., "counts":...}
-            hist = hist.get("counts") or hist.get("frequencies")
+        # The trainer writes top1_score_histogram {edges, counts} + predicted_class_frequency;
+        # the short names are accepted too (hand-made references, older bundles).
+        hist = section.get("score_histogram", section.get("top1_score_histogram"))
+        classes = section.get("class_frequencies", section.get("predicted_class_frequency")) or {}
+        if isinstance(hist, Mapping):
+            edges = hist.get("edges")
+            if edges is not None and (len(edges) != BINS + 1
+                                      or not np.allclose(edges, np.linspace(0, 1, BINS + 1), atol=0.01)):
+                log.warning("manifest test_distribution: histogram edges are not %d equal bins over 0..1; "
+                            "drift monitoring is off", BINS)
+                return None
+            hist = hist.get("counts")
         if not isinstance(hist, (list, tuple)) or len(hist) != BINS or not isinstance(classes, Mapping):
-            log.warning("manifest test_distribution is not {score_histogram: %d numbers, class_frequencies: "
-                        "{label: n}}; drift monitoring is off", BINS)
+            log.warning("manifest test_distribution is not {top1_score_histogram: {counts: %d numbers}, "
+                        "predicted_class_frequency: {label: n}}; drift monitoring is off", BINS)
             return None
         return cls(tuple(float(v) for v in hist), {str(k): float(v) for k, v in classes.items()})
 
     def as_manifest(self) -> dict[str, Any]:
-        return {"score_histogram": list(self.score_histogram), "class_frequencies": dict(self.class_frequencies)}
+        """The manifest form, as the trainer's export writes it."""
+        return {"top1_score_histogram": {"edges": [round(i / BINS, 2) for i in range(BINS + 1)],
+                                         "counts": list(self.score_histogram)},
+                "predicted_class_frequency": dict(self.class_frequencies)}
 
     @classmethod
     def from_results(cls, top1: list[tuple[str, float]]) -> "Reference":

@@ -43,6 +43,15 @@ def test_reference_from_manifest_and_refusals(caplog):
                                   "class_frequencies": {"cat": 15, "dog": 5}}}
     ref = Reference.from_manifest(good)
     assert ref.score_histogram[-1] == 10.0 and ref.class_frequencies == {"cat": 15.0, "dog": 5.0}
+    trainer_format = {"test_distribution": {  # what trainer/measure.py score_distribution writes
+        "images": 6, "top1_score_histogram": {"edges": [round(i / 10, 2) for i in range(11)],
+                                              "counts": [0, 0, 0, 0, 1, 1, 0, 0, 2, 2]},
+        "predicted_class_frequency": {"circle": 0.5, "square": 0.3333, "triangle": 0.1667}}}
+    ref = Reference.from_manifest(trainer_format)
+    assert ref.score_histogram == (0, 0, 0, 0, 1, 1, 0, 0, 2, 2) and ref.class_frequencies["circle"] == 0.5
+    odd_edges = {"test_distribution": {"top1_score_histogram": {"edges": [0, 0.5, 1], "counts": [1, 2]},
+                                       "predicted_class_frequency": {}}}
+    assert Reference.from_manifest(odd_edges) is None
     assert Reference.from_manifest({}) is None  # a bundle without it: monitoring off, no error
     assert Reference.from_manifest({"test_distribution": {"score_histogram": [1, 2], "class_frequencies": {}}}) is None
     assert "drift monitoring is off" in caplog.text
