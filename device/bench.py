@@ -433,9 +433,12 @@ def pipeline_run(target: dict[str, Any], source: str, frames: int, realtime: boo
             wall[result.frame.number] = (result.frame.timestamp, time.time())
             publisher.publish(result)
 
+    # Interpreters are loaded before the source opens: a paced source's clock starts when it
+    # opens, and frames it falls behind on during start-up would be dropped, like a camera's.
+    ready = [make_classifier() for _ in range(plan.workers)]
     frame_source = open_source(source, realtime=realtime, reopen=False)
     try:
-        pipeline = Pipeline(frame_source, make_classifier, workers=plan.workers, on_result=on_result,
+        pipeline = Pipeline(frame_source, ready.pop, workers=plan.workers, on_result=on_result,
                             max_frames=frames)
         pipeline.run()
         stats = pipeline.stats()

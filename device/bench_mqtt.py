@@ -182,6 +182,7 @@ def measure_mqtt(target: dict[str, Any], source: Path, frames: int) -> dict[str,
     if not e2e:
         raise EdgesightError(f"--mqtt: none of the {run['frames']} published results reached the subscriber")
     return {"broker": broker_version, "published": run["frames"], "received": len(e2e),
-            "lost": run["frames"] - len(e2e), "fps": run["fps"], "realtime": True,
+            "lost": run["frames"] - len(e2e), "dropped_by_source": run["dropped"], "fps": run["fps"],
+            "realtime": True,
             "e2e": Latency.of(e2e).as_dict(), "pipeline": Latency.of(pipeline).as_dict(),
             "transit": Latency.of(transit).as_dict(), "peak_rss_mb": run["peak_rss_mb"]}

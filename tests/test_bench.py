@@ -190,7 +190,7 @@ def test_compare_script_reports_ratios(tmp_path, v1_model, imagenet_labels):
 def test_bench_script_writes_dated_results_and_never_overwrites(tmp_path, testdata):
     script = [sys.executable, str(ROOT / "scripts" / "bench.py"), "--out", str(tmp_path), "--testdata", str(testdata),
               "--", "--threads", "1", "--skip", "sequential,pipeline,cold_start,preprocess,limit", "--runs", "2",
-              "--warmup", "0", "--frames", "2", "--no-progress"]
+              "--warmup", "0", "--frames", "5", "--no-progress"]
     for _ in range(2):
         proc = subprocess.run([*script], capture_output=True, text=True, timeout=240, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
