@@ -87,7 +87,6 @@ class Settings:
     runs: int = 200
     warmup: int = 20
     frames: int = 300
-    source: Path | None = None
     mqtt: bool = False
     cold_runs: int = 3
     cold_image: Path | None = None

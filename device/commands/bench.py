@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         workdir = Path(tmp)
         source = prepare_source(args, workdir)
         settings = Settings(threads=args.threads, runs=args.runs, warmup=args.warmup,
-                            frames=args.frames, source=source, mqtt=args.mqtt, cold_runs=args.cold_runs,
+                            frames=args.frames, mqtt=args.mqtt, cold_runs=args.cold_runs,
                             cold_image=cold_start_image(source, workdir), skip=frozenset(args.skip))
         with tqdm(total=steps_per_target(settings) * len(chosen), desc="bench", unit="step", file=sys.stderr,
                   disable=True if args.no_progress else None, leave=False) as bar:
