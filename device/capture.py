@@ -186,6 +186,10 @@ class CaptureWriter:
         folder = self.root / day
         folder.mkdir(exist_ok=True)
         path = folder / name
+        while path.exists() or path.with_suffix(".json").exists():  # never overwrite: next free millisecond
+            timestamp += 0.001
+            day, name = capture_name(timestamp, best.label, best.score)
+            path = folder / name
         sidecar_data = {MARKER: 1, "v": 1, "reason": reason, "state": state, "image": name,
                         **result_json(result)}
         sidecar = path.with_suffix(".json")
@@ -224,6 +228,8 @@ class CaptureWriter:
         self.flush()
         self._queue.put(None)
         self._thread.join(timeout=5)
+        log.info("captures: %(saved)d saved, %(rotated)d rotated out, %(dropped)d dropped (writer busy), "
+                 "%(files)d kept = %(mb).2f MB of %(quota_mb).0f MB", self.stats())
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
