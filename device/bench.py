@@ -142,6 +142,20 @@ def machine_info() -> dict[str, Any]:
             "opencv": cv2.__version__, "numpy": np.__version__}
 
 
+def cpu_temperature() -> float | None:
+    """SoC temperature in °C where the kernel exposes it (Pi, Jetson); None elsewhere.
+
+    Read before and after the run: a Pi that heats past ~80 °C throttles, which shows up as a
+    long p99 tail and a falling fps, and the temperatures say why.
+    """
+    for zone in sorted(Path("/sys/class/thermal").glob("thermal_zone*/temp")):
+        try:
+            return round(int(zone.read_text().strip()) / 1000, 1)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
 # --------------------------------------------------------------------------- single measurements
 
 def time_calls(fn: Callable[[], Any], runs: int, warmup: int) -> Latency:
@@ -467,6 +481,7 @@ def run_bench(targets: list[Target], settings: Settings, source: Path, step: Ste
     """Measure every target on ``source``; return the whole report (the JSON written by ``--json``)."""
     from edgesight import __version__
 
+    temperature_start = cpu_temperature()
     rows = []
     for target in targets:
         try:
@@ -480,7 +495,7 @@ def run_bench(targets: list[Target], settings: Settings, source: Path, step: Ste
         "schema": SCHEMA,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "edgesight": __version__,
-        "machine": machine_info(),
+        "machine": {**machine_info(), "cpu_temp_c": {"start": temperature_start, "end": cpu_temperature()}},
         "settings": {"threads": settings.threads, "runs": settings.runs, "warmup": settings.warmup,
                      "frames": settings.frames, "mqtt": settings.mqtt, "cold_runs": settings.cold_runs,
                      "skip": sorted(settings.skip)},

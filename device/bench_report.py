@@ -82,6 +82,9 @@ def input_label(row: dict[str, Any]) -> str:
 def headline(report: dict[str, Any]) -> str:
     machine, source, settings = report["machine"], report["source"], report["settings"]
     board = f", {machine['board']}" if machine.get("board") else ""
+    temps = machine.get("cpu_temp_c") or {}
+    if temps.get("start") is not None:
+        board += f", {fmt(temps['start'], 0)}->{fmt(temps.get('end'), 0)} °C"
     return (f"edgesight bench {report['edgesight']} on {machine['host']} ({machine['cpu_model']}, "
             f"{machine['cores']} cores, {machine['arch']}{board}), {report['created']}\n"
             f"source: {source['width']}x{source['height']} {source['kind']} {source['path']} "
