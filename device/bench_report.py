@@ -136,7 +136,7 @@ def glance_rows(report: dict[str, Any]) -> list[Row]:
     rows = []
     for row in report["models"]:
         if "error" in row:
-            rows.append([model_label(row), row["target"]["runtime"], "error: " + row["error"]] + ["-"] * 9)
+            rows.append([model_label(row), row["target"]["runtime"], "error: " + row["error"]] + ["-"] * 8)
             continue
         s = summary(row)
         mqtt = f"{fmt(s['mqtt_p50'])}/{fmt(s['mqtt_p99'])}" if s["mqtt_p50"] is not None else "-"
@@ -144,7 +144,7 @@ def glance_rows(report: dict[str, Any]) -> list[Row]:
         invoke = "/".join(fmt(s[f"invoke_{t}_p50"], 2) for t in (row.get("invoke") or {}))
         rows.append([model_label(row), runtime_label(row), invoke or "-", fmt(s["limit_fps"]),
                      fmt(s["sequential_fps"]), fmt(s["pipeline_fps"]), fmt(s["ratio_to_limit"], 2),
-                     fmt(s["ratio_to_sequential"], 2), fmt(s["pipeline_latency_p50"]), mqtt,
+                     fmt(s["ratio_to_sequential"], 2), mqtt,
                      fmt(s["cold_start_p50"], 0), rss])
     return rows
 
@@ -176,7 +176,7 @@ def render(report: dict[str, Any], markdown: bool = False) -> str:
     head = headline(report) + (f"; runtime: {next(iter(runtimes))}" if one_runtime else "")
     parts = ["```\n" + head + "\n```" if markdown else head]
     headers = ["model", "runtime", f"invoke p50 ms ({threads} thr)", "limit fps", "seq fps", "pipeline fps",
-               "pipe/limit", "pipe/seq", "pipe latency p50 ms", "MQTT e2e p50/p99 ms", "cold start ms",
+               "pipe/limit", "pipe/seq", "MQTT e2e p50/p99 ms", "cold start ms",
                "peak RSS MB seq/pipe"]
     rows = glance_rows(report)
     if one_runtime:
