@@ -253,3 +253,49 @@ def test_healthz_is_503_before_frames_and_after_they_stop(v2_model, imagenet_lab
         assert request(server.url + "/healthz").status == 503
     finally:
         server.stop()
+
+
+def test_reload_switches_the_page_and_uploads_to_the_new_model(tmp_path, broker):
+    """cmd/reload: /api/stats names the new model and POST /api/classify runs it."""
+    from daemon_helpers import Subscriber
+
+    video = cat_video(tmp_path / "cat.avi", testdata_path("images", "cat_720p.jpg"), count=20, size=(320, 180))
+    port = free_port()
+    daemon = start_daemon(tmp_path, testdata_path("models", "mobilenet_v2_1.0_224_quant.tflite"),
+                          testdata_path("models", "imagenet_labels.txt"), video, f"""
+loop = true
+realtime = true
+[mqtt]
+host = "127.0.0.1"
+port = {broker.port}
+device_id = "reloady"
+discovery = false
+commands = ["reload"]
+[http]
+enabled = true
+port = {port}
+""")
+    base = f"http://127.0.0.1:{port}"
+    subscriber = Subscriber(broker.port, "edgesight/reloady/#")
+    try:
+        wait_healthy(base, daemon)
+        upload = testdata_path("images", "cat.bmp").read_bytes()
+        before = request(base + "/api/classify", data=upload, headers={"Content-Type": "image/bmp"}).json()
+        assert before["model"]["name"] == "mobilenet_v2_1.0_224_quant"
+        v1 = testdata_path("models", "mobilenet_v1_0.25_128_quant.tflite")
+        labels = testdata_path("models", "imagenet_labels.txt")
+        subscriber.client.publish("edgesight/reloady/cmd/reload", f'{{"model": "{v1}", "labels": "{labels}"}}', qos=1)
+        reply = subscriber.wait_topic("/reply", timeout=30).json()
+        assert reply["ok"] is True, reply
+        deadline = time.monotonic() + 10
+        while request(base + "/api/stats").json()["model"]["name"] != "mobilenet_v1_0.25_128_quant":
+            assert time.monotonic() < deadline, "the page still shows the old model"
+            time.sleep(0.1)
+        after = request(base + "/api/classify", data=upload, headers={"Content-Type": "image/bmp"}).json()
+        assert after["model"]["name"] == "mobilenet_v1_0.25_128_quant"
+        assert after["top"][0]["label"] == "Egyptian cat"
+        assert after["top"][0]["score"] < before["top"][0]["score"]  # the tiny model is less sure (0.55 vs 0.88)
+    finally:
+        subscriber.close()
+        daemon.terminate(timeout=5)
+        daemon.close()
