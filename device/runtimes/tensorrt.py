@@ -301,7 +301,7 @@ def _calibrator(trt: Any, cudart: Any, batches: Iterable[np.ndarray], cache_path
         def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)
             self._batches = iter(batches)
-            self._device = None
+            self.device = None
             self.count = 0
 
         def get_batch_size(self) -> int:
@@ -312,12 +312,12 @@ def _calibrator(trt: Any, cudart: Any, batches: Iterable[np.ndarray], cache_path
             if batch is None:
                 return None
             batch = np.ascontiguousarray(batch, dtype=np.float32)
-            if self._device is None:
-                self._device = _cuda_check(cudart, cudart.cudaMalloc(batch.nbytes), "cudaMalloc")
-            _cuda_check(cudart, cudart.cudaMemcpy(self._device, batch.ctypes.data, batch.nbytes,
+            if self.device is None:
+                self.device = _cuda_check(cudart, cudart.cudaMalloc(batch.nbytes), "cudaMalloc")
+            _cuda_check(cudart, cudart.cudaMemcpy(self.device, batch.ctypes.data, batch.nbytes,
                                                   cudart.cudaMemcpyKind.cudaMemcpyHostToDevice), "cudaMemcpy")
             self.count += 1
-            return [int(self._device)]
+            return [int(self.device)]
 
         def read_calibration_cache(self) -> bytes | None:
             return cache_path.read_bytes() if cache_path.exists() else None
@@ -382,7 +382,11 @@ def build_engine(onnx_path: Path, out_path: Path, precision: str = "fp16", *, on
             config.set_calibration_profile(profile)
     log.info("building a %s TensorRT %s engine for %s from %s (this takes minutes on a Jetson)",
              precision, trt.__version__, device, onnx_path)
-    serialized = builder.build_serialized_network(network, config)
+    try:
+        serialized = builder.build_serialized_network(network, config)
+    finally:
+        if calibrator is not None and calibrator.device is not None:
+            cudart.cudaFree(calibrator.device)
     if serialized is None:
         detail = logger.errors[-1] if logger.errors else "see the log with -v"
         raise EdgesightError(f"{onnx_path}: TensorRT could not build an engine ({detail})")
