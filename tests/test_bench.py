@@ -148,6 +148,8 @@ def test_skip_leaves_measurements_out(tmp_path, v1_model, imagenet_labels):
     (("--runtime", "cuda"), ("--runtime", "cuda"), 2),
     (("--frames", "1"), ("--frames",), 2),
     (("--source", "/nonexistent/video.mp4"), ("/nonexistent/video.mp4",), 1),
+    (("--json", "/"), ("--json", "directory"), 2),
+    (("--runtime", "onnx"), (".onnx",), 1),  # a bare .tflite has no ONNX model to run
 ])
 def test_bad_flags_are_one_line(args, fragments, code, v1_model, imagenet_labels):
     assert_one_line_error(run_cli("bench", v1_model, "--labels", imagenet_labels, *args), *fragments, code=code)

@@ -7,6 +7,7 @@ Markdown (``--markdown``), and shows a progress bar on stderr while it runs.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -17,9 +18,9 @@ from ..bench import STAGES, Settings, Target, default_thread_counts, run_bench, 
 from ..bench_report import render
 from ..bench_video import check_source, iter_frames, make_test_video, scene_origin
 from ..bundle import ModelSpec, resolve_model
-from ..errors import SourceError, UsageError
+from ..errors import EdgesightError, SourceError, UsageError
 from ..preprocess import FITS, list_images
-from ..runtimes import RUNTIMES
+from ..runtimes import RUNTIMES, available_runtimes, runtime_module
 
 
 def _names(text: str) -> list[str]:
@@ -65,13 +66,29 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
-def available_runtimes(spec: ModelSpec) -> list[str]:
-    """Runtimes this machine can run ``spec`` on: the runtimes package's answer when it has one."""
-    from .. import runtimes
+def check_output(flag: str, value: str | None) -> None:
+    """An output path that cannot be written fails now, not after minutes of measuring."""
+    if value is None:
+        return
+    path = Path(value)
+    if path.is_dir():
+        raise UsageError(f"{flag} {path}: is a directory; give a file name")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise UsageError(f"{flag} {path}: cannot write in {parent}")
 
-    probe = getattr(runtimes, "available_runtimes", None)
-    found = list(probe(spec)) if probe else []
-    return found or ["litert"]
+
+def write_outputs(args: argparse.Namespace, report: dict) -> None:
+    try:
+        if args.json:
+            write_json(report, Path(args.json))
+        if args.markdown:
+            Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.markdown).write_text(render(report, markdown=True), encoding="utf-8")
+    except OSError as exc:
+        raise EdgesightError(f"cannot write the results: {exc}") from None
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -84,6 +101,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise UsageError("--frames must be at least 2 (fps needs two results)")
     if args.cold_runs < 1:
         raise UsageError("--cold-runs must be at least 1")
+    check_output("--json", args.json)
+    check_output("--markdown", args.markdown)
     args.threads = _thread_counts(args.threads) if args.threads is not None else default_thread_counts()
     args.skip = _names(args.skip)
     unknown = [name for name in args.skip if name not in STAGES]
@@ -98,8 +117,6 @@ def check_args(args: argparse.Namespace) -> None:
 
 def model_file_for(runtime: str, spec: ModelSpec) -> Path:
     """The file ``runtime`` would run for ``spec`` (``model.onnx`` for onnx, the variant for litert)."""
-    from ..runtimes import runtime_module
-
     module = runtime_module(runtime)
     return Path(module.model_for(spec)) if hasattr(module, "model_for") else spec.model_path
 
@@ -117,8 +134,12 @@ def targets(args: argparse.Namespace) -> list[Target]:
             default = spec.manifest["default_model"]
             variants += [name for name in spec.manifest["files"] if name.endswith(".tflite") and name != default]
         labels = args.labels if spec.bundle_dir is None else None
+        runtimes = available_runtimes(spec) if args.runtime == ["all"] else args.runtime
+        if not runtimes:
+            raise EdgesightError(f"{model}: no runtime on this machine can run it "
+                                 f"(tried: {', '.join(sorted(RUNTIMES))}; see edgesight info {model})")
         seen: set[tuple[str, Path]] = set()
-        for runtime in available_runtimes(spec) if args.runtime == ["all"] else args.runtime:
+        for runtime in runtimes:
             for variant in variants:
                 variant_spec = resolve_model(model, args.labels, variant) if variant else spec
                 key = (runtime, model_file_for(runtime, variant_spec))
@@ -167,10 +188,6 @@ def run(args: argparse.Namespace) -> int:
             report = run_bench(chosen, settings, source, step)
     if args.source is None:
         report["source"]["path"] = f"generated: {scene_origin()} panned, mp4v"
-    if args.json:
-        write_json(report, Path(args.json))
-    if args.markdown:
-        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.markdown).write_text(render(report, markdown=True), encoding="utf-8")
-    print(render(report))
+    print(render(report), flush=True)  # the figures are on screen even if a file cannot be written
+    write_outputs(args, report)
     return 1 if any("error" in row for row in report["models"]) else 0
