@@ -119,7 +119,8 @@ def _cpu_model() -> str:
     for line in text.splitlines():
         key, _, value = line.partition(":")
         fields.setdefault(key.strip(), value.strip())
-    return fields.get("model name") or fields.get("Model") or fields.get("Hardware") or platform.processor() or "unknown"
+    return (fields.get("model name") or fields.get("Model") or fields.get("Hardware")
+            or platform.processor() or "unknown")
 
 
 def machine_info() -> dict[str, Any]:
@@ -182,7 +183,7 @@ def measure_preprocess(classifier: Classifier, frame: np.ndarray, runs: int,
     results = {}
     for name, (width, height) in FRAME_SIZES.items():
         sized = cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
-        results[name] = time_calls(lambda: classifier.preprocess(sized), runs, warmup)
+        results[name] = time_calls(lambda sized=sized: classifier.preprocess(sized), runs, warmup)
     return results
 
 

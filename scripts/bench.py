@@ -52,8 +52,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", metavar="MODEL_OR_BUNDLE", help="more models or bundles to include")
     parser.add_argument("--out", default=str(ROOT / "bench"), help="folder for the result files (bench/)")
-    parser.add_argument("--testdata", default=os.environ.get("EDGESIGHT_TESTDATA", str(ROOT.parent / "shared" / "testdata")),
-                        help="the shared test data (models, labels)")
+    parser.add_argument("--testdata", help="the shared test data (default: $EDGESIGHT_TESTDATA or ../shared/testdata)",
+                        default=os.environ.get("EDGESIGHT_TESTDATA", str(ROOT.parent / "shared" / "testdata")))
     args = parser.parse_args(argv)
     models_dir = Path(args.testdata) / "models"
     shared = [models_dir / name for name in MODELS]

@@ -9,7 +9,6 @@ about structure and consistency (p50 <= p90 <= p99, fps > 0, ratios match their 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
