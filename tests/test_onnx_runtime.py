@@ -98,3 +98,28 @@ def test_onnx_runtime_errors_are_one_line(cli, models, bundle, images_dir, tmp_p
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not a protobuf at all")
     assert_one_line_error(cli("info", broken), "broken.onnx", "not a loadable ONNX model", code=1)
+
+
+def test_nchw_onnx_models_get_the_same_rgb_pixels(tmp_path):
+    """A channels-first model (the PyTorch layout) is fed by the one NHWC preprocessing, transposed."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["x"], ["pooled"]),
+         helper.make_node("Flatten", ["pooled"], ["scores"])],
+        "channel_means",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = tmp_path / "means.onnx"
+    onnx.save(model, str(path))
+    (tmp_path / "labels.txt").write_text("red\ngreen\nblue\n")
+    classifier = Classifier.open(path, tmp_path / "labels.txt")
+    assert classifier.runtime.input.shape == (1, 8, 8, 3) and classifier.runtime.name == "onnxruntime"
+    frame = np.zeros((16, 16, 3), np.uint8)
+    frame[..., 2] = 255  # BGR: pure red
+    assert classifier.classify(frame).best.label == "red"
+    frame = frame[..., ::-1].copy()  # now pure blue in BGR
+    assert classifier.classify(frame).best.label == "blue"
