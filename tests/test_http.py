@@ -299,3 +299,18 @@ port = {port}
         subscriber.close()
         daemon.terminate(timeout=5)
         daemon.close()
+
+
+def test_metrics_carry_drift_and_capture_figures_when_the_daemon_has_them():
+    from edgesight.device.http import StatusBoard
+    from prometheus_client import generate_latest
+
+    board = StatusBoard(lambda: {"drift": {"score": 0.42, "active": True}, "capture": {"saved": 7},
+                                 "dropped": 3, "mqtt": {"reconnects": 2}})
+    families = {f.name: f for f in text_string_to_metric_families(generate_latest(board.registry).decode())}
+    assert families["edgesight_drift_score"].samples[0].value == 0.42
+    assert families["edgesight_drift_alert"].samples[0].value == 1.0
+    assert families["edgesight_captures"].samples[0].value == 7
+    assert families["edgesight_dropped_frames"].samples[0].value == 3
+    assert families["edgesight_mqtt_reconnects"].samples[0].value == 2
+    assert families["edgesight_up"].samples[0].value == 0.0  # no frame yet
