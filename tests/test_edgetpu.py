@@ -1,4 +1,4 @@
-"""Edge TPU path: compile with (a fake) edgetpu_compiler, run through LiteRT's real load_delegate with a fake libedgetpu.
+"""Edge TPU path: compile with (a fake) edgetpu_compiler; run via LiteRT's real load_delegate and a fake libedgetpu.
 
 The delegate fake is a real shared library implementing the plugin ABI that ``load_delegate``
 calls, so LiteRT's own loading code runs; it returns NULL unless told a TPU is attached, which

@@ -1,4 +1,4 @@
-"""ONNX path: tf2onnx export of a real Keras model, onnxruntime vs the float TFLite model, the onnx runtime in the CLI."""
+"""ONNX path: tf2onnx export of a real Keras model, onnxruntime vs the float TFLite model, the CLI's onnx runtime."""
 
 from __future__ import annotations
 

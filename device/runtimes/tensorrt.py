@@ -198,7 +198,8 @@ def model_for(spec: Any) -> Path:
     if stale:
         raise RuntimeUnavailable(f"{spec.bundle_dir}/{ENGINE_DIR}: no usable engine: {'; '.join(stale)}; {hint}",
                                  warn=True)
-    raise RuntimeUnavailable(f"{spec.bundle_dir}: no TensorRT engine for TensorRT {trt.__version__} on {device}; {hint}")
+    raise RuntimeUnavailable(f"{spec.bundle_dir}: no TensorRT engine for TensorRT {trt.__version__} on {device}; "
+                             f"{hint}")
 
 
 # --------------------------------------------------------------------------- running an engine

@@ -314,7 +314,8 @@ class Builder:
                 cache = f"TRT-{__version__}-EntropyCalibration2\ninput: {max(ranges):.6f} ({calibrated} batches)\n"
                 calibrator.write_calibration_cache(cache.encode())
         header = {"version": __version__, "device": _device_name(), "inputs": inputs,
-                  "outputs": [{"name": t.name, "shape": list(t.shape), "dtype": int(t.dtype)} for t in network._outputs],
+                  "outputs": [{"name": t.name, "shape": list(t.shape), "dtype": int(t.dtype)}
+                              for t in network._outputs],
                   "fp16": BuilderFlag.FP16 in config.flags, "int8": BuilderFlag.INT8 in config.flags,
                   "calibration_batches": calibrated}
         blob = json.dumps(header).encode()
@@ -416,7 +417,8 @@ class Runtime:
         severity = ILogger.Severity
         if data[:4] != _MAGIC or len(data) < 8:
             self.logger.log(severity.ERROR, "IRuntime::deserializeCudaEngine: Error Code 1: Serialization "
-                                            "(Serialization assertion plan->header.magicTag == rt::kPLAN_MAGIC_TAG failed.)")
+                                            "(Serialization assertion plan->header.magicTag == "
+                                            "rt::kPLAN_MAGIC_TAG failed.)")
             return None
         (length,) = struct.unpack("<I", data[4:8])
         header = json.loads(data[8:8 + length])
@@ -428,5 +430,6 @@ class Runtime:
             return None
         if header["device"] != _device_name():
             self.logger.log(severity.WARNING, "Using an engine plan file across different models of devices is "
-                                              "not recommended and is likely to affect performance or even cause errors.")
+                                              "not recommended and is likely to affect performance or even "
+                                              "cause errors.")
         return ICudaEngine(header, data[8 + length:])
