@@ -153,8 +153,9 @@ def test_unwritable_capture_dir_is_a_config_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_daemon_captures_sort_import_and_train(tmp_path, v2_model, imagenet_labels):
-    """The retraining loop: daemon -> capture folder (under quota) -> sorted by a person -> import -> train."""
+def test_daemon_captures_sort_import_train_export(tmp_path, v2_model, imagenet_labels):
+    """The retraining loop: daemon -> capture folder (under quota) -> sorted by a person -> import -> train
+    -> export: a bundle the device loads, with the test distribution the drift monitor compares against."""
     cat = pan_frames(cv2.imread(str(testdata_path("images", "cat_720p.jpg"))), 40, (320, 180))
     face = pan_frames(cv2.imread(str(testdata_path("images", "face.jpg"))), 40, (320, 180))
     video = write_video(tmp_path / "scene.avi", cat[:10] + face[:10] + cat[10:20] + face[10:20]
@@ -212,3 +213,16 @@ max_mb = 0.8
     info = json.loads((run / "run.json").read_text())
     assert info["labels"] == ["cat", "other"]
     assert (run / "model.keras").is_file()
+
+    # -> a bundle the device loads, whose recorded test distribution the drift monitor reads
+    bundle = tmp_path / "bundle"
+    result = run_cli("export", run, "--out", bundle, "--quant", "int8", timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    from edgesight.device.bundle import load_bundle
+    from edgesight.device.drift import Reference
+
+    spec = load_bundle(bundle)
+    assert spec.labels == ("cat", "other")
+    reference = Reference.from_manifest(spec.manifest)
+    assert reference is not None and sum(reference.score_histogram) > 0
+    assert set(reference.class_frequencies) == {"cat", "other"}
