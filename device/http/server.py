@@ -182,7 +182,7 @@ class StatusServer:
         if self.web_dir is not None:
             path = self.web_dir / name
             return path.read_bytes() if path.is_file() else None
-        resource = resources.files("edgesight.device").joinpath("web", name)
+        resource = resources.files("edgesight.device").joinpath("web").joinpath(name)
         return resource.read_bytes() if resource.is_file() else None
 
 
