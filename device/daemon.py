@@ -26,6 +26,7 @@ from .errors import EdgesightError, UsageError
 from .monitoring import Monitoring
 from .mqtt import MqttLink, discovery_messages, result_payload
 from .pipeline import FrameResult, Pipeline, plan_workers
+from .runtimes.choice import kind_for_file
 from .service import Notifier
 from .smoothing import StateSmoother
 from .sources import Backoff, open_source
@@ -105,11 +106,13 @@ class Daemon:
         fit = {"center": "centre"}.get(m.crop, m.crop)
         probe = Classifier.open(spec, runtime=m.runtime, num_threads=self.threads, fit=fit, top_k=m.top_k)
         spare = [probe]  # the probe (which proves the model loads) becomes worker 0's classifier
+        # The other workers take what the probe settled on ("auto" or a TPU fallback decided once, warned once).
+        runtime = kind_for_file(probe.spec.model_path)
 
         def make() -> Classifier:
             if spare:
                 return spare.pop()
-            return Classifier.open(spec, runtime=m.runtime, num_threads=self.threads, fit=fit, top_k=m.top_k)
+            return Classifier.open(spec, runtime=runtime, num_threads=self.threads, fit=fit, top_k=m.top_k)
         return make
 
     # -- consumers ------------------------------------------------------------------------------

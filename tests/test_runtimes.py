@@ -68,3 +68,13 @@ def test_daemon_config_selects_the_runtime(cli, bundle, tmp_path, images_dir):
     assert "model_edgetpu.tflite" in fallback.stderr and "on the CPU" in fallback.stderr
     use("gpu")
     assert_one_line_error(cli("run", "--config", config, "--check"), "runtime", '"gpu"', code=2)
+
+
+def test_daemon_workers_share_one_runtime_decision(cli, bundle, tmp_path, images_dir):
+    """Two workers, runtime = edgetpu, no TPU: the fallback is decided (and warned about) once."""
+    config = tmp_path / "edgesight.toml"
+    config.write_text(f'[model]\npath = "{bundle}"\nruntime = "edgetpu"\nworkers = 2\n'
+                      f'[source]\nspec = "{images_dir}"\n[mqtt]\nenabled = false\n')
+    result = cli("run", "--config", config, "--max-frames", "6")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("running model.tflite on the CPU") == 1, result.stderr

@@ -67,6 +67,9 @@ def open_model(spec: Any, runtime: str = "auto", num_threads: int | None = None)
     path = Path(spec.model_path)
     if _explicit_file(spec):
         kind = kind_for_file(path)
+        fallback = _fallback_model(spec)
+        if kind == "edgetpu" and runtime == "litert" and fallback is not None:
+            return _open("litert", fallback, spec, num_threads, fallback=False), fallback  # the CPU twin
         if runtime not in ("auto", kind):
             raise UsageError(f"{path}: this is a model for the {kind} runtime, not {runtime}; "
                              f"pass the bundle directory to let {runtime} pick its own file")
