@@ -110,3 +110,18 @@ def test_auto_without_tensorrt_installed_is_silent(cli, bundle, images_dir):
     result = cli("predict", bundle, images_dir / "cat.bmp")
     assert result.returncode == 0 and result.stderr.strip() == ""
     assert "ai_edge_litert" in result.stdout.splitlines()[0]
+
+
+def test_bench_compares_every_runtime_of_the_machine_in_one_table(cli, bundle, tmp_path):
+    assert cli("build-engine", bundle, "--fp16", env=jetson()).returncode == 0
+    out = tmp_path / "bench.json"
+    result = cli("bench", bundle, "--runtime", "all", "--runs", "5", "--warmup", "1", "--threads", "1",
+                 "--skip", "preprocess,limit,sequential,pipeline,cold_start", "--no-progress", "--json", out,
+                 env=jetson())
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text())["models"]
+    assert [row["runtime"]["name"] for row in rows] == ["tensorrt", "ai_edge_litert", "onnxruntime"]
+    assert rows[0]["path"].endswith("model.trt10.3.0.orin-sm87.fp16.engine")
+    assert all(row["invoke"]["1"]["n"] == 5 for row in rows)
+    table = result.stdout[result.stdout.index("Invoke latency"):]
+    assert "tensorrt 10.3.0" in table and "onnxruntime" in table and "ai_edge_litert" in table
