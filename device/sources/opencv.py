@@ -37,7 +37,7 @@ class OpenCVSource:
         self._cap = self._open()
         file_fps = self._cap.get(cv2.CAP_PROP_FPS) if kind == "file" else 0.0
         self.fps = float(fps or file_fps or 30.0)
-        self._start = time.monotonic()
+        self._start: float | None = None  # the clock starts at the first read, not at open
         self._position = 0  # frames consumed from the file since (re)start, for realtime pacing
 
     def _open(self) -> cv2.VideoCapture:
@@ -67,6 +67,8 @@ class OpenCVSource:
 
     def _pace(self) -> None:
         """Realtime file: wait for the frame's due time, or skip frames we are late for."""
+        if self._start is None:
+            self._start = time.monotonic()
         due = self._start + self._position / self.fps
         now = time.monotonic()
         if now < due:

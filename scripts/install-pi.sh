@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Install edgesight as a systemd service on a Raspberry Pi (or Jetson / any Debian-like box).
+#
+#   sudo scripts/install-pi.sh                         # code, venv, user, config, unit
+#   sudo MODEL=models/flowers scripts/install-pi.sh    # ... and copy a bundle to /opt/edgesight/models/
+#
+# What it does (idempotent; safe to run again after a git pull):
+#   - apt: python3-venv, and python3-picamera2 on Raspberry Pi OS (libcamera comes from apt only)
+#   - a system user 'edgesight' in the video and render groups (cameras, ISP)
+#   - /opt/edgesight/.venv with edgesight[device] (no TensorFlow), made with --system-site-packages
+#     so apt's picamera2 is visible
+#   - /etc/edgesight/edgesight.toml from systemd/edgesight.toml, only if it does not exist yet
+#     (your config is never overwritten)
+#   - /etc/systemd/system/edgesight.service, enabled; started only when the config passes
+#     'edgesight run --check' (a model is configured and loads, the camera opens)
+#
+# Environment: PREFIX (default /opt/edgesight), ETC (default /etc/edgesight), DESTDIR (stage into
+# a directory instead of /, for packaging; implies SKIP_SYSTEM=1), SKIP_SYSTEM=1 (no apt, useradd,
+# systemctl), MODEL (a bundle directory to copy in).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SRC="$(pwd)"
+PREFIX="${PREFIX:-/opt/edgesight}"
+ETC="${ETC:-/etc/edgesight}"
+DESTDIR="${DESTDIR:-}"
+SKIP_SYSTEM="${SKIP_SYSTEM:-$([ -n "$DESTDIR" ] && echo 1 || echo 0)}"
+USER_NAME=edgesight
+
+say() { echo "install-pi: $*"; }
+
+if [ -n "${MODEL:-}" ] && [ ! -f "$MODEL/manifest.json" ]; then
+  echo "install-pi: MODEL=$MODEL is not a bundle directory (no manifest.json)" >&2
+  exit 1
+fi
+
+if [ "$SKIP_SYSTEM" != 1 ] && [ "$(id -u)" -ne 0 ]; then
+  echo "install-pi: run as root (sudo $0)" >&2
+  exit 1
+fi
+
+if [ "$SKIP_SYSTEM" != 1 ]; then
+  pkgs=(python3-venv python3-pip)
+  if apt-cache show python3-picamera2 >/dev/null 2>&1; then pkgs+=(python3-picamera2); fi
+  missing=()
+  for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "apt install ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  if ! id "$USER_NAME" >/dev/null 2>&1; then
+    say "creating system user $USER_NAME"
+    useradd --system --home-dir /var/lib/edgesight --no-create-home --shell /usr/sbin/nologin "$USER_NAME"
+  fi
+  for g in video render; do
+    getent group "$g" >/dev/null && usermod -aG "$g" "$USER_NAME"
+  done
+fi
+
+VENV="$DESTDIR$PREFIX/.venv"
+mkdir -p "$DESTDIR$PREFIX/models" "$DESTDIR$ETC"
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating $VENV"
+  python3 -m venv --system-site-packages "$VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+fi
+say "installing edgesight[device] into $VENV"
+if ! "$VENV/bin/python" -m pip install -q --upgrade "$SRC[device]" >"$VENV/pip-install.log" 2>&1; then
+  tail -n 30 "$VENV/pip-install.log" >&2
+  echo "install-pi: pip install failed (full log: $VENV/pip-install.log)" >&2
+  exit 1
+fi
+install -m 0644 "$SRC/README.md" "$DESTDIR$PREFIX/README.md"
+
+if [ -n "${MODEL:-}" ]; then
+  name="$(basename "$MODEL")"
+  if [ -e "$DESTDIR$PREFIX/models/$name" ]; then
+    say "$PREFIX/models/$name exists; leaving it (copy a new version under another name)"
+  else
+    say "copying bundle $MODEL to $PREFIX/models/$name"
+    cp -r "$MODEL" "$DESTDIR$PREFIX/models/$name"
+  fi
+  say "set [model] path = \"$PREFIX/models/$name\" in $ETC/edgesight.toml"
+fi
+
+CONFIG="$DESTDIR$ETC/edgesight.toml"
+if [ -e "$CONFIG" ]; then
+  say "$ETC/edgesight.toml exists; not touching it (see systemd/edgesight.toml for new keys)"
+else
+  install -m 0640 "$SRC/systemd/edgesight.toml" "$CONFIG"
+  say "wrote $ETC/edgesight.toml: set [model] path and [mqtt] host"
+fi
+install -D -m 0644 "$SRC/systemd/edgesight.service" "$DESTDIR/etc/systemd/system/edgesight.service"
+if [ "$PREFIX" != /opt/edgesight ] || [ "$ETC" != /etc/edgesight ]; then
+  sed -i "s#/opt/edgesight#$PREFIX#g; s#/etc/edgesight#$ETC#g" "$DESTDIR/etc/systemd/system/edgesight.service"
+fi
+
+if [ "$SKIP_SYSTEM" = 1 ]; then
+  say "staged into ${DESTDIR:-/} (no systemctl)"
+  exit 0
+fi
+chgrp "$USER_NAME" "$CONFIG"
+systemctl daemon-reload
+systemctl enable edgesight.service >/dev/null
+if runuser -u "$USER_NAME" -- "$VENV/bin/edgesight" run --config "$ETC/edgesight.toml" --check; then
+  systemctl restart edgesight.service
+  say "started: journalctl -u edgesight -f"
+else
+  say "installed and enabled, not started: fix $ETC/edgesight.toml, then: sudo systemctl restart edgesight"
+fi
