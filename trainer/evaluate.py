@@ -115,7 +115,9 @@ def evaluate(bundle_dir: str | Path, dataset_dir: str | Path, *, split: str = "t
     heatmaps: dict[int, np.ndarray] = {}
     run = _find_run(spec.manifest, run_dir) if gradcam else None
     if run is not None and mistakes:
-        import keras
+        from .backend import load_tensorflow
+
+        _, keras = load_tensorflow()
 
         from .explain import gradcam as grad_cam, overlay
 

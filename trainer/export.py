@@ -22,6 +22,7 @@ import numpy as np
 from ..device.bundle import DEFAULT_MODEL, ModelSpec, write_bundle
 from ..device.errors import EdgesightError, UsageError
 from ..device.preprocess import InputContract
+from .backend import load_tensorflow
 from .dataset import Dataset
 from .inputs import load_images
 from .measure import agreement, open_variant, score_distribution, score_frames, summarise
@@ -115,9 +116,7 @@ def export(run_dir: str | Path, out_dir: str | Path, *, quants: list[str] | None
     if tuple(dataset.labels) != labels:
         raise UsageError(f"{dataset.root}: its labels {list(dataset.labels)} differ from the run's {list(labels)}")
 
-    import keras
-    import tensorflow as tf
-
+    tf, keras = load_tensorflow()
     train_paths, _ = dataset.subset("train")
     rng = np.random.default_rng(0)
     pick = sorted(rng.permutation(len(train_paths))[:CALIBRATION_IMAGES])

@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 
 from ..device.errors import UsageError
-from .config import TrainConfig
+from .backend import load_tensorflow
+from .config import TrainConfig, from_mapping
 from .dataset import Dataset
 from .inputs import augmenter, load_images, make_dataset
 
 log = logging.getLogger(__name__)
-logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notices say nothing a user can act on
 
 MODEL_FILE = "model.keras"
 RUN_CONFIG = "run.json"
@@ -100,6 +100,26 @@ def compute_features(model: Any, x: np.ndarray, mirrored: bool = False) -> np.nd
     return feats
 
 
+def _set_aside_broken_backup(backup: Path) -> None:
+    """A run killed while writing its first checkpoint leaves an unreadable file and no older copy.
+
+    Keras would stop on it; instead the folder is renamed (kept for inspection) and the phase
+    starts again from the previous phase's weights.
+    """
+    latest = backup / "latest.weights.h5"
+    if not latest.exists() or (backup / "latest.weights.h5.bkp").exists():
+        return
+    import h5py
+
+    try:
+        with h5py.File(latest, "r"):
+            return
+    except OSError:
+        target = backup.with_name(f"{backup.name}.broken-{int(time.time())}")
+        backup.rename(target)
+        log.warning("%s: checkpoint unreadable (interrupted while saving); moved to %s, phase restarts", latest, target)
+
+
 def _callbacks(cfg: TrainConfig, phase: str, run_dir: Path | None, monitor: str, finetune: bool) -> list[Any]:
     import keras
 
@@ -109,7 +129,9 @@ def _callbacks(cfg: TrainConfig, phase: str, run_dir: Path | None, monitor: str,
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.3,
                                                            patience=max(1, cfg.patience // 2), min_lr=1e-7))
     if run_dir is not None:
-        callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / "backup" / phase)))
+        backup = run_dir / "backup" / phase
+        _set_aside_broken_backup(backup)
+        callbacks.append(keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True))
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs" / phase), write_graph=False,
                                                      profile_batch=0))
         if finetune:
@@ -188,8 +210,10 @@ def _check_run_dir(run_dir: Path, resume: bool) -> dict[str, Any]:
 
 
 def train(dataset_dir: str | Path, run_dir: str | Path, cfg: TrainConfig, *, resume: bool = False,
-          verbose: int | None = None) -> TrainResult:
+          verbose: int | None = None, resume_overrides: dict[str, Any] | None = None) -> TrainResult:
     """Train on the dataset's train split (val for early stopping) and save the run directory.
+
+    With ``resume`` the run's saved settings are used, changed only by ``resume_overrides``.
 
     The run directory gets ``model.keras`` (the best weights), ``run.json`` (config, labels,
     dataset, metrics), ``labels.txt``, ``history.json``, TensorBoard ``logs/`` and checkpoints.
@@ -197,9 +221,10 @@ def train(dataset_dir: str | Path, run_dir: str | Path, cfg: TrainConfig, *, res
     t0 = time.perf_counter()
     dataset = Dataset.load(dataset_dir)
     run_dir = Path(run_dir)
-    state = _check_run_dir(run_dir, resume) if run_dir.exists() else {}
+    state = _check_run_dir(run_dir, resume) if run_dir.exists() or resume else {}
     if resume and state.get("config"):
-        cfg = TrainConfig(**state["config"])
+        # a resumed run keeps its settings; only what the user passes again (e.g. more epochs) changes
+        cfg = from_mapping(resume_overrides or {}, "command line", TrainConfig(**state["config"]))
     paths, y_train = dataset.subset("train")
     if not len(paths):
         raise UsageError(f"{dataset.root}: the train split is empty")
@@ -207,7 +232,7 @@ def train(dataset_dir: str | Path, run_dir: str | Path, cfg: TrainConfig, *, res
     state = {"phase": "head", "config": cfg.to_dict(), **({k: v for k, v in state.items() if k != "config"})}
     (run_dir / STATE_FILE).write_text(json.dumps(state, indent=1))
 
-    import keras
+    _, keras = load_tensorflow()
 
     from .model import build_model
 
@@ -284,7 +309,6 @@ def kfold(dataset_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, k: int
     held-out fold. Backbone features for phase 1 are computed once for all folds, since the
     frozen backbone is the same in each.
     """
-    import keras
     from sklearn.model_selection import StratifiedKFold
 
     from .model import build_model
@@ -298,6 +322,7 @@ def kfold(dataset_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, k: int
         raise UsageError(f"--kfold {k}: the smallest class has only {smallest} image(s)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    _, keras = load_tensorflow()
     verbose = 0 if verbose is None else verbose
     t0 = time.perf_counter()
     n = len(dataset.labels)

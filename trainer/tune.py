@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..device.errors import ConfigError, UsageError
+from .backend import load_tensorflow
 from .config import TrainConfig, dump_toml, from_mapping
 
 log = logging.getLogger(__name__)
@@ -131,8 +132,7 @@ def tune(dataset_dir: str | Path, out_dir: str | Path, base: TrainConfig, *, met
         print(f"trial {number}/{len(plan)}: " + ", ".join(f"{k}={v}" for k, v in params.items()), flush=True)
         t0 = time.monotonic()
         try:
-            import keras
-
+            _, keras = load_tensorflow()
             keras.backend.clear_session()
             result = train(dataset_dir, trial.run_dir, from_mapping(params, "search space", base), verbose=0)
             trial.val_accuracy = result.metrics["val_accuracy"]

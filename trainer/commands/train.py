@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import fields
+from typing import Any
 
 from ...device.errors import UsageError
 from ..config import ARCHS, TrainConfig, from_mapping, load
@@ -39,10 +40,14 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                                 choices=ARCHS if f.name == "arch" else None)
 
 
+def explicit_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig keys given as flags on this command line."""
+    return {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     cfg = load(args.config) if args.config else TrainConfig()
-    overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
-    return from_mapping(overrides, "command line", cfg)
+    return from_mapping(explicit_settings(args), "command line", cfg)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -68,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from ..train import train
 
-    result = train(args.dataset, args.out, cfg, resume=args.resume)
+    result = train(args.dataset, args.out, cfg, resume=args.resume, resume_overrides=explicit_settings(args))
     shown = ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items() if not math.isnan(v))
     print(f"trained in {result.seconds:.0f} s: {shown}")
     print(f"wrote {result.model_path}; next: edgesight export {args.out} --out BUNDLE_DIR")
