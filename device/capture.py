@@ -112,17 +112,14 @@ class CaptureWriter:
         self.dropped = 0  # skipped because the writer was busy
         self.rotated = 0
         self.skipped_disk = 0
-        self._last_capture: float | None = None
+        self._last_capture: dict[str, float] = {}  # per reason: a burst of low scores cannot hide a state change
         self._state: str | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=settings.queue_size)
-        self._inventory = own_captures(self.root)
-        self._used = sum(c.bytes for c in self._inventory)
+        self._inventory: list[OwnCapture] = []  # filled by the writer thread: a big folder must not delay start
+        self._used = 0
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._write_loop, name="capture-writer", daemon=True)
         self._thread.start()
-        log.info("capturing to %s (score < %.2f%s, every >= %.1f s, quota %.0f MB, %d existing)", self.root,
-                 settings.low_score, ", state changes" if settings.on_state_change else "",
-                 settings.min_interval_s, settings.max_mb, len(self._inventory))
 
     # -- the consumer (pipeline thread): decide and enqueue, never touch the disk -------------
     def __call__(self, result: Any) -> str | None:
@@ -143,18 +140,27 @@ class CaptureWriter:
         if reason is None:
             return None
         now = self.clock()
-        if self._last_capture is not None and now - self._last_capture < self.settings.min_interval_s:
+        last = self._last_capture.get(reason)
+        if last is not None and now - last < self.settings.min_interval_s:
             return None
         try:
             self._queue.put_nowait((result, reason, state))
         except queue.Full:
             self.dropped += 1
             return None
-        self._last_capture = now
+        self._last_capture[reason] = now
         return reason
 
     # -- the writer thread ---------------------------------------------------------------------
     def _write_loop(self) -> None:
+        existing = own_captures(self.root)
+        with self._lock:
+            self._inventory = existing + self._inventory
+            self._used += sum(c.bytes for c in existing)
+        settings = self.settings
+        log.info("capturing to %s (score < %.2f%s, every >= %.1f s, quota %.0f MB, %d existing)", self.root,
+                 settings.low_score, ", state changes" if settings.on_state_change else "",
+                 settings.min_interval_s, settings.max_mb, len(existing))
         while True:
             item = self._queue.get()
             try:

@@ -173,7 +173,8 @@ SCHEMA: list[Section] = [
         Key("dir", str, "/var/lib/edgesight/capture", "capture folder (created if missing)"),
         Key("low_score", float, 0.5, "capture frames whose top-1 score is below this", min=0, max=1),
         Key("on_state_change", bool, True, "also capture the frame where the smoothed state changes"),
-        Key("min_interval_s", float, 2.0, "at most one capture per this many seconds", min=0, max=86400),
+        Key("min_interval_s", float, 2.0, "at most one capture per this many seconds (low-score and state-change "
+            "captures are limited separately)", min=0, max=86400),
         Key("max_mb", float, 500.0, "quota: the oldest of the daemon's own captures are deleted beyond it",
             min=0.01, max=10_000_000),
         Key("min_free_mb", float, 200.0, "skip captures when the disk has less free space than this",

@@ -104,6 +104,19 @@ def test_rate_limit(tmp_path, results):
     assert capture.stats()["saved"] == 2
 
 
+def test_state_change_is_not_hidden_by_a_burst_of_low_scores(tmp_path, results):
+    states = iter(["unknown", "unknown", "hotdog"])
+    clock = Clock()
+    capture = CaptureWriter(CaptureSettings(tmp_path / "c", min_interval_s=60, min_free_mb=0), clock=clock,
+                            current_state=lambda: next(states))
+    assert capture(results["face.jpg"]) == "low_score"
+    clock.now += 1
+    assert capture(results["face.jpg"]) is None  # rate-limited
+    assert capture(results["hot_dog.jpg"]) == "state_change"  # its own limiter
+    capture.close()
+    assert capture.stats()["saved"] == 2
+
+
 def test_quota_rotates_only_the_daemons_own_captures(tmp_path, results):
     root = tmp_path / "capture"
     day = root / "20200101"
