@@ -224,8 +224,8 @@ class Daemon:
 
     def run(self) -> int:
         c = self.pipeline.classifier
-        log.info("edgesight run: %s %s on %s %s, %d worker(s) x %d thread(s), source %s",
-                 c.name, c.version, c.runtime.name, c.runtime.version, self.pipeline.workers, self.threads,
+        log.info("edgesight run: %s%s on %s %s, %d worker(s) x %d thread(s), source %s",
+                 c.name, f" {c.version}" if c.version else "", c.runtime.name, c.runtime.version, self.pipeline.workers, self.threads,
                  self.source.name)
         self.monitoring.start()
         if self.link:
@@ -257,6 +257,9 @@ class Daemon:
         if self.link:
             self.link.stop()
         self.source.close()
+        if self.pipeline.failure and not self.stop_reason:
+            log.error("stopped after %d frames: %s", self.pipeline.frames, self.pipeline.failure)
+            return 1
         log.info("stopped after %d frames (%s)", self.pipeline.frames,
                  self.stop_reason or ("source ended" if self.pipeline.source_ended else "max frames"))
         return 0

@@ -303,13 +303,17 @@ class MqttLink:
     # -- paho callbacks (network thread) ------------------------------------------------------
     def _connected(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
+            # once at ERROR, then quietly: a wrong password would otherwise fill the journal
+            level = logging.DEBUG if self.last_error == str(reason_code) else logging.ERROR
             self.last_error = str(reason_code)
-            log.error("MQTT: broker %s:%d refused the connection: %s", self.host, self.port, reason_code)
+            log.log(level, "MQTT: broker %s:%d refused the connection: %s (retrying with backoff)",
+                    self.host, self.port, reason_code)
             return
         self.connects += 1
         if self.connects > 1:
             self.reconnects += 1
         self.connected = True
+        self.last_error = ""
         log.info("MQTT: connected to %s:%d%s", self.host, self.port,
                  f" (reconnect {self.reconnects})" if self.reconnects else "")
         client.publish(self.topics.availability, ONLINE, qos=1, retain=True)

@@ -112,6 +112,7 @@ class Pipeline:
         self._times: deque = deque(maxlen=4096)
         self._latest: FrameResult | None = None
         self.source_ended = False
+        self.failure: str | None = None  # set when a stage died: the daemon then exits 1 (systemd restarts it)
 
     # -- public ------------------------------------------------------------------------------
     @property
@@ -206,9 +207,10 @@ class Pipeline:
                     self.source_ended = not self._stop.is_set()
                     break
                 self._enqueue(frame)
-        except Exception:  # noqa: BLE001 - report, then end the run rather than hang it
+        except Exception as exc:  # noqa: BLE001 - report, then end the run rather than hang it
             log.exception("capture stage failed")
             self._errors += 1
+            self.failure = f"capture stage failed: {exc}"
         finally:
             for _ in range(self.workers):
                 self._put_blocking(_END)

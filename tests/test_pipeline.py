@@ -162,3 +162,23 @@ def test_moving_average_outvotes_one_bad_frame():
         smoother.update(top(("cat", 0.8)), float(t))
     assert smoother.update(top(("dog", 0.95), ("cat", 0.05)), 5.0) is None
     assert smoother.current.label == "cat" and smoother.current.score == pytest.approx((0.8 * 4 + 0.05) / 5)
+
+
+def test_a_crashing_source_ends_the_run_with_a_failure(video, make_v2):
+    """A bug in a source (not a SourceError, which is reopened) must end the run visibly, not hang it."""
+    inner = open_source(str(video), reopen=False)
+
+    class Crashing:
+        name, live, dropped = "crashing", False, 0
+
+        def read(self):
+            frame = inner.read()
+            if frame.number > 3:
+                raise RuntimeError("driver bug")
+            return frame
+
+    results = []
+    pipeline = Pipeline(Crashing(), make_v2, workers=2, on_result=results.append)
+    pipeline.run()
+    inner.close()
+    assert len(results) == 3 and pipeline.failure == "capture stage failed: driver bug"

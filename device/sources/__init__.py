@@ -164,6 +164,8 @@ def _open_raw(spec: str, *, realtime: bool, loop: bool, **opts) -> Source:
     from .opencv import OpenCVSource
     if text == "jetson-csi" or text.startswith("jetson-csi:"):
         _, _, num = text.partition(":")
+        if num and not num.isdigit():
+            raise SourceError(f"source {spec!r}: sensor id must be an integer, e.g. jetson-csi:0")
         pipeline = jetson_csi_pipeline(int(num or 0), opts.get("width") or 1280, opts.get("height") or 720,
                                        int(opts.get("fps") or 30))
         return OpenCVSource(pipeline, kind="gstreamer", **opts)
