@@ -185,6 +185,9 @@ class MqttLink:
                  discovery: Callable[[], dict[str, dict]] | None = None) -> None:
         m = config.mqtt
         self.config = config
+        for key, value in (("device_id", config.device_id), ("prefix", config.topic_prefix)):
+            if not value or any(c in value for c in "+#\0"):
+                raise ConfigError(f"[mqtt] {key}: {value!r} cannot be part of an MQTT topic (no '+', '#' or empty)")
         self.topics = Topics(config.topic_prefix)
         self.host, self.port = m.host, m.port
         self.commands = tuple(m.commands)

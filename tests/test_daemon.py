@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import testdata_path
+from conftest import assert_one_line_error, testdata_path
 from daemon_helpers import DaemonProcess, Subscriber, retained, write_config
 from videos import cat_video
 
@@ -250,3 +250,30 @@ def test_cmd_reload_refuses_a_bad_bundle_and_swaps_a_good_one(tmp_path, broker, 
         daemon.close()
         sub.close()
     assert "Traceback" not in daemon.log()
+
+
+def test_low_confidence_frames_give_unknown_and_result_every_n(tmp_path, broker, images_dir, v2_model,
+                                                               imagenet_labels):
+    """face.jpg has no stable ImageNet class: the state must say unknown, not a guess."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    shutil.copy(images_dir / "face.jpg", folder / "face.jpg")
+    cfg = config(tmp_path, broker.port, extra="result_every = 2", source=f'spec = "{folder}"\nloop = true')
+    cfg.write_text(cfg.read_text().replace("window = 3", "window = 3\nthreshold = 0.6"))
+    sub = Subscriber(broker.port)
+    daemon = DaemonProcess(["--config", cfg, *model_args(v2_model, imagenet_labels), "--max-frames", "6"],
+                           tmp_path / "d.log")
+    try:
+        assert daemon.wait(60) == 0, daemon.log()
+    finally:
+        daemon.close()
+    time.sleep(0.3)
+    sub.close()
+    assert [m.json()["frame"] for m in sub.on("edgesight/t1/result")] == [2, 4, 6]
+    state = retained(broker.port, "edgesight/t1/state")
+    assert state is not None and state.json()["label"] == "unknown" and state.json()["score"] < 0.6
+
+
+def test_bad_device_id_is_a_config_error(cli, tmp_path, v2_model, imagenet_labels, images_dir):
+    result = cli("run", *model_args(v2_model, imagenet_labels), "--source", images_dir, "--device-id", "cam/#")
+    assert_one_line_error(result, "[mqtt] device_id", "cam/#", code=2)
