@@ -58,7 +58,7 @@ def build_model(cfg: Any, num_classes: int) -> Any:
     backbone = _backbone(cfg)
     pixels = keras.Input((cfg.size, cfg.size, 3), name="pixels")
     x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalise")(pixels)
-    x = backbone(x, training=False)  # BatchNorm stays in inference mode, also when fine-tuning
+    x = backbone(x, training=False)  # inference-mode BatchNorm (set_trainable keeps BN layers frozen too)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = keras.layers.Dropout(cfg.dropout, seed=cfg.seed, name="dropout")(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="classifier",
@@ -98,6 +98,14 @@ def set_trainable(model: Any, top_layers: int | None) -> None:
     if not top_layers:
         backbone.trainable = False
         return
+    import keras
+
     backbone.trainable = True
     for layer in backbone.layers[:-top_layers]:
         layer.trainable = False
+    for layer in backbone.layers[-top_layers:]:
+        # Keras 3 runs a trainable BatchNormalization on batch statistics whenever the model trains,
+        # whatever ``training=False`` said when it was wired; on a few hundred photos that wrecks
+        # the pretrained statistics. A frozen BN layer always uses its moving averages.
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False

@@ -230,7 +230,6 @@ def train(dataset_dir: str | Path, run_dir: str | Path, cfg: TrainConfig, *, res
         raise UsageError(f"{dataset.root}: the train split is empty")
     run_dir.mkdir(parents=True, exist_ok=True)
     state = {"phase": "head", "config": cfg.to_dict(), **({k: v for k, v in state.items() if k != "config"})}
-    (run_dir / STATE_FILE).write_text(json.dumps(state, indent=1))
 
     _, keras = load_tensorflow()
 
@@ -247,6 +246,7 @@ def train(dataset_dir: str | Path, run_dir: str | Path, cfg: TrainConfig, *, res
     log.info("train %d, val %d, test %d images at %d px", len(train_arrays), len(val_paths), len(test_paths), cfg.size)
 
     model = build_model(cfg, n)
+    (run_dir / STATE_FILE).write_text(json.dumps(state, indent=1))  # only now is there a run to resume
     history: dict[str, list[float]] = {}
     if state["phase"] == "head":
         if cfg.cache_features and cfg.epochs_head:
