@@ -86,7 +86,8 @@ class Section:
 
 SCHEMA: list[Section] = [
     Section("model", "Which model to run and how many interpreters run it.", (
-        Key("path", str, None, "bundle directory (or a bare .tflite with labels)", example="/opt/edgesight/models/current"),
+        Key("path", str, None, "bundle directory (or a bare .tflite with labels)",
+            example="/opt/edgesight/models/current"),
         Key("labels", str, None, "labels file, only for a bare .tflite", example="/opt/edgesight/models/labels.txt"),
         Key("file", str, None, "bundle variant to run instead of the default model", example="model_fp16.tflite"),
         Key("runtime", str, "auto", "inference runtime: auto = the fastest this device and bundle allow "
@@ -102,7 +103,8 @@ SCHEMA: list[Section] = [
     Section("source", "Where frames come from.", (
         Key("spec", str, "0", 'camera index, "picamera2[:N]", "jetson-csi[:N]", an rtsp/http URL, '
             'a video file, a folder of images, or a GStreamer pipeline (contains " ! ")'),
-        Key("realtime", bool, False, "pace a video file or folder to its frame rate and drop late frames, like a camera"),
+        Key("realtime", bool, False,
+            "pace a video file or folder to its frame rate and drop late frames, like a camera"),
         Key("loop", bool, False, "start a video file or folder again at its end instead of stopping"),
         Key("width", int, 0, "capture width for cameras; 0 = the camera's default", min=0, max=7680),
         Key("height", int, 0, "capture height for cameras; 0 = the camera's default", min=0, max=4320),

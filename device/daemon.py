@@ -80,7 +80,8 @@ class Daemon:
         self.plan = plan_workers(workers=m.workers or None)
         self.threads = m.threads or self.plan.threads_per_worker
         make = self.classifier_factory(m.path, m.labels)  # a bad model fails here, before the camera opens
-        self.source = open_source(s.spec, realtime=s.realtime, loop=s.loop, backoff=Backoff(s.reopen_initial, s.reopen_max),
+        self.source = open_source(s.spec, realtime=s.realtime, loop=s.loop,
+                                  backoff=Backoff(s.reopen_initial, s.reopen_max),
                                   width=s.width or None, height=s.height or None, fps=s.fps or None, stream=s.stream)
         self.consumers: list[Callable[[FrameResult], None]] = []
         self.pipeline = Pipeline(self.source, make, workers=self.plan.workers, on_result=self._fan_out,
@@ -212,7 +213,8 @@ class Daemon:
         base.with_suffix(".json").write_text(json.dumps(result_payload(latest), indent=2) + "\n", encoding="utf-8")
         log.info("snapshot saved: %s.jpg", base)
         if self.link:
-            self.link.reply("snapshot", True, image=str(base.with_suffix(".jpg")), result=str(base.with_suffix(".json")),
+            self.link.reply("snapshot", True, image=str(base.with_suffix(".jpg")),
+                            result=str(base.with_suffix(".json")),
                             frame=latest.frame.number)
 
     # -- life -----------------------------------------------------------------------------------
@@ -225,7 +227,8 @@ class Daemon:
     def run(self) -> int:
         c = self.pipeline.classifier
         log.info("edgesight run: %s%s on %s %s, %d worker(s) x %d thread(s), source %s",
-                 c.name, f" {c.version}" if c.version else "", c.runtime.name, c.runtime.version, self.pipeline.workers, self.threads,
+                 c.name, f" {c.version}" if c.version else "", c.runtime.name, c.runtime.version,
+                 self.pipeline.workers, self.threads,
                  self.source.name)
         self.monitoring.start()
         if self.link:

@@ -115,7 +115,8 @@ ENTITIES: tuple[Entity, ...] = (
     Entity("dropped", "Dropped frames", "stats", "{{ value_json.dropped }}", state_class="total_increasing",
            icon="mdi:image-remove", diagnostic=True),
     Entity("drift", "Drift score", "stats",
-           "{{ value_json.drift.score if value_json.drift is defined and value_json.drift.score is not none else none }}",
+           "{{ value_json.drift.score if value_json.drift is defined and value_json.drift.score is not none "
+           "else none }}",
            state_class="measurement", icon="mdi:chart-bell-curve", diagnostic=True),
 )
 

@@ -69,7 +69,8 @@ class Subscriber:
         topics = sorted({m.topic for m in self.messages})
         raise AssertionError(f"timed out waiting for {what or predicate}; topics seen: {topics}")
 
-    def wait_topic(self, suffix: str, check: Callable[[Message], bool] = lambda m: True, timeout: float = 30.0) -> Message:
+    def wait_topic(self, suffix: str, check: Callable[[Message], bool] = lambda m: True,
+                   timeout: float = 30.0) -> Message:
         def find(messages):
             return next((m for m in reversed(messages) if m.topic.endswith(suffix) and check(m)), None)
         return self.wait_for(find, timeout, what=suffix)  # type: ignore[return-value]
@@ -118,7 +119,7 @@ class DaemonProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError(f"daemon did not stop within {timeout} s of SIGTERM:\n{self.log()[-3000:]}")
+            raise AssertionError(f"daemon did not stop within {timeout} s of SIGTERM:\n{self.log()[-3000:]}") from None
 
     def wait(self, timeout: float = 60.0) -> int:
         return self.proc.wait(timeout)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import tomllib
-from pathlib import Path
 
 import pytest
 
@@ -73,7 +72,8 @@ def test_cli_flags_are_validated_like_the_file(cli, tmp_path):
 
 
 def test_cli_missing_video_is_one_line_exit_1(cli, tmp_path, v2_model, imagenet_labels):
-    result = cli("run", "--model", v2_model, "--labels", imagenet_labels, "--source", tmp_path / "nope.mp4", "--no-mqtt")
+    result = cli("run", "--model", v2_model, "--labels", imagenet_labels, "--source", tmp_path / "nope.mp4",
+                 "--no-mqtt")
     assert_one_line_error(result, "nope.mp4: no such video file or image folder", code=1)
 
 

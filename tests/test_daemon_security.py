@@ -48,7 +48,8 @@ def tls_broker(tmp_path, pki):
     port = free_port()
     conf = tmp_path / "mosquitto.conf"
     # as root, mosquitto drops to user 'mosquitto', which cannot read pytest's private tmp dirs
-    conf.write_text(f"user {getpass.getuser()}\nlistener {port} 127.0.0.1\nallow_anonymous false\npassword_file {pki / 'passwd'}\n"
+    conf.write_text(f"user {getpass.getuser()}\nlistener {port} 127.0.0.1\nallow_anonymous false\n"
+                    f"password_file {pki / 'passwd'}\n"
                     f"cafile {pki / 'ca.crt'}\ncertfile {pki / 'server.crt'}\nkeyfile {pki / 'server.key'}\n"
                     f"require_certificate true\npersistence false\n")
     proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,

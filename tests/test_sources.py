@@ -15,7 +15,7 @@ import pytest
 
 from conftest import testdata_path
 from edgesight.device.errors import SourceError
-from edgesight.device.sources import Backoff, ReopeningSource, jetson_csi_pipeline, open_source
+from edgesight.device.sources import Backoff, jetson_csi_pipeline, open_source
 from edgesight.device.sources.opencv import OpenCVSource
 from videos import cat_video, write_video
 
