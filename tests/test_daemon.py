@@ -5,6 +5,7 @@ The daemon runs as a subprocess exactly as systemd would start it, on the shared
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import time
@@ -277,3 +278,27 @@ def test_low_confidence_frames_give_unknown_and_result_every_n(tmp_path, broker,
 def test_bad_device_id_is_a_config_error(cli, tmp_path, v2_model, imagenet_labels, images_dir):
     result = cli("run", *model_args(v2_model, imagenet_labels), "--source", images_dir, "--device-id", "cam/#")
     assert_one_line_error(result, "[mqtt] device_id", "cam/#", code=2)
+
+
+def test_pi_camera_source_end_to_end(tmp_path, broker, v2_model, imagenet_labels):
+    """`--source picamera2` through the whole daemon, with tests/fakes/picamera2 as the camera."""
+    path = tmp_path / "pythonpath"
+    path.mkdir()
+    (path / "picamera2").symlink_to(Path(__file__).parent / "fakes" / "picamera2")  # only this fake
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(path), os.environ.get("PYTHONPATH")])),
+           "FAKE_PICAMERA2_IMAGE": str(testdata_path("images", "cat_720p.jpg")), "FAKE_PICAMERA2_FPS": "30"}
+    cfg = config(tmp_path, broker.port, source='spec = "picamera2"\nwidth = 1280\nheight = 720')
+    sub = Subscriber(broker.port)
+    daemon = DaemonProcess(["--config", cfg, *model_args(v2_model, imagenet_labels), "--max-frames", "30"],
+                           tmp_path / "d.log", env=env)
+    try:
+        assert daemon.wait(60) == 0, daemon.log()
+    finally:
+        daemon.close()
+    time.sleep(0.3)
+    sub.close()
+    states = [m.json() for m in sub.on("edgesight/t1/state")]
+    assert states and states[0]["label"] == "Egyptian cat", daemon.log()[-2000:]
+    stats = [m.json() for m in sub.on("edgesight/t1/stats")][-1]
+    assert stats["source"]["name"] == "picamera2:0" and stats["source"]["live"] is True
+    assert stats["frames"] == 30

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import sys
 import threading
 import time
-import types
 from pathlib import Path
 
 import cv2
@@ -131,62 +131,21 @@ def test_close_interrupts_a_backoff_wait(tmp_path, video):
     source.close()
 
 
-# -- picamera2: the real API surface, faked because no Pi camera exists here --------------------
+# -- picamera2: the real API surface, faked because no Pi camera exists here (tests/fakes/picamera2) ------
 
-class FakePicamera2:
-    """Implements exactly the Picamera2 methods the source calls, recording each call."""
-
-    instances: list["FakePicamera2"] = []
-    fail_after: int | None = None
-
-    def __init__(self, camera_num: int = 0) -> None:
-        if camera_num > 1:
-            raise IndexError("list index out of range")  # what picamera2 raises for a missing camera
-        self.camera_num = camera_num
-        self.calls: list[str] = []
-        self.config: dict | None = None
-        self.captured = 0
-        FakePicamera2.instances.append(self)
-
-    def create_video_configuration(self, main=None, lores=None, **kwargs) -> dict:
-        self.calls.append("create_video_configuration")
-        return {"main": dict(main or {}), "lores": dict(lores) if lores else None, **kwargs}
-
-    def configure(self, config: dict) -> None:
-        self.calls.append("configure")
-        self.config = config
-
-    def start(self) -> None:
-        self.calls.append("start")
-
-    def capture_array(self, name: str = "main") -> np.ndarray:
-        self.calls.append(f"capture_array:{name}")
-        self.captured += 1
-        if FakePicamera2.fail_after is not None and self.captured > FakePicamera2.fail_after:
-            raise RuntimeError("Camera frontend has timed out!")
-        stream = self.config[name]
-        w, h = stream["size"]
-        if stream["format"] == "YUV420":
-            return np.full((h * 3 // 2, w), 128, np.uint8)
-        image = np.zeros((h, w, 3), np.uint8)
-        image[..., 0] = 255  # picamera2 RGB888 is [B, G, R]: a blue scene
-        return image
-
-    def stop(self) -> None:
-        self.calls.append("stop")
-
-    def close(self) -> None:
-        self.calls.append("close")
+FAKES = Path(__file__).parent / "fakes"
 
 
 @pytest.fixture
 def fake_picamera2(monkeypatch):
-    module = types.ModuleType("picamera2")
-    module.Picamera2 = FakePicamera2
+    """tests/fakes/picamera2 imported as ``picamera2``, with a fast frame rate."""
+    spec = importlib.util.spec_from_file_location("picamera2", FAKES / "picamera2" / "__init__.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
     monkeypatch.setitem(sys.modules, "picamera2", module)
-    FakePicamera2.instances = []
-    FakePicamera2.fail_after = None
-    return FakePicamera2
+    monkeypatch.setenv("FAKE_PICAMERA2_FPS", "200")
+    monkeypatch.delenv("FAKE_PICAMERA2_IMAGE", raising=False)
+    return module
 
 
 def test_picamera2_main_stream_is_bgr(fake_picamera2):
@@ -208,10 +167,12 @@ def test_picamera2_lores_stream_is_converted_from_yuv420(fake_picamera2):
     camera = fake_picamera2.instances[0]
     assert camera.camera_num == 1 and camera.config["lores"] == {"size": (320, 240), "format": "YUV420"}
     assert "capture_array:lores" in camera.calls and frame.image.shape == (240, 320, 3)
+    b, g, r = frame.image[120, 160].tolist()
+    assert b > 200 and g < 60 and r < 60  # the blue scene survives the YUV420 round trip
 
 
-def test_picamera2_failure_reopens_the_camera(fake_picamera2):
-    fake_picamera2.fail_after = 2
+def test_picamera2_failure_reopens_the_camera(fake_picamera2, monkeypatch):
+    monkeypatch.setenv("FAKE_PICAMERA2_FAIL_AFTER", "2")
     source = open_source("picamera2", backoff=Backoff(0.01, 0.01))
     numbers = [source.read().number for _ in range(4)]
     source.close()
