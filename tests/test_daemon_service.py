@@ -1,0 +1,81 @@
+"""Service life: the systemd unit's contract and the sd_notify protocol against real AF_UNIX sockets."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import shutil
+import socket
+import subprocess
+
+import pytest
+
+from conftest import ROOT
+from edgesight.device.service import Notifier
+
+UNIT = ROOT / "systemd" / "edgesight.service"
+
+
+def unit() -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # systemd keys are case-sensitive
+    parser.read(UNIT)
+    return parser
+
+
+def test_unit_is_a_hardened_notify_service_with_a_watchdog():
+    service = unit()["Service"]
+    assert service["Type"] == "notify" and int(service["WatchdogSec"]) > 0
+    assert service["Restart"] == "on-failure" and service["User"] == "edgesight"
+    assert service["ProtectSystem"] == "strict" and service["NoNewPrivileges"] == "true"
+    assert "video" in service["SupplementaryGroups"].split()
+    # the paths the install script writes are the ones the unit runs
+    install = (ROOT / "scripts" / "install-pi.sh").read_text()
+    assert service["ExecStart"] == "/opt/edgesight/.venv/bin/edgesight run --config /etc/edgesight/edgesight.toml"
+    assert 'PREFIX="${PREFIX:-/opt/edgesight}"' in install and 'ETC="${ETC:-/etc/edgesight}"' in install
+    # the snapshot default lies in the only writable place
+    assert service["StateDirectory"] == "edgesight"
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_systemd_accepts_the_unit():
+    result = subprocess.run(["systemd-analyze", "verify", str(UNIT)], capture_output=True, text=True)
+    problems = [line for line in result.stderr.splitlines()
+                if line.strip() and "is not executable" not in line and "No such file" not in line]
+    assert problems == [], result.stderr  # only the not-yet-installed ExecStart may be missing here
+
+
+def receive_all(sock: socket.socket) -> list[str]:
+    sock.settimeout(0.2)
+    got = []
+    while True:
+        try:
+            got.append(sock.recv(4096).decode())
+        except (socket.timeout, BlockingIOError):
+            return got
+
+
+def test_notify_reaches_a_path_socket(tmp_path):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(tmp_path / "notify"))
+        notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "4000000"})
+        assert notifier.enabled and notifier.watchdog_interval == 2.0
+        assert notifier.ready("loaded") and notifier.watchdog() and notifier.stopping()
+        assert receive_all(sock) == ["READY=1\nSTATUS=loaded", "WATCHDOG=1", "STOPPING=1"]
+
+
+def test_notify_reaches_an_abstract_socket():
+    name = f"edgesight-test-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind("\0" + name)
+        assert Notifier({"NOTIFY_SOCKET": "@" + name}).status("12 fps")
+        assert receive_all(sock) == ["STATUS=12 fps"]
+
+
+def test_outside_systemd_everything_is_a_no_op(tmp_path):
+    quiet = Notifier({})
+    assert not quiet.enabled and quiet.watchdog_interval is None and quiet.ready() is False
+    # a watchdog meant for another process (WATCHDOG_PID) is not ours to feed
+    other = Notifier({"NOTIFY_SOCKET": str(tmp_path / "x"), "WATCHDOG_USEC": "1000000", "WATCHDOG_PID": "1"})
+    assert other.watchdog_interval is None
+    assert other.watchdog() is False  # the socket does not exist: reported, not raised
