@@ -46,13 +46,21 @@ class Plan:
     threads_per_worker: int
 
 
+def usable_cores() -> int:
+    """CPUs this process may run on (taskset, cpusets), not merely those the machine has."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def plan_workers(cores: int | None = None, workers: int | None = None) -> Plan:
     """One single-threaded interpreter per core (a Pi 4/5 and a Pi Zero 2: 4; this workstation: 2).
 
     With several interpreters in flight each should use one thread, or they fight over cores. A
     user who asks for one worker (memory-tight boards) gets one interpreter using every core.
     """
-    cores = max(1, cores or os.cpu_count() or 1)
+    cores = max(1, cores or usable_cores())
     n = max(1, workers or cores)
     return Plan(n, 1 if n > 1 else cores)
 
