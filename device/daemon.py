@@ -259,7 +259,12 @@ class Daemon:
         self._report()
         if self.link:
             self.link.stop()
-        self.source.close()
+        if self.pipeline.capturing():
+            # closing a VideoCapture/camera while its read() runs in another thread can crash the
+            # native library; the process is about to exit and the OS releases the device anyway
+            log.debug("capture still inside read(); leaving the device to be released at exit")
+        else:
+            self.source.close()
         if self.pipeline.failure and not self.stop_reason:
             log.error("stopped after %d frames: %s", self.pipeline.frames, self.pipeline.failure)
             return 1

@@ -164,6 +164,10 @@ class Pipeline:
         if interrupt is not None:
             interrupt()
 
+    def capturing(self) -> bool:
+        """True while the capture thread still runs (e.g. blocked in a camera read)."""
+        return any(t.name == "capture" and t.is_alive() for t in self._threads)
+
     def alive(self) -> bool:
         """True while every stage thread runs (the watchdog pings only then)."""
         return bool(self._threads) and all(t.is_alive() for t in self._threads)
