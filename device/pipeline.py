@@ -106,7 +106,8 @@ class Pipeline:
         live = bool(getattr(source, "live", False))
         self.live = live
         self._inputs: queue.Queue = queue.Queue(maxsize=1 if live else (queue_size or 2 * self.workers))
-        self._results: queue.Queue = queue.Queue()
+        # bounded too: a slow consumer must make the camera drop frames, not the daemon hoard them
+        self._results: queue.Queue = queue.Queue(maxsize=2 * self.workers + 2)
         self._take_lock = threading.Lock()
         self._next_seq = 0
         self._stop = threading.Event()
@@ -277,7 +278,7 @@ class Pipeline:
         while True:
             item, seq = self._take()
             if item is _END:
-                self._results.put((seq, _END))
+                self._put_result(seq, _END, final=True)
                 return
             frame: Frame = item  # type: ignore[assignment]
             if generation != self._generation:
@@ -295,13 +296,28 @@ class Pipeline:
             except Exception:  # noqa: BLE001 - one bad frame must not stop the camera
                 self._errors += 1
                 log.exception("frame %d failed", frame.number)
-                self._results.put((seq, None))
+                self._put_result(seq, None)
                 continue
             latency = {"capture": frame.capture_ms, "queue": max(0.0, (picked - frame.timestamp) * 1e3),
                        "preprocess": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
             result = FrameResult(frame, Classification(top, latency), latency,
                                  {"name": classifier.name, "version": classifier.version}, seq, time.perf_counter())
-            self._results.put((seq, result))
+            self._put_result(seq, result)
+
+    def _put_result(self, seq: int, item: object, final: bool = False) -> None:
+        """Block while the publisher is behind; after stop() give up (the end marker always goes)."""
+        while True:
+            try:
+                self._results.put((seq, item), timeout=0.1)
+                return
+            except queue.Full:
+                if self._stop.is_set() and not final:
+                    return
+                if self._stop.is_set() and not self._publisher_alive():
+                    return
+
+    def _publisher_alive(self) -> bool:
+        return any(t.name == "publisher" and t.is_alive() for t in self._threads)
 
     def _publish(self) -> None:
         pending: list[tuple[int, int, object]] = []

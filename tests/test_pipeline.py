@@ -60,8 +60,11 @@ def test_live_source_keeps_the_newest_frame_and_counts_drops(tmp_path, images_di
     source = open_source(str(tmp_path), realtime=True, loop=True, fps=200)
     results = []
 
+    depths = []
+
     def slow_consumer(result):
         results.append(result)
+        depths.append(pipeline.stats()["queue"]["results"])
         time.sleep(0.03)  # a broker that cannot keep up must not make the camera queue grow
 
     pipeline = Pipeline(source, make_v2, workers=1, on_result=slow_consumer, max_frames=15)
@@ -70,6 +73,7 @@ def test_live_source_keeps_the_newest_frame_and_counts_drops(tmp_path, images_di
     numbers = [r.frame.number for r in results]
     assert numbers == sorted(numbers) and len(numbers) == 15
     assert pipeline.stats()["dropped"] > 0 and pipeline.stats()["queue"]["input"] <= 1
+    assert max(depths) <= 2 * 1 + 2  # results wait in a bounded queue, not an ever-growing one
 
 
 def test_swap_refuses_a_bad_model_and_keeps_the_old_one(tmp_path, video, make_v2, v1_model, imagenet_labels):
