@@ -173,6 +173,10 @@ class Daemon:
             log.error("cmd/%s refused: %s", verb, exc)
             if self.link:
                 self.link.reply(verb, False, error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - a command must never take the daemon down (disk full...)
+            log.exception("cmd/%s failed", verb)
+            if self.link:
+                self.link.reply(verb, False, error=f"{type(exc).__name__}: {exc}")
 
     def _reload(self, text: str) -> None:
         path, labels = self.config.model.path, self.config.model.labels
