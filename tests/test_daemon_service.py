@@ -79,3 +79,21 @@ def test_outside_systemd_everything_is_a_no_op(tmp_path):
     other = Notifier({"NOTIFY_SOCKET": str(tmp_path / "x"), "WATCHDOG_USEC": "1000000", "WATCHDOG_PID": "1"})
     assert other.watchdog_interval is None
     assert other.watchdog() is False  # the socket does not exist: reported, not raised
+
+
+def test_run_never_imports_tensorflow(tmp_path, v2_model, imagenet_labels, images_dir):
+    """The daemon on a Pi must start without TensorFlow: check sys.modules after a real run."""
+    import sys
+
+    code = (
+        "import sys\n"
+        "from edgesight.device.cli import main\n"
+        f"rc = main(['run', '--model', {str(v2_model)!r}, '--labels', {str(imagenet_labels)!r},"
+        f" '--source', {str(images_dir)!r}, '--no-mqtt', '--max-frames', '3'])\n"
+        "assert rc == 0, rc\n"
+        "leaked = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras'))\n"
+        "print('LEAKED', leaked)\n"
+        "sys.exit(1 if leaked else 0)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "LEAKED []" in proc.stdout, proc.stdout + proc.stderr
