@@ -70,7 +70,8 @@ def cpu_temperature_c() -> float | None:
 class Daemon:
     """Owns the pieces for one run; :meth:`run` blocks until stopped and returns the exit code."""
 
-    def __init__(self, config: Config, *, max_frames: int | None = None, notifier: Notifier | None = None) -> None:
+    def __init__(self, config: Config, *, max_frames: int | None = None, notifier: Notifier | None = None,
+                 wait_for_device: bool = True) -> None:
         self.config = config
         self.started = time.monotonic()
         self.notifier = notifier or Notifier()
@@ -81,7 +82,7 @@ class Daemon:
         self.threads = m.threads or self.plan.threads_per_worker
         make = self.classifier_factory(m.path, m.labels)  # a bad model fails here, before the camera opens
         self.source = open_source(s.spec, realtime=s.realtime, loop=s.loop,
-                                  backoff=Backoff(s.reopen_initial, s.reopen_max),
+                                  backoff=Backoff(s.reopen_initial, s.reopen_max), wait_for_device=wait_for_device,
                                   width=s.width or None, height=s.height or None, fps=s.fps or None, stream=s.stream)
         self.consumers: list[Callable[[FrameResult], None]] = []
         self.pipeline = Pipeline(self.source, make, workers=self.plan.workers, on_result=self._fan_out,

@@ -89,3 +89,8 @@ def test_cli_flags_override_the_file_and_check_passes(cli, tmp_path, v2_model, i
 def test_print_config_is_the_example(cli):
     result = cli("run", "--print-config")
     assert result.returncode == 0 and result.stdout == EXAMPLE.read_text()
+
+
+def test_check_does_not_wait_for_a_missing_camera(cli, v2_model, imagenet_labels):
+    result = cli("run", "--model", v2_model, "--labels", imagenet_labels, "--source", "57", "--check")
+    assert_one_line_error(result, "video:57: cannot open", code=1)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import testdata_path
-from edgesight.device.errors import SourceError
+from edgesight.device.errors import SourceError, UsageError
 from edgesight.device.sources import Backoff, jetson_csi_pipeline, open_source
 from edgesight.device.sources.opencv import OpenCVSource
 from videos import cat_video, write_video
@@ -185,8 +185,23 @@ def test_picamera2_missing_camera_and_missing_module(fake_picamera2, monkeypatch
     with pytest.raises(SourceError, match="picamera2:5: no such camera"):
         open_source("picamera2:5")
     monkeypatch.setitem(sys.modules, "picamera2", None)
-    with pytest.raises(SourceError, match="python3-picamera2"):
-        open_source("picamera2")
+    with pytest.raises(UsageError, match="python3-picamera2"):  # set-up problem: no point retrying
+        open_source("picamera2", wait_for_device=True)
+
+
+def test_daemon_waits_for_a_camera_that_is_not_up_yet(fake_picamera2, monkeypatch):
+    monkeypatch.setenv("FAKE_PICAMERA2_CAMERAS", "0")  # libcamera lists no camera yet
+    source = open_source("picamera2", wait_for_device=True, backoff=Backoff(0.05, 0.1))
+    assert source.failing_since is not None and source.live and source.name == "picamera2"
+    threading.Timer(0.3, lambda: monkeypatch.setenv("FAKE_PICAMERA2_CAMERAS", "1")).start()
+    frame = source.read()
+    source.close()
+    assert frame.number == 1 and source.reopens == 1 and source.gap_s >= 0.2
+
+
+def test_a_missing_file_is_not_waited_for(tmp_path):
+    with pytest.raises(SourceError, match="no such video file"):
+        open_source(str(tmp_path / "gone.mp4"), wait_for_device=True)
 
 
 def test_written_video_round_trips(tmp_path):

@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     from ..daemon import Daemon
     from ..service import on_stop_signals
 
-    daemon = Daemon(config, max_frames=args.max_frames)
+    # a camera that is not up yet is waited for, except by --check, which must answer now
+    daemon = Daemon(config, max_frames=args.max_frames, wait_for_device=not args.check)
     if args.check:
         c = daemon.pipeline.classifier
         print(f"ok: {config.path or 'defaults'}; model {c.name} {c.version} on {c.runtime.name}; "

@@ -73,18 +73,27 @@ class ReopeningSource:
     so SIGTERM during an outage still stops the daemon quickly.
     """
 
-    def __init__(self, opener: Callable[[], Source], backoff: Backoff | None = None) -> None:
+    def __init__(self, opener: Callable[[], Source], backoff: Backoff | None = None, *,
+                 name: str = "", wait_for_first: bool = False) -> None:
         self._opener = opener
         self.backoff = backoff or Backoff()
         self._closed = threading.Event()
-        self._inner: Source | None = opener()  # the first open is strict: a wrong spec is a user error
-        self.name = self._inner.name
-        self.live = self._inner.live
         self._number = 0
         self._dropped_before = 0
         self.reopens = 0
         self.gap_s = 0.0
         self.failing_since: float | None = None  # set while the source is down
+        try:
+            self._inner: Source | None = opener()
+        except SourceError as exc:
+            if not wait_for_first:
+                raise  # strict: at the command line a wrong spec is a user error
+            # a camera or stream that is not up yet at boot: keep trying, like any later outage
+            log.warning("source %s cannot be opened yet (%s); retrying with backoff", name, exc)
+            self._inner = None
+            self.failing_since = time.monotonic()
+        self.name = self._inner.name if self._inner else name
+        self.live = self._inner.live if self._inner else True
 
     @property
     def dropped(self) -> int:
@@ -184,8 +193,15 @@ def _open_raw(spec: str, *, realtime: bool, loop: bool, **opts) -> Source:
     return OpenCVSource(str(path), kind="file", realtime=realtime, loop=loop, **opts)
 
 
+def is_device_spec(spec: str) -> bool:
+    """True for cameras and streams (which may come up late), False for files and folders."""
+    text = spec.strip()
+    return (text.isdigit() or " ! " in text or text.lower().startswith(URL_SCHEMES)
+            or text.split(":")[0] in ("picamera2", "jetson-csi"))
+
+
 def open_source(spec: str, *, realtime: bool = False, loop: bool = False, reopen: bool = True,
-                backoff: Backoff | None = None, **opts) -> Source:
+                backoff: Backoff | None = None, wait_for_device: bool = False, **opts) -> Source:
     """Open the source a SPEC names; see the module docstring for the forms.
 
     Args:
@@ -194,6 +210,8 @@ def open_source(spec: str, *, realtime: bool = False, loop: bool = False, reopen
             behind, like a camera) instead of serving every frame as fast as it is read.
         loop: restart a video file or folder at its end instead of ending.
         reopen: wrap in :class:`ReopeningSource` (reopen on failure with backoff).
+        wait_for_device: a camera or stream that cannot be opened yet is retried with backoff
+            instead of raising (the daemon at boot); a missing file or folder still raises.
         opts: ``width``, ``height``, ``fps`` (cameras), ``stream`` ("main"/"lores", picamera2).
 
     Raises:
@@ -202,7 +220,9 @@ def open_source(spec: str, *, realtime: bool = False, loop: bool = False, reopen
     def opener() -> Source:
         return _open_raw(spec, realtime=realtime, loop=loop, **opts)
 
-    return ReopeningSource(opener, backoff) if reopen else opener()
+    if not reopen:
+        return opener()
+    return ReopeningSource(opener, backoff, name=spec, wait_for_first=wait_for_device and is_device_spec(spec))
 
 
 def jetson_csi_pipeline(sensor_id: int = 0, width: int = 1280, height: int = 720, fps: int = 30,

@@ -15,7 +15,7 @@ import time
 
 import cv2
 
-from ..errors import SourceError
+from ..errors import SourceError, UsageError
 from . import Frame
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,8 @@ class PicameraSource:
         try:
             from picamera2 import Picamera2  # apt: python3-picamera2 (venv with --system-site-packages)
         except ImportError as exc:
-            raise SourceError("picamera2 is not installed: on Raspberry Pi OS run 'sudo apt install "
+            # not a camera outage but a set-up problem: retrying cannot fix it
+            raise UsageError("picamera2 is not installed: on Raspberry Pi OS run 'sudo apt install "
                               f"python3-picamera2' and make the venv with --system-site-packages ({exc})") from None
         if stream not in ("main", "lores"):
             raise SourceError(f"picamera2: stream must be main or lores, not {stream!r}")
