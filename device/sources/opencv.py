@@ -43,10 +43,16 @@ class OpenCVSource:
     def _open(self) -> cv2.VideoCapture:
         if self.kind == "file" and not Path(str(self.target)).exists():
             raise SourceError(f"{self.target}: video file is gone")
-        if self.kind == "gstreamer":
-            cap = cv2.VideoCapture(str(self.target), cv2.CAP_GSTREAMER)
-        else:
-            cap = cv2.VideoCapture(self.target)
+        # OpenCV prints its own backend warnings for a failed open; ours names the source and a fix
+        previous = cv2.setLogLevel(0) if hasattr(cv2, "setLogLevel") else None
+        try:
+            if self.kind == "gstreamer":
+                cap = cv2.VideoCapture(str(self.target), cv2.CAP_GSTREAMER)
+            else:
+                cap = cv2.VideoCapture(self.target)
+        finally:
+            if previous is not None:
+                cv2.setLogLevel(previous)
         if not cap.isOpened():
             cap.release()
             hint = {"usb": "is the camera plugged in and is the user in the 'video' group?",
