@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -12,6 +13,27 @@ from ..errors import SourceError
 from . import Frame
 
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def quiet_opencv():
+    """Silence OpenCV's own log lines (cv2.utils.logging in OpenCV 4.5+ and 5; cv2.setLogLevel before)."""
+    logging_api = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging_api is not None and hasattr(logging_api, "getLogLevel"):
+        previous = logging_api.getLogLevel()
+        logging_api.setLogLevel(logging_api.LOG_LEVEL_SILENT)
+        try:
+            yield
+        finally:
+            logging_api.setLogLevel(previous)
+    elif hasattr(cv2, "setLogLevel"):
+        previous = cv2.setLogLevel(0)
+        try:
+            yield
+        finally:
+            cv2.setLogLevel(previous)
+    else:
+        yield
 
 
 class OpenCVSource:
@@ -44,15 +66,11 @@ class OpenCVSource:
         if self.kind == "file" and not Path(str(self.target)).exists():
             raise SourceError(f"{self.target}: video file is gone")
         # OpenCV prints its own backend warnings for a failed open; ours names the source and a fix
-        previous = cv2.setLogLevel(0) if hasattr(cv2, "setLogLevel") else None
-        try:
+        with quiet_opencv():
             if self.kind == "gstreamer":
                 cap = cv2.VideoCapture(str(self.target), cv2.CAP_GSTREAMER)
             else:
                 cap = cv2.VideoCapture(self.target)
-        finally:
-            if previous is not None:
-                cv2.setLogLevel(previous)
         if not cap.isOpened():
             cap.release()
             hint = {"usb": "is the camera plugged in and is the user in the 'video' group?",
