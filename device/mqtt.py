@@ -265,8 +265,12 @@ class MqttLink:
                 info.wait_for_publish(timeout)
             except (RuntimeError, ValueError):
                 pass
+        was_connected = self.connected
         self.client.disconnect()
-        self.client.loop_stop()
+        if was_connected:
+            self.client.loop_stop()
+        # else: paho's (daemon) thread may sit in a TCP connect to an unreachable broker for
+        # seconds; joining it would break the 2 s stop promise, and the process exits anyway
 
     # -- publishing ---------------------------------------------------------------------------
     def publish_json(self, topic: str, payload: dict, qos: int = 0, retain: bool = False) -> bool:
