@@ -254,7 +254,8 @@ class Daemon:
             if now >= next_stats:
                 next_stats = now + interval
                 self._report()
-            if self.notifier.watchdog_interval and now >= next_ping and self.pipeline.alive():
+            if (self.notifier.watchdog_interval and now >= next_ping
+                    and self.pipeline.healthy(max(10.0, 4 * self.notifier.watchdog_interval))):
                 self.notifier.watchdog()
                 next_ping = now + self.notifier.watchdog_interval
         self.notifier.stopping(self.stop_reason or ("source ended" if self.pipeline.source_ended else "stopping"))

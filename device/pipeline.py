@@ -169,6 +169,20 @@ class Pipeline:
         """True while the capture thread still runs (e.g. blocked in a camera read)."""
         return any(t.name == "capture" and t.is_alive() for t in self._threads)
 
+    def healthy(self, max_silence_s: float) -> bool:
+        """Alive and making progress: a frame within ``max_silence_s``, or the source known to be down.
+
+        A camera driver that wedges inside ``read()`` leaves every thread alive but no frame comes:
+        the watchdog must then stop being fed so systemd restarts the service. A source in a
+        reopen backoff is not wedged; it is handled, and reported in ``stats``.
+        """
+        if not self.alive():
+            return False
+        last = self._times[-1] if self._times else self._started
+        if time.monotonic() - last <= max_silence_s:
+            return True
+        return getattr(self.source, "failing_since", None) is not None
+
     def alive(self) -> bool:
         """True while every stage thread runs (the watchdog pings only then)."""
         return bool(self._threads) and all(t.is_alive() for t in self._threads)

@@ -186,3 +186,36 @@ def test_a_crashing_source_ends_the_run_with_a_failure(video, make_v2):
     pipeline.run()
     inner.close()
     assert len(results) == 3 and pipeline.failure == "capture stage failed: driver bug"
+
+
+def test_health_needs_progress_unless_the_source_is_known_down(video, make_v2):
+    """What the systemd watchdog is fed on: alive threads AND frames (or a source in reopen backoff)."""
+    import threading
+
+    gate = threading.Event()
+    inner = open_source(str(video), reopen=False)
+
+    class Wedged:
+        name, live, dropped, failing_since = "wedged", True, 0, None
+
+        def read(self):
+            frame = inner.read()
+            if frame.number > 2:
+                gate.wait(5)  # a driver stuck inside read()
+                return None
+            return frame
+
+    source = Wedged()
+    pipeline = Pipeline(source, make_v2, workers=1)
+    runner = threading.Thread(target=pipeline.run)
+    runner.start()
+    while pipeline.frames < 2:
+        time.sleep(0.01)
+    assert pipeline.healthy(5.0)
+    time.sleep(0.3)
+    assert not pipeline.healthy(0.2)  # no frame for longer than allowed: stop feeding the watchdog
+    source.failing_since = time.monotonic()
+    assert pipeline.healthy(0.2)  # a known outage being retried is not a hang
+    gate.set()
+    runner.join(10)
+    inner.close()
