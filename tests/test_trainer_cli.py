@@ -16,7 +16,7 @@ from trainer_images import write_shapes
 
 from edgesight.device.errors import ConfigError
 from edgesight.trainer.config import TrainConfig, dump_toml, from_mapping, load
-from edgesight.trainer.dataset import import_dataset
+from edgesight.trainer.dataset import Dataset, import_dataset
 from edgesight.trainer.tune import candidates
 
 TINY = ("--alpha", "0.35", "--size", "96", "--weights", "none", "--batch-size", "16")
@@ -135,3 +135,20 @@ def test_interrupted_run_resumes_from_its_checkpoint(dataset: Path, tmp_path: Pa
     assert "phase 1" not in result.stdout and "phase 2" in result.stdout
     assert json.loads((out / "state.json").read_text())["phase"] == "done"
     assert len(json.loads((out / "history.json").read_text())["head_loss"]) == 2
+
+
+@pytest.mark.slow
+def test_kfold_reports_mean_and_std_over_folds(dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "kfold"
+    result = run_cli("train", dataset, "--out", out, "--kfold", "3", *TINY, "--epochs-head", "2",
+                     "--epochs-finetune", "1", "--unfreeze", "5", timeout=400)
+    assert result.returncode == 0, result.stderr
+    assert "3-fold accuracy" in result.stdout and "+/-" in result.stdout
+    summary = json.loads((out / "kfold.json").read_text())
+    assert summary["k"] == 3 and len(summary["folds"]) == 3
+    total = len(Dataset.load(dataset).paths)
+    assert sum(f["test"] for f in summary["folds"]) == total  # every image held out exactly once
+    accs = [f["accuracy"] for f in summary["folds"]]
+    assert summary["mean_accuracy"] == pytest.approx(sum(accs) / 3, abs=1e-3)
+    assert (out / "kfold.csv").read_text().startswith("fold,train,val,test")
+    assert_one_line_error(run_cli("train", dataset, "--out", out, "--kfold", "11", *TINY), "smallest class", code=2)

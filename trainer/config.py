@@ -35,7 +35,7 @@ class TrainConfig:
     epochs_finetune: int = 12  # phase 2: top layers unfrozen
     unfreeze: int = 30  # backbone layers (counted from the top) trained in phase 2
     lr_head: float = 1e-3
-    lr_finetune: float = 1e-4
+    lr_finetune: float = 1e-5  # as in the Keras/TF transfer-learning guides; 1e-4 overfitted flowers5
     batch_size: int = 32
     dropout: float = 0.2
     l2: float = 1e-4

@@ -37,6 +37,7 @@ REJECTS_CSV = "rejects.csv"
 DUPLICATES_CSV = "duplicates.csv"
 CROPS_DIR = "crops"
 SPLITS = ("train", "val", "test")
+EVAL_SPLITS = (*SPLITS, "heldout", "all")
 SCHEMA_VERSION = 1
 SIDECAR_SUFFIXES = frozenset({".json"})  # `edgesight run` [capture] writes one beside each JPEG
 VOC_IMAGE_DIRS = ("Images", "JPEGImages", "images")
@@ -509,10 +510,11 @@ class Dataset:
         return cls(root, labels, paths, targets, splits, manifest)
 
     def indices(self, split: str) -> list[int]:
-        """Row numbers of one split (``all`` for every row)."""
-        if split not in (*SPLITS, "all"):
-            raise UsageError(f"unknown split {split!r}; use {', '.join(SPLITS)} or all")
-        return [i for i, s in enumerate(self.splits) if split in ("all", s)]
+        """Row numbers of one split; ``heldout`` is val + test (never trained on), ``all`` every row."""
+        if split not in EVAL_SPLITS:
+            raise UsageError(f"unknown split {split!r}; use {', '.join(EVAL_SPLITS)}")
+        wanted = {"all": SPLITS, "heldout": ("val", "test")}.get(split, (split,))
+        return [i for i, s in enumerate(self.splits) if s in wanted]
 
     def subset(self, split: str) -> tuple[list[Path], np.ndarray]:
         rows = self.indices(split)

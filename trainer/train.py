@@ -182,9 +182,22 @@ def fine_tune(model: Any, cfg: TrainConfig, train: Arrays, val: Arrays | None, r
     weights = _class_weights(train.y, train.num_classes) if cfg.class_weights else None
     data = make_dataset(train.x, train.onehot, cfg.batch_size, shuffle=True, augment=augmenter(cfg), seed=cfg.seed)
     validation = make_dataset(val.x, val.onehot, cfg.batch_size) if monitor == "val_loss" else None  # type: ignore[union-attr]
+    before_loss, before_weights = None, None
+    if validation is not None:
+        before_loss = float(model.evaluate(validation, verbose=0)[0])
+        before_weights = model.get_weights()
     history = model.fit(data, validation_data=validation, epochs=cfg.epochs_finetune, class_weight=weights,
                         verbose=verbose, shuffle=False, callbacks=_callbacks(cfg, "finetune", run_dir, monitor, finetune=True))
-    return {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    result = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    # On a few hundred photos fine-tuning can overfit from the first epoch; the phase-1 model is
+    # then the best checkpoint, so keep it rather than the least-bad fine-tuned epoch.
+    losses = result.get("val_loss", [])
+    if before_loss is not None and losses and min(losses) >= before_loss:
+        model.set_weights(before_weights)
+        log.warning("fine-tuning did not lower the validation loss (%.4f -> best %.4f); keeping the phase-1 model",
+                    before_loss, min(losses))
+        result["kept_phase1"] = [1.0]
+    return result
 
 
 def accuracy(model: Any, data: Arrays) -> float:
@@ -301,13 +314,25 @@ def _write_run(run_dir: Path, dataset: Dataset, cfg: TrainConfig, metrics: dict[
     (run_dir / RUN_CONFIG).write_text(json.dumps(info, indent=1))
 
 
+def _carve_validation(train_idx: np.ndarray, y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split a fold's training rows into (fit, validation), stratified; no validation if too small."""
+    from sklearn.model_selection import train_test_split
+
+    classes = len(np.unique(y[train_idx]))
+    if fraction <= 0 or int(len(train_idx) * fraction) < classes:
+        return train_idx, train_idx[:0]
+    fit, val = train_test_split(train_idx, test_size=fraction, stratify=y[train_idx], random_state=seed)
+    return np.sort(fit), np.sort(val)
+
+
 def kfold(dataset_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, k: int,
-          verbose: int | None = None) -> dict[str, Any]:
+          verbose: int | None = None, val_fraction: float = 0.1) -> dict[str, Any]:
     """Stratified k-fold cross-validation over every sample of the dataset.
 
-    Each fold trains with fixed epochs (no validation split to stop on) and is scored on its
-    held-out fold. Backbone features for phase 1 are computed once for all folds, since the
-    frozen backbone is the same in each.
+    Each fold trains exactly as ``train`` does, with ``val_fraction`` of its training rows as
+    the validation split for early stopping, and is scored on its held-out fold. Backbone
+    features for phase 1 are computed once for all folds, since the frozen backbone is the
+    same in each.
     """
     from sklearn.model_selection import StratifiedKFold
 
@@ -336,15 +361,19 @@ def kfold(dataset_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, k: int
         keras.backend.clear_session()
         keras.utils.set_random_seed(cfg.seed + fold)
         model = build_model(cfg, n)
-        train = Arrays(x[train_idx], y[train_idx], n)
+        fit_idx, val_idx = _carve_validation(train_idx, y, val_fraction, cfg.seed + fold)
+        train = Arrays(x[fit_idx], y[fit_idx], n)
+        val = Arrays(x[val_idx], y[val_idx], n) if len(val_idx) else None
         if features is not None:
-            parts = [features[train_idx]] + ([features[len(y) + train_idx]] if mirrored else [])
+            parts = [features[fit_idx]] + ([features[len(y) + fit_idx]] if mirrored else [])
             train.features = np.concatenate(parts)
-        fit_head(model, cfg, train, None, None, verbose)
+            if val is not None:
+                val.features = features[val_idx]
+        fit_head(model, cfg, train, val, None, verbose)
         head_acc = accuracy(model, Arrays(x[test_idx], y[test_idx], n))
-        fine_tune(model, cfg, train, None, None, verbose)
+        fine_tune(model, cfg, train, val, None, verbose)
         acc = accuracy(model, Arrays(x[test_idx], y[test_idx], n))
-        folds.append({"fold": fold, "train": len(train_idx), "test": len(test_idx),
+        folds.append({"fold": fold, "train": len(fit_idx), "val": len(val_idx), "test": len(test_idx),
                       "head_only_accuracy": round(head_acc, 4), "accuracy": round(acc, 4)})
         print(f"fold {fold}/{k}: accuracy {acc:.3f} (head only {head_acc:.3f}) on {len(test_idx)} held-out images",
               flush=True)
@@ -357,7 +386,7 @@ def kfold(dataset_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, k: int
                "seconds": round(time.perf_counter() - t0, 1)}
     (out_dir / "kfold.json").write_text(json.dumps(summary, indent=1))
     with (out_dir / "kfold.csv").open("w", encoding="utf-8") as handle:
-        handle.write("fold,train,test,head_only_accuracy,accuracy\n")
-        handle.writelines(f"{f['fold']},{f['train']},{f['test']},{f['head_only_accuracy']},{f['accuracy']}\n"
+        handle.write("fold,train,val,test,head_only_accuracy,accuracy\n")
+        handle.writelines(f"{f['fold']},{f['train']},{f['val']},{f['test']},{f['head_only_accuracy']},{f['accuracy']}\n"
                           for f in folds)
     return summary

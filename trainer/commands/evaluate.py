@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from ..dataset import SPLITS
+from ..dataset import EVAL_SPLITS
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", metavar="BUNDLE", help="bundle directory made by 'edgesight export'")
     parser.add_argument("dataset", metavar="DATASET_DIR", help="a dataset made by 'edgesight data import'")
-    parser.add_argument("--split", default="test", choices=(*SPLITS, "all"), help="which split (default test)")
+    parser.add_argument("--split", default="test", choices=EVAL_SPLITS,
+                        help="which split (default test; heldout = val + test, the photos never trained on)")
     parser.add_argument("--report", metavar="DIR", help="report folder (default BUNDLE/report)")
     parser.add_argument("--run", metavar="RUN_DIR", help="run directory for Grad-CAM (default: the one the "
                                                          "bundle was exported from)")
