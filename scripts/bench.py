@@ -67,7 +67,7 @@ def main() -> int:
     command = [sys.executable, "-m", "edgesight.device.cli", "bench", *map(str, shared), *args.models,
                "--labels", str(models_dir / "imagenet_labels.txt"), "--threads", "1,2,4", "--mqtt",
                "--json", f"{out}.json", "--markdown", f"{out}.md", *extra]
-    print("$ " + " ".join(command[2:]), file=sys.stderr)
+    print("$ edgesight " + " ".join(command[3:]), file=sys.stderr)
     code = subprocess.call(command)
     if code == 0:
         print(f"wrote {out}.json and {out}.md", file=sys.stderr)
