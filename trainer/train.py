@@ -340,6 +340,8 @@ def kfold(dataset_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, k: int
 
     if k < 2:
         raise UsageError(f"--kfold {k}: needs at least 2 folds")
+    if not 0 <= val_fraction < 0.5:
+        raise UsageError(f"--kfold-val {val_fraction}: must be in [0, 0.5)")
     dataset = Dataset.load(dataset_dir)
     paths, y = dataset.subset("all")
     smallest = int(np.bincount(y).min())
@@ -382,7 +384,7 @@ def kfold(dataset_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, k: int
     summary = {"k": k, "mean_accuracy": round(float(accs.mean()), 4), "std_accuracy": round(float(accs.std()), 4),
                "head_only_mean_accuracy": round(float(heads.mean()), 4),
                "head_only_std_accuracy": round(float(heads.std()), 4),
-               "folds": folds, "config": cfg.to_dict(), "dataset": str(dataset.root.resolve()),
+               "val_fraction": val_fraction, "folds": folds, "config": cfg.to_dict(), "dataset": str(dataset.root.resolve()),
                "seconds": round(time.perf_counter() - t0, 1)}
     (out_dir / "kfold.json").write_text(json.dumps(summary, indent=1))
     with (out_dir / "kfold.csv").open("w", encoding="utf-8") as handle:

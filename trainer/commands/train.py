@@ -56,6 +56,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its last epoch")
     parser.add_argument("--kfold", type=int, metavar="K", help="k-fold cross-validation over the whole dataset "
                                                                 "instead of one run; writes kfold.json/csv")
+    parser.add_argument("--kfold-val", type=float, default=0.1, metavar="FRACTION",
+                        help="with --kfold: part of each training fold held out for early stopping "
+                             "(default 0.1; 0 trains every fold for the full epochs)")
     add_config_arguments(parser)
 
 
@@ -66,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--resume and --kfold cannot be combined")
         from ..train import kfold
 
-        summary = kfold(args.dataset, args.out, cfg, args.kfold)
+        summary = kfold(args.dataset, args.out, cfg, args.kfold, val_fraction=args.kfold_val)
         print(f"{args.kfold}-fold accuracy {summary['mean_accuracy']:.3f} +/- {summary['std_accuracy']:.3f} "
               f"(head only {summary['head_only_mean_accuracy']:.3f} +/- {summary['head_only_std_accuracy']:.3f}) "
               f"in {summary['seconds']:.0f} s; wrote {args.out}/kfold.json")
