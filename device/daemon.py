@@ -81,6 +81,11 @@ class Daemon:
         self.plan = plan_workers(workers=m.workers or None)
         self.threads = m.threads or self.plan.threads_per_worker
         make = self.classifier_factory(m.path, m.labels)  # a bad model fails here, before the camera opens
+        self._commands: queue.Queue[tuple[str, str]] = queue.Queue()
+        self.link: MqttLink | None = None  # built before the camera opens: a bad [mqtt] key fails first
+        if config.mqtt.enabled:
+            self.link = MqttLink(config, on_command=lambda verb, text: self._commands.put((verb, text)),
+                                 discovery=self._discovery)
         self.source = open_source(s.spec, realtime=s.realtime, loop=s.loop,
                                   backoff=Backoff(s.reopen_initial, s.reopen_max), wait_for_device=wait_for_device,
                                   width=s.width or None, height=s.height or None, fps=s.fps or None, stream=s.stream)
@@ -89,13 +94,8 @@ class Daemon:
                                  max_frames=max_frames)
         st = config.state
         self.smoother = StateSmoother(st.window, st.threshold, st.min_dwell, st.unknown_label)
-        self._commands: queue.Queue[tuple[str, str]] = queue.Queue()
         self._stop = threading.Event()
         self.stop_reason = ""
-        self.link: MqttLink | None = None
-        if config.mqtt.enabled:
-            self.link = MqttLink(config, on_command=lambda verb, text: self._commands.put((verb, text)),
-                                 discovery=self._discovery)
         self.consumers.append(self._publish)
         self.monitoring = Monitoring(self)  # status page, capture, drift: [http], [capture], [drift]
         self._published = 0

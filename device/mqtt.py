@@ -179,7 +179,8 @@ class MqttLink:
     """One paho client: Last Will, auth, TLS, reconnect with backoff, republish on reconnect.
 
     ``on_command(verb, payload)`` is called from paho's network thread; keep it short (queue the
-    work). ``on_connect_extra()`` returns messages (topic -> payload) to publish after each connect.
+    work). ``discovery()`` returns the Home Assistant messages (topic -> payload) to publish on
+    each connect; the last state (and alert) are republished too.
     """
 
     def __init__(self, config: Config, *, on_command: Callable[[str, str], None] | None = None,
@@ -202,8 +203,8 @@ class MqttLink:
         self.connected = False
         self._stopping = False
         self.last_error = ""
-        client_id = m.client_id or f"edgesight-{config.device_id}"
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        self.client_id = m.client_id or f"edgesight-{config.device_id}"
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id)
         self.client.will_set(self.topics.availability, OFFLINE, qos=1, retain=True)
         self.client.reconnect_delay_set(m.reconnect_min, max(m.reconnect_min, m.reconnect_max))
         self.client.max_queued_messages_set(1000)  # QoS 1 state messages queued while offline stay bounded
@@ -249,7 +250,7 @@ class MqttLink:
     def start(self) -> None:
         """Connect in the background; a broker that is down now is retried with backoff."""
         log.info("MQTT: connecting to %s:%d as %s (prefix %s)", self.host, self.port,
-                 self.client._client_id.decode(), self.topics.prefix)
+                 self.client_id, self.topics.prefix)
         try:
             self.client.connect_async(self.host, self.port, keepalive=self.config.mqtt.keepalive)
         except (OSError, ValueError) as exc:
