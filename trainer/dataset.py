@@ -137,7 +137,8 @@ def _voc_objects(xml_path: Path) -> list[tuple[str, tuple[int, int, int, int]]]:
     return objects
 
 
-def discover(src: Path, dataset_dir: Path, crop_objects: bool) -> tuple[list[Candidate], list[Reject], list[str] | None]:
+def discover(src: Path, dataset_dir: Path,
+             crop_objects: bool) -> tuple[list[Candidate], list[Reject], list[str] | None]:
     """List candidate samples from a folder-per-class or a Pascal VOC layout.
 
     Returns the candidates, the files already known to be unusable (no annotation, several

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ..device.bundle import DEFAULT_MODEL, ModelSpec, write_bundle
-from ..device.errors import EdgesightError, UsageError
+from ..device.errors import UsageError
 from ..device.preprocess import InputContract
 from .backend import load_tensorflow
 from .dataset import Dataset
@@ -187,12 +187,3 @@ def export(run_dir: str | Path, out_dir: str | Path, *, quants: list[str] | None
 def _weights_name(weights: str) -> str:
     return weights if weights in ("imagenet", "none") else Path(weights).name
 
-
-def check_calibration(manifest: dict[str, Any]) -> None:
-    """Warn when the int8 input quantization misses the zero-cost (1.0, 0|-128) fast path."""
-    for filename, entry in manifest.get("models", {}).items():
-        if entry.get("precision") == "int8":
-            _, scale, _ = entry["input"]
-            if abs(scale - 1.0) > 0.01:
-                raise EdgesightError(f"{filename}: input scale {scale} is not ~1.0; the device would "
-                                     "rescale every frame")

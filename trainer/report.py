@@ -91,7 +91,9 @@ def write_report(report_dir: Path, manifest: dict[str, Any], result: "Evaluation
     for m in metrics["worst_mistakes"]:
         i = m["index"]
         photo = _save_rgb(images / f"mistake_{i}.jpg", thumbs[i])
-        heat = f'<img src="{_save_rgb(images / f"gradcam_{i}.jpg", heatmaps[i])}" alt="Grad-CAM">' if i in heatmaps else ""
+        heat = ""
+        if i in heatmaps:
+            heat = f'<img src="{_save_rgb(images / f"gradcam_{i}.jpg", heatmaps[i])}" alt="Grad-CAM">'
         cards.append(f'<div class="card"><img src="{photo}" alt="photo">{heat}<p>true <b>{html.escape(m["true"])}</b>, '
                      f'predicted <b>{html.escape(m["predicted"])}</b> {m["score"]:.2f}<br>'
                      f'<small>{html.escape(Path(m["path"]).name)}</small></p></div>')
@@ -111,7 +113,8 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#e
 Default model <b>{html.escape(result.default_model)}</b>: macro F1 {metrics['macro_f1']:.3f}.</p>
 <h2>Models</h2>{_table(models, ['file', 'precision', 'accuracy', 'top-k accuracy'])}
 <h2>Agreement with the float model</h2>{agree_html}
-<h2>Per class ({html.escape(result.default_model)})</h2>{_table(per_class, ['class', 'precision', 'recall', 'F1', 'support'])}
+<h2>Per class ({html.escape(result.default_model)})</h2>
+{_table(per_class, ['class', 'precision', 'recall', 'F1', 'support'])}
 <img src="per_class.png" alt="per-class bars">
 <h2>Confusion matrix</h2><p>Rows: true class; columns: predicted.</p>
 {_table(confusion, [CORNER, *labels])}

@@ -165,7 +165,8 @@ def fit_head(model: Any, cfg: TrainConfig, train: Arrays, val: Arrays | None, ru
         data = make_dataset(train.x, train.onehot, cfg.batch_size, shuffle=True, augment=augmenter(cfg), seed=cfg.seed)
         validation = make_dataset(val.x, val.onehot, cfg.batch_size) if monitor == "val_loss" else None  # type: ignore[union-attr]
         history = model.fit(data, validation_data=validation, epochs=cfg.epochs_head, class_weight=weights,
-                            verbose=verbose, shuffle=False, callbacks=_callbacks(cfg, "head", run_dir, monitor, finetune=False))
+                            verbose=verbose, shuffle=False,
+                            callbacks=_callbacks(cfg, "head", run_dir, monitor, finetune=False))
     return {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
 
@@ -187,7 +188,8 @@ def fine_tune(model: Any, cfg: TrainConfig, train: Arrays, val: Arrays | None, r
         before_loss = float(model.evaluate(validation, verbose=0)[0])
         before_weights = model.get_weights()
     history = model.fit(data, validation_data=validation, epochs=cfg.epochs_finetune, class_weight=weights,
-                        verbose=verbose, shuffle=False, callbacks=_callbacks(cfg, "finetune", run_dir, monitor, finetune=True))
+                        verbose=verbose, shuffle=False,
+                        callbacks=_callbacks(cfg, "finetune", run_dir, monitor, finetune=True))
     result = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     # On a few hundred photos fine-tuning can overfit from the first epoch; the phase-1 model is
     # then the best checkpoint, so keep it rather than the least-bad fine-tuned epoch.
@@ -314,7 +316,8 @@ def _write_run(run_dir: Path, dataset: Dataset, cfg: TrainConfig, metrics: dict[
     (run_dir / RUN_CONFIG).write_text(json.dumps(info, indent=1))
 
 
-def _carve_validation(train_idx: np.ndarray, y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _carve_validation(train_idx: np.ndarray, y: np.ndarray, fraction: float,
+                      seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Split a fold's training rows into (fit, validation), stratified; no validation if too small."""
     from sklearn.model_selection import train_test_split
 
@@ -384,7 +387,8 @@ def kfold(dataset_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, k: int
     summary = {"k": k, "mean_accuracy": round(float(accs.mean()), 4), "std_accuracy": round(float(accs.std()), 4),
                "head_only_mean_accuracy": round(float(heads.mean()), 4),
                "head_only_std_accuracy": round(float(heads.std()), 4),
-               "val_fraction": val_fraction, "folds": folds, "config": cfg.to_dict(), "dataset": str(dataset.root.resolve()),
+               "val_fraction": val_fraction, "folds": folds, "config": cfg.to_dict(),
+               "dataset": str(dataset.root.resolve()),
                "seconds": round(time.perf_counter() - t0, 1)}
     (out_dir / "kfold.json").write_text(json.dumps(summary, indent=1))
     with (out_dir / "kfold.csv").open("w", encoding="utf-8") as handle:

@@ -47,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
                                 crop_objects=args.crop_objects, move_rejects=not args.no_move)
         _print_counts(result.labels, [(s.label, s.split) for s in result.samples])
         kinds = Counter(d.kind for d in result.duplicates)
-        print(f"rejected {len(result.rejects)} file(s) ({'moved to ' + str(result.dataset_dir / 'rejects') if not args.no_move else 'not moved'}; "
+        where = "not moved" if args.no_move else f"moved to {result.dataset_dir / 'rejects'}"
+        print(f"rejected {len(result.rejects)} file(s) ({where}; "
               f"reasons in {result.dataset_dir / REJECTS_CSV})")
         print(f"left out {kinds['exact']} exact and {kinds['near']} near duplicate(s) and {kinds['conflict']} "
               f"label-conflict file(s) (see {result.dataset_dir / DUPLICATES_CSV})")

@@ -16,7 +16,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--io", choices=IO_TYPES, default="uint8",
                         help="int8 model input/output type (default uint8, as Coral/TFLite examples use)")
     parser.add_argument("--onnx", action="store_true", help="also write model.onnx (Jetson/TensorRT, onnxruntime)")
-    parser.add_argument("--edgetpu", action="store_true", help="also compile model_edgetpu.tflite (needs edgetpu_compiler)")
+    parser.add_argument("--edgetpu", action="store_true",
+                        help="also compile model_edgetpu.tflite (needs edgetpu_compiler)")
     parser.add_argument("--name", help="bundle name (default: the run directory's name)")
     parser.add_argument("--version", help="bundle version (default: the export time, e.g. 2025.01.31-1200)")
     parser.add_argument("--dataset", metavar="DATASET_DIR", help="dataset for calibration and test metrics "
