@@ -32,20 +32,25 @@ fi
 
 PORT="$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n' "$PORT" > "$OUT/mosquitto.conf"
+# Helpers run in their own session (setsid), so Ctrl-C reaches only the daemon: it publishes
+# "offline" to a broker that is still there, then the clean-up stops the helpers.
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT INT TERM
+background() { setsid "$@" & pids+=($!); }
+cleanup() {
+  for p in "${pids[@]}"; do kill -- "-$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done
+  pids=()
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'echo "demo: stopping"' INT TERM
 
-"$MOSQUITTO" -c "$OUT/mosquitto.conf" >"$OUT/mosquitto.log" 2>&1 &
-pids+=($!)
+background "$MOSQUITTO" -c "$OUT/mosquitto.conf" >"$OUT/mosquitto.log" 2>&1
 for _ in $(seq 50); do
   mosquitto_sub -h 127.0.0.1 -p "$PORT" -t '$SYS/#' -C 1 -W 1 >/dev/null 2>&1 && break || sleep 0.1
 done
 echo "demo: mosquitto on 127.0.0.1:$PORT; subscribing to edgesight/# and homeassistant/#"
 # Every message as it arrives (long payloads cut at 200 characters to keep lines readable).
-# Process substitution, so $! is mosquitto_sub itself and the clean-up can stop it.
-mosquitto_sub -h 127.0.0.1 -p "$PORT" -v -t 'edgesight/#' -t 'homeassistant/#' > >(stdbuf -oL cut -c1-200) &
-pids+=($!)
+background bash -c "mosquitto_sub -h 127.0.0.1 -p $PORT -v -t 'edgesight/#' -t 'homeassistant/#' | stdbuf -oL cut -c1-200"
 sleep 0.3
 
 cat > "$OUT/demo.toml" <<EOF
