@@ -7,6 +7,7 @@ stays free of TensorFlow; the trainer calls these same functions.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -115,10 +116,36 @@ def quantize_pixels(rgb: np.ndarray, contract: InputContract) -> np.ndarray:
 
 
 def prepare(frame: np.ndarray, contract: InputContract, order: str = "BGR") -> np.ndarray:
-    """Frame of any size/channels -> model input tensor with a batch axis of 1."""
-    rgb = to_rgb(frame, order)
-    fitted = fit_to_size(rgb, contract.height, contract.width, contract.fit)
-    return quantize_pixels(fitted, contract)[np.newaxis, ...]
+    """Frame of any size/channels -> model input tensor with a batch axis of 1.
+
+    The colour conversion runs after the crop and resize: both are per-channel, so the pixels
+    are identical, and converting 224x224 instead of 1280x720 saves about 1 ms a frame.
+    """
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        frame = frame[..., 0]
+    fitted = fit_to_size(frame, contract.height, contract.width, contract.fit)
+    return quantize_pixels(to_rgb(fitted, order), contract)[np.newaxis, ...]
+
+
+@contextmanager
+def quiet_opencv():
+    """Silence OpenCV's own log lines (cv2.utils.logging in OpenCV 4.5+ and 5; cv2.setLogLevel before)."""
+    logging_api = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging_api is not None and hasattr(logging_api, "getLogLevel"):
+        previous = logging_api.getLogLevel()
+        logging_api.setLogLevel(logging_api.LOG_LEVEL_SILENT)
+        try:
+            yield
+        finally:
+            logging_api.setLogLevel(previous)
+    elif hasattr(cv2, "setLogLevel"):
+        previous = cv2.setLogLevel(0)
+        try:
+            yield
+        finally:
+            cv2.setLogLevel(previous)
+    else:
+        yield
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -147,12 +174,8 @@ def decode_image(data: bytes, where: str = "upload") -> np.ndarray:
         raise ImageError(f"{where}: truncated JPEG (no end-of-image marker)")
     if data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in data[-32:]:
         raise ImageError(f"{where}: truncated PNG (no IEND chunk)")
-    previous = cv2.setLogLevel(0) if hasattr(cv2, "setLogLevel") else None
-    try:
+    with quiet_opencv():
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    finally:
-        if previous is not None:
-            cv2.setLogLevel(previous)
     if image is None:
         raise ImageError(f"{where}: not a readable image")
     return image

@@ -30,9 +30,19 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip
 fi
 
+# The stamp records the pyproject hash and the extras installed; asking for a subset of what is
+# already there (the demo's device,dev after the tests' full set) installs nothing.
 stamp="$VENV/.edgesight-installed"
-want="$EXTRAS $(sha256sum pyproject.toml | cut -c1-16)"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+hash="$(sha256sum pyproject.toml | cut -c1-16)"
+have_hash=""; have_extras=""
+[ -f "$stamp" ] && read -r have_hash have_extras < "$stamp" || true
+missing=""
+for extra in ${EXTRAS//,/ }; do
+  case ",$have_extras," in *",$extra,"*) ;; *) missing="$missing $extra" ;; esac
+done
+if [ "$have_hash" != "$hash" ] || [ -n "$missing" ]; then
+  [ "$have_hash" = "$hash" ] && EXTRAS="$have_extras,$EXTRAS"  # keep what is installed
+
   echo "setup: installing edgesight[$EXTRAS] into $VENV"
   log="$VENV/pip-install.log"
   if ! "$VENV/bin/python" -m pip install -q -e ".[$EXTRAS]" >"$log" 2>&1; then
@@ -41,6 +51,6 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     exit 1
   fi
   "$VENV/bin/python" -c "import edgesight.device" # fail here, not later, if the install broke
-  echo "$want" > "$stamp"
+  echo "$hash $(echo "$EXTRAS" | tr ',' '\n' | sort -u | paste -sd, -)" > "$stamp"
 fi
 echo "setup: ready ($VENV, extras: $EXTRAS)"

@@ -53,3 +53,14 @@ def test_prepare_adds_batch_axis_for_any_frame_size():
     for shape in [(480, 640, 3), (720, 1280, 4), (50, 20), (32, 32, 3)]:
         tensor = prepare(np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8), contract)
         assert tensor.shape == (1, 32, 32, 3) and tensor.dtype == np.uint8
+
+
+@pytest.mark.parametrize("fit", ["centre", "stretch"])
+def test_prepare_converts_colour_after_resizing_without_changing_pixels(fit):
+    """prepare() swaps channels on the small image; it must equal converting the full frame first."""
+    frame = np.random.default_rng(1).integers(0, 255, (720, 1280, 3), dtype=np.uint8)
+    contract = InputContract(224, 224, "uint8", 1 / 128, 128, 128.0, 128.0, fit)
+    expected = fit_to_size(to_rgb(frame), 224, 224, fit)
+    np.testing.assert_array_equal(prepare(frame, contract)[0], expected)
+    bgra = np.dstack([frame, np.full(frame.shape[:2], 255, np.uint8)])
+    np.testing.assert_array_equal(prepare(bgra, contract)[0], expected)

@@ -4,36 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
 
 from ..errors import SourceError
+from ..preprocess import quiet_opencv
 from . import Frame
 
 log = logging.getLogger(__name__)
-
-
-@contextmanager
-def quiet_opencv():
-    """Silence OpenCV's own log lines (cv2.utils.logging in OpenCV 4.5+ and 5; cv2.setLogLevel before)."""
-    logging_api = getattr(getattr(cv2, "utils", None), "logging", None)
-    if logging_api is not None and hasattr(logging_api, "getLogLevel"):
-        previous = logging_api.getLogLevel()
-        logging_api.setLogLevel(logging_api.LOG_LEVEL_SILENT)
-        try:
-            yield
-        finally:
-            logging_api.setLogLevel(previous)
-    elif hasattr(cv2, "setLogLevel"):
-        previous = cv2.setLogLevel(0)
-        try:
-            yield
-        finally:
-            cv2.setLogLevel(previous)
-    else:
-        yield
 
 
 class OpenCVSource:
