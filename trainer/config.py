@@ -48,7 +48,8 @@ class TrainConfig:
     brightness: float = 0.2
     class_weights: bool = True
     patience: int = 5
-    cache_features: bool = True  # phase 1 on backbone features computed once (fast; no augmentation)
+    cache_features: bool = True  # phase 1 on backbone features computed once (fast)
+    views: int = 6  # augmented copies of each training photo whose features phase 1 caches (besides its mirror)
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -113,7 +114,7 @@ def validate(cfg: TrainConfig, where: str) -> TrainConfig:
         cfg.fit = normalise_fit(cfg.fit)
     except ValueError:
         raise bad("fit", "must be centre or stretch") from None
-    for key in ("epochs_head", "epochs_finetune", "unfreeze", "patience"):
+    for key in ("epochs_head", "epochs_finetune", "unfreeze", "patience", "views"):
         if getattr(cfg, key) < 0:
             raise bad(key, "must not be negative")
     if cfg.epochs_head + cfg.epochs_finetune == 0:

@@ -1,8 +1,9 @@
 """Transfer learning in two phases: the head on a frozen backbone, then the top layers fine-tuned.
 
 Phase 1 trains only the new classifier head. By default it runs on backbone features computed
-once (plus their mirror images), which takes seconds instead of minutes on a CPU and gives
-the same head as training through a frozen backbone without augmentation. Phase 2 unfreezes the
+once, for each training photo, its mirror image and ``views`` augmented copies: seconds
+instead of minutes on a CPU, and the head sees the variety augmentation gives without a
+backbone pass per epoch. Phase 2 unfreezes the
 top ``unfreeze`` backbone layers (BatchNorm stays in inference mode) and trains at a lower
 learning rate on augmented images, with early stopping on the validation loss, a best
 checkpoint, ReduceLROnPlateau and TensorBoard logs. A run interrupted in either phase continues
@@ -88,16 +89,40 @@ def _compile(model: Any, lr: float, cfg: TrainConfig) -> None:
                   metrics=["accuracy"])
 
 
-def compute_features(model: Any, x: np.ndarray, mirrored: bool = False) -> np.ndarray:
-    """Pooled backbone features of ``x`` (and of its mirror images, appended, when ``mirrored``)."""
+def compute_features(model: Any, x: np.ndarray, cfg: TrainConfig | None = None) -> np.ndarray:
+    """Pooled backbone features of ``x`` as [views, N, D]: view 0 is the images as they are.
+
+    With ``cfg`` (training images) the mirror images follow (when ``cfg.flip``) and then
+    ``cfg.views`` passes of the augmentation layers (crop/zoom, rotation, contrast, brightness).
+    The head then learns from several versions of each photo at the cost of one backbone pass
+    each, instead of seeing each photo once; validation and test images get view 0 only.
+    """
     from .model import feature_model
 
     extractor = feature_model(model)
-    feats = extractor.predict(x.astype(np.float32), batch_size=64, verbose=0)
-    if mirrored:
-        feats = np.concatenate([feats, extractor.predict(x[:, :, ::-1].astype(np.float32), batch_size=64,
-                                                         verbose=0)])
-    return feats
+
+    def features(images: np.ndarray) -> np.ndarray:
+        return extractor.predict(images.astype(np.float32), batch_size=64, verbose=0)
+
+    out = [features(x)]
+    if cfg is not None and cfg.augment > 0:
+        if cfg.flip:
+            out.append(features(x[:, :, ::-1]))
+        augment = augmenter(cfg)
+        for _ in range(cfg.views if augment is not None else 0):
+            out.append(np.concatenate([features(_augment_batch(augment, x[i:i + 64])) for i in range(0, len(x), 64)]))
+    return np.stack(out)
+
+
+def _augment_batch(augment: Any, x: np.ndarray) -> np.ndarray:
+    import tensorflow as tf
+
+    return np.clip(augment(tf.constant(x, tf.float32), training=True).numpy(), 0.0, 255.0)
+
+
+def _views(features: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The rows' features in every cached view, view after view (the head's training inputs)."""
+    return features[:, rows].reshape(-1, features.shape[-1])
 
 
 def _set_aside_broken_backup(backup: Path) -> None:
@@ -265,10 +290,11 @@ def train(dataset_dir: str | Path, run_dir: str | Path, cfg: TrainConfig, *, res
     history: dict[str, list[float]] = {}
     if state["phase"] == "head":
         if cfg.cache_features and cfg.epochs_head:
-            mirrored = cfg.flip and cfg.augment > 0
-            train_arrays.features = compute_features(model, train_arrays.x, mirrored)
+            log.info("caching backbone features of %d training images in several views", len(train_arrays))
+            every = np.arange(len(train_arrays))
+            train_arrays.features = _views(compute_features(model, train_arrays.x, cfg), every)
             if val_arrays is not None:
-                val_arrays.features = compute_features(model, val_arrays.x)
+                val_arrays.features = compute_features(model, val_arrays.x)[0]
         print(f"phase 1: head on a frozen {cfg.arch} backbone, {cfg.epochs_head} epoch(s) at most", flush=True)
         history.update({f"head_{k}": v for k, v in fit_head(model, cfg, train_arrays, val_arrays, run_dir,
                                                              verbose).items()})
@@ -358,8 +384,7 @@ def kfold(dataset_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, k: int
     n = len(dataset.labels)
     x = load_images(paths, cfg.size, cfg.fit)
     keras.utils.set_random_seed(cfg.seed)
-    mirrored = cfg.flip and cfg.augment > 0
-    features = compute_features(build_model(cfg, n), x, mirrored) if cfg.cache_features else None
+    features = compute_features(build_model(cfg, n), x, cfg) if cfg.cache_features else None
     folds = []
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=cfg.seed)
     for fold, (train_idx, test_idx) in enumerate(splitter.split(np.zeros(len(y)), y), start=1):
@@ -370,10 +395,9 @@ def kfold(dataset_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, k: int
         train = Arrays(x[fit_idx], y[fit_idx], n)
         val = Arrays(x[val_idx], y[val_idx], n) if len(val_idx) else None
         if features is not None:
-            parts = [features[fit_idx]] + ([features[len(y) + fit_idx]] if mirrored else [])
-            train.features = np.concatenate(parts)
+            train.features = _views(features, fit_idx)
             if val is not None:
-                val.features = features[val_idx]
+                val.features = features[0, val_idx]
         fit_head(model, cfg, train, val, None, verbose)
         head_acc = accuracy(model, Arrays(x[test_idx], y[test_idx], n))
         fine_tune(model, cfg, train, val, None, verbose)

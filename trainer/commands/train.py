@@ -21,6 +21,7 @@ HELP = {
     "unfreeze": "backbone layers, from the top, trained in phase 2",
     "augment": "augmentation strength multiplier (0 = off)",
     "cache_features": "phase 1 on backbone features computed once (fast)",
+    "views": "augmented copies per training photo cached for phase 1, besides its mirror (0 = none)",
 }
 
 
