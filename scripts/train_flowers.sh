@@ -23,10 +23,11 @@ echo "$WEIGHTS_SHA256  $WEIGHTS" | sha256sum --check --quiet - || {
   echo "train_flowers.sh: $WEIGHTS does not match its published sha256" >&2; exit 1; }
 mkdir -p "$OUT"
 
-# MobileNetV2 alpha 1.0 at 160 px (what the weights were trained at), photos stretched to the square;
-# phase 1 on cached features, phase 2 fine-tunes the top layers.
+# MobileNetV2 alpha 1.0 at 224 px (the 160 px weights load at any size; 224 scored ~3 points more
+# than 160 in 5-fold), photos stretched to the square; phase 1 on cached features of each photo,
+# its mirror and 6 augmented views, phase 2 fine-tunes the top layers (kept only if val improves).
 # shellcheck disable=SC2206
-TRAIN=(--arch mobilenet_v2 --alpha 1.0 --size 160 --fit stretch --weights "$WEIGHTS" ${TRAIN_ARGS:-})
+TRAIN=(--arch mobilenet_v2 --alpha 1.0 --size 224 --fit stretch --weights "$WEIGHTS" ${TRAIN_ARGS:-})
 
 step() {  # step NAME CMD... : run, time, log
   local name=$1; shift
