@@ -85,6 +85,10 @@ def contract_for(spec: ModelSpec, tensor: TensorInfo, fit: Fit | None = None) ->
         pixel_zero = tensor.zero_point + (128 if tensor.dtype == "int8" else 0)
         contract = InputContract(height, width, tensor.dtype, tensor.scale, tensor.zero_point,
                                  mean=float(pixel_zero), std=1.0 / tensor.scale)
+    elif tensor.dtype in ("uint8", "int8"):
+        # Integer input with no quantization (e.g. tf2onnx of a quantized TFLite model): raw
+        # pixels for uint8, pixels - 128 for int8.
+        contract = InputContract(height, width, tensor.dtype, mean=128.0 if tensor.dtype == "int8" else 0.0, std=1.0)
     else:
         contract = InputContract(height, width, tensor.dtype, mean=BARE_FLOAT_MEAN, std=BARE_FLOAT_STD)
     return contract.with_fit(fit)

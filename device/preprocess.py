@@ -102,7 +102,8 @@ def quantize_pixels(rgb: np.ndarray, contract: InputContract) -> np.ndarray:
     """
     if contract.dtype in ("float32", "float16"):
         return ((rgb.astype(np.float32) - contract.mean) / contract.std).astype(contract.dtype)
-    gain = 1.0 / (contract.std * contract.scale)
+    # An integer input without quantization parameters takes its values as they are (scale 1).
+    gain = 1.0 / (contract.std * (contract.scale or 1.0))
     offset = contract.zero_point - contract.mean * gain
     if abs(gain - 1.0) < 0.01 and abs(offset - round(offset)) < 0.5 + 1e-6:
         shift = int(round(offset))

@@ -123,3 +123,17 @@ def test_nchw_onnx_models_get_the_same_rgb_pixels(tmp_path):
     assert classifier.classify(frame).best.label == "red"
     frame = frame[..., ::-1].copy()  # now pure blue in BGR
     assert classifier.classify(frame).best.label == "blue"
+
+
+def test_onnx_of_a_quantized_tflite_model_keeps_the_oracle(tmp_path, v1_model, imagenet_labels, cli):
+    """tf2onnx --tflite drops the quantization of input and output: pixels in, 0..1 scores out."""
+    import subprocess
+    import sys
+
+    onnx_path = tmp_path / "v1.onnx"
+    subprocess.run([sys.executable, "-m", "tf2onnx.convert", "--tflite", str(v1_model), "--output",
+                    str(onnx_path)], check=True, capture_output=True, timeout=300)
+    result = cli("predict", onnx_path, testdata_path("images", "cat.bmp"), "--labels", imagenet_labels, "--json")
+    assert result.returncode == 0, result.stderr
+    best = json.loads(result.stdout.splitlines()[0])["top"][0]
+    assert best["index"] == 286 and 0.5 <= best["score"] <= 1.0

@@ -64,3 +64,15 @@ def test_prepare_converts_colour_after_resizing_without_changing_pixels(fit):
     np.testing.assert_array_equal(prepare(frame, contract)[0], expected)
     bgra = np.dstack([frame, np.full(frame.shape[:2], 255, np.uint8)])
     np.testing.assert_array_equal(prepare(bgra, contract)[0], expected)
+
+
+@pytest.mark.parametrize("dtype,expected", [("uint8", [0, 128, 255]), ("int8", [-128, 0, 127])])
+def test_integer_input_without_quantization_takes_pixels(dtype, expected):
+    """tf2onnx of a quantized TFLite model gives a uint8 input with no scale: no division by zero."""
+    from edgesight.device.bundle import ModelSpec
+    from edgesight.device.classify import contract_for
+    from edgesight.device.runtimes import TensorInfo
+
+    contract = contract_for(ModelSpec(model_path=None, labels=(), contract=None), TensorInfo((1, 1, 3, 3), dtype))
+    pixels = np.array([[[0, 0, 0], [128, 128, 128], [255, 255, 255]]], np.uint8)
+    assert quantize_pixels(pixels, contract)[0, :, 0].tolist() == expected
