@@ -27,7 +27,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from .bench_video import describe_source, iter_frames
+from .bench_video import describe_source, iter_frames, timed_frames
 from .classify import Classifier
 from .errors import EdgesightError
 
@@ -190,14 +190,8 @@ def measure_preprocess(classifier: Classifier, frame: np.ndarray, runs: int,
 def measure_source_work(classifier: Classifier, source: Path, frames: int) -> tuple[Latency, Latency]:
     """Decode and preprocessing time per frame of the real source, each timed on its own."""
     decode, prep = [], []
-    reader = iter_frames(source, frames)
-    while True:
-        t0 = time.perf_counter()
-        frame = next(reader, None)
-        t1 = time.perf_counter()
-        if frame is None:
-            break
-        decode.append((t1 - t0) * 1e3)
+    for frame, _, read_ms in timed_frames(source, frames):
+        decode.append(read_ms)
         t2 = time.perf_counter()
         classifier.preprocess(frame)
         prep.append((time.perf_counter() - t2) * 1e3)
@@ -281,16 +275,10 @@ def sequential_loop(target: dict[str, Any], source: str, frames: int) -> dict[st
                                  fit=target["fit"], model_file=target["model_file"])
     stages: dict[str, list[float]] = {"capture": [], "preprocess": [], "infer": [], "postprocess": [], "total": []}
     done: list[float] = []
-    reader = iter_frames(Path(source), frames)
-    while True:
-        t0 = time.perf_counter()
-        frame = next(reader, None)
-        t1 = time.perf_counter()
-        if frame is None:
-            break
+    for frame, t0, read_ms in timed_frames(Path(source), frames):
         result = classifier.classify(frame)
         t2 = time.perf_counter()
-        stages["capture"].append((t1 - t0) * 1e3)
+        stages["capture"].append(read_ms)
         for name in ("preprocess", "infer", "postprocess"):
             stages[name].append(result.latency_ms[name])
         stages["total"].append((t2 - t0) * 1e3)

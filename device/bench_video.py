@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -120,6 +121,20 @@ def check_source(path: Path) -> str:
     if not ok:
         raise SourceError(f"{path}: not a video file OpenCV can decode")
     return "video"
+
+
+def timed_frames(path: Path, limit: int | None = None) -> Iterator[tuple[np.ndarray, float, float]]:
+    """Each frame of :func:`iter_frames` with when its read started and how long it took (ms).
+
+    The read is timed around ``next()`` so the decode cost lands on the frame it produced.
+    """
+    reader = iter_frames(path, limit)
+    while True:
+        t0 = time.perf_counter()
+        frame = next(reader, None)
+        if frame is None:
+            return
+        yield frame, t0, (time.perf_counter() - t0) * 1e3
 
 
 def iter_frames(path: Path, limit: int | None = None) -> Iterator[np.ndarray]:
