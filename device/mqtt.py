@@ -213,6 +213,7 @@ class MqttLink:
         self.client.on_connect = self._connected
         self.client.on_disconnect = self._disconnected
         self.client.on_message = self._message
+        self.client.on_connect_fail = self._connect_failed
 
     def _auth(self, m) -> None:
         password = m.password
@@ -339,6 +340,15 @@ class MqttLink:
             client.publish(self.topics.alert, json.dumps(alert, separators=(",", ":")), qos=1, retain=True)
         for verb in self.commands:
             client.subscribe(self.topics.cmd(verb), qos=1)
+
+    def _connect_failed(self, client, userdata) -> None:
+        # A broker that is down never answers, so _connected is not called: say so once, at
+        # WARNING, so a person running by hand knows why nothing arrives; retries stay quiet.
+        error = "unreachable"
+        level = logging.DEBUG if self.last_error == error else logging.WARNING
+        self.last_error = error
+        log.log(level, "MQTT: broker %s:%d unreachable; classifying anyway, retrying with backoff",
+                self.host, self.port)
 
     def _disconnected(self, client, userdata, flags, reason_code, properties) -> None:
         was = self.connected

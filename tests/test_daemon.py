@@ -170,6 +170,7 @@ def test_broker_down_at_start(tmp_path, broker, video, v2_model, imagenet_labels
     try:
         time.sleep(2.0)
         assert daemon.proc.poll() is None, daemon.log()
+        assert f":{broker.port} unreachable; classifying anyway" in daemon.log(), daemon.log()
         broker.start()
         availability = retained(broker.port, "edgesight/t1/availability", timeout=20)
         assert availability is not None and availability.text == "online", daemon.log()[-2000:]
