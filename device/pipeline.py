@@ -300,21 +300,15 @@ class Pipeline:
                     generation, classifier = self._generation, self._classifiers[index]
             picked = time.time()
             try:
-                t0 = time.perf_counter()
-                tensor = classifier.preprocess(frame.image, frame.order)
-                t1 = time.perf_counter()
-                scores = classifier.infer(tensor)
-                t2 = time.perf_counter()
-                top = classifier.predictions(scores)
-                t3 = time.perf_counter()
+                classified = classifier.classify(frame.image, frame.order)  # times preprocess/infer/postprocess
             except Exception:  # noqa: BLE001 - one bad frame must not stop the camera
                 self._errors += 1
                 log.exception("frame %d failed", frame.number)
                 self._put_result(seq, None)
                 continue
             latency = {"capture": frame.capture_ms, "queue": max(0.0, (picked - frame.timestamp) * 1e3),
-                       "preprocess": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
-            result = FrameResult(frame, Classification(top, latency), latency,
+                       **classified.latency_ms}
+            result = FrameResult(frame, Classification(classified.top, latency), latency,
                                  {"name": classifier.name, "version": classifier.version}, seq, time.perf_counter())
             self._put_result(seq, result)
 
@@ -381,10 +375,6 @@ class Pipeline:
         self._delivered += 1
         self._times.append(time.monotonic())
         if self.max_frames is not None and self._delivered >= self.max_frames:
-            self._done.set()
-            self._stop.set()
-            interrupt = getattr(self.source, "interrupt", None)
-            if interrupt is not None:
-                interrupt()
+            self.stop()
             return False
         return True
