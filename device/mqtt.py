@@ -301,7 +301,7 @@ class MqttLink:
         return self.publish_json(self.topics.stats, payload, qos=0, retain=True)
 
     def republish_discovery(self) -> None:
-        """After a model swap the device block names another model: tell Home Assistant."""
+        """Publish Home Assistant discovery: on each connect, and after a model swap renames the model."""
         if self._discovery is not None and self.connected:
             for topic, payload in self._discovery().items():
                 self.client.publish(topic, json.dumps(payload), qos=1, retain=True)
@@ -327,15 +327,11 @@ class MqttLink:
         log.info("MQTT: connected to %s:%d%s", self.host, self.port,
                  f" (reconnect {self.reconnects})" if self.reconnects else "")
         client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
-        if self._discovery is not None:
-            for topic, payload in self._discovery().items():
-                client.publish(topic, json.dumps(payload), qos=1, retain=True)
+        self.republish_discovery()
         with self._lock:
-            state = self._state
+            state, alert = self._state, self._alert
         if state is not None:
             client.publish(self.topics.state, json.dumps(state, separators=(",", ":")), qos=1, retain=True)
-        with self._lock:
-            alert = self._alert
         if alert is not None:
             client.publish(self.topics.alert, json.dumps(alert, separators=(",", ":")), qos=1, retain=True)
         for verb in self.commands:
