@@ -15,7 +15,7 @@ import numpy as np
 
 from .bundle import ModelSpec, resolve_model
 from .errors import BundleError
-from .preprocess import Fit, InputContract, prepare
+from .preprocess import InputContract, prepare
 from .runtimes import Runtime, TensorInfo, dequantize
 from .runtimes.choice import open_model
 
@@ -67,7 +67,7 @@ def top_k(scores: np.ndarray, k: int, labels: tuple[str, ...], exclude: int | No
     return tuple(picked)
 
 
-def contract_for(spec: ModelSpec, tensor: TensorInfo, fit: Fit | None = None) -> InputContract:
+def contract_for(spec: ModelSpec, tensor: TensorInfo, fit: str | None = None) -> InputContract:
     """The input contract for a loaded model: the bundle's normalisation, the model's own dtype.
 
     For a bare quantized model the normalisation is taken to be the one its input quantization
@@ -97,7 +97,7 @@ def contract_for(spec: ModelSpec, tensor: TensorInfo, fit: Fit | None = None) ->
 class Classifier:
     """A model ready to classify frames; build it with :meth:`open`."""
 
-    def __init__(self, spec: ModelSpec, runtime: Runtime, fit: Fit | None = None, top_k: int = 3) -> None:
+    def __init__(self, spec: ModelSpec, runtime: Runtime, fit: str | None = None, top_k: int = 3) -> None:
         self.spec = spec
         self.runtime = runtime
         self.contract = contract_for(spec, runtime.input, fit)
@@ -118,7 +118,7 @@ class Classifier:
 
     @classmethod
     def open(cls, model: str | Path | ModelSpec, labels: str | Path | None = None, *, runtime: str = "auto",
-             num_threads: int | None = None, fit: Fit | None = None, top_k: int = 3,
+             num_threads: int | None = None, fit: str | None = None, top_k: int = 3,
              model_file: str | None = None) -> "Classifier":
         """Load a bundle directory or a bare model (+ labels) on the named runtime (``auto``: fastest here).
 

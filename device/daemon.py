@@ -105,7 +105,7 @@ class Daemon:
         """Verify the bundle once and return a function that builds one classifier per worker."""
         m = self.config.model
         spec = resolve_model(path, labels, m.file)
-        fit = {"center": "centre"}.get(m.crop, m.crop)
+        fit = m.crop  # centre/center/stretch: InputContract.with_fit settles the spelling
         probe = Classifier.open(spec, runtime=m.runtime, num_threads=self.threads, fit=fit, top_k=m.top_k)
         spare = [probe]  # the probe (which proves the model loads) becomes worker 0's classifier
         # The other workers take what the probe settled on ("auto" or a TPU fallback decided once, warned once).

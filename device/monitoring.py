@@ -83,8 +83,7 @@ class Monitoring:
     def _upload_classifier(self) -> Classifier:
         """A classifier of its own for POST /api/classify (the pipeline's are busy and not thread-safe)."""
         m = self.daemon.config.model
-        fit = {"center": "centre"}.get(m.crop, m.crop)
-        return Classifier.open(self.daemon.pipeline.classifier.spec, runtime=m.runtime, num_threads=1, fit=fit,
+        return Classifier.open(self.daemon.pipeline.classifier.spec, runtime=m.runtime, num_threads=1, fit=m.crop,
                                top_k=m.top_k)
 
     def _drift_consumer(self, result: Any) -> None:

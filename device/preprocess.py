@@ -7,6 +7,7 @@ stays free of TensorFlow; the trainer calls these same functions.
 
 from __future__ import annotations
 
+import dataclasses
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,12 +40,15 @@ class InputContract:
     std: float = 1.0
     fit: Fit = "centre"
 
-    def with_fit(self, fit: Fit | None) -> "InputContract":
-        """Return a copy with another fit, or self when ``fit`` is None."""
-        if fit is None or fit == self.fit:
+    def with_fit(self, fit: str | None) -> "InputContract":
+        """Return a copy with another fit (any spelling :func:`normalise_fit` takes), or self when None.
+
+        The spelling is settled here, where every override arrives, so no caller can hand
+        ``center`` to :func:`fit_to_size` (which would then stretch).
+        """
+        if fit is None or normalise_fit(fit) == self.fit:
             return self
-        return InputContract(self.height, self.width, self.dtype, self.scale, self.zero_point,
-                             self.mean, self.std, fit)
+        return dataclasses.replace(self, fit=normalise_fit(fit))
 
 
 def normalise_fit(name: str) -> Fit:

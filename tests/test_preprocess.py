@@ -76,3 +76,12 @@ def test_integer_input_without_quantization_takes_pixels(dtype, expected):
     contract = contract_for(ModelSpec(model_path=None, labels=(), contract=None), TensorInfo((1, 1, 3, 3), dtype))
     pixels = np.array([[[0, 0, 0], [128, 128, 128], [255, 255, 255]]], np.uint8)
     assert quantize_pixels(pixels, contract)[0, :, 0].tolist() == expected
+
+
+def test_with_fit_settles_the_spelling_so_center_never_means_stretch():
+    contract = InputContract(2, 2, fit="stretch")
+    assert contract.with_fit("center").fit == "centre"
+    assert contract.with_fit(None) is contract
+    assert contract.with_fit("stretch") is contract
+    with pytest.raises(ValueError, match="unknown fit"):
+        contract.with_fit("squash")

@@ -19,7 +19,7 @@ from ..bench_report import render
 from ..bench_video import check_source, iter_frames, make_test_video, scene_origin
 from ..bundle import ModelSpec, resolve_model
 from ..errors import EdgesightError, SourceError, UsageError
-from ..preprocess import FITS, list_images
+from ..preprocess import FITS, list_images, normalise_fit
 from ..runtimes import RUNTIMES, available_runtimes, runtime_module
 
 
@@ -125,7 +125,7 @@ def targets(args: argparse.Namespace) -> list[Target]:
     """One row per distinct (runtime, model file): each model's runtimes, and with --all-variants
     each ``.tflite`` of a bundle on the runtimes that run .tflite files. Models are checked now,
     so a missing file or a tampered bundle fails before minutes of measuring."""
-    fit = {"center": "centre"}.get(args.crop, args.crop)
+    fit = normalise_fit(args.crop) if args.crop else None  # the report names the fit one way
     found = []
     for model in args.models:
         spec = resolve_model(model, args.labels)

@@ -38,9 +38,8 @@ def run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise EdgesightError("--top-k must be at least 1")
     images = list_images(args.paths)
-    fit = {"center": "centre"}.get(args.crop, args.crop)
     t0 = time.perf_counter()
-    classifier = Classifier.open(args.model, args.labels, num_threads=args.threads, fit=fit,
+    classifier = Classifier.open(args.model, args.labels, num_threads=args.threads, fit=args.crop,
                                  top_k=args.top_k, model_file=args.model_file, runtime=args.runtime)
     load_ms = (time.perf_counter() - t0) * 1e3
     failures = 0
