@@ -1,7 +1,7 @@
 """Model inputs built with the device's own preprocessing, so what is trained is what runs.
 
-Every image is decoded with ``read_image``, turned RGB with ``to_rgb`` and fitted with
-``fit_to_size`` exactly as on the device, once, into a uint8 array. Training a few thousand
+Every image is decoded with ``read_image``, fitted with ``fit_to_size`` and turned RGB with
+``to_rgb`` exactly as on the device, once, into a uint8 array. Training a few thousand
 photos at 96-224 px fits in memory, and decoding once instead of every epoch is most of what
 makes CPU training quick. Augmentation runs on those arrays in ``tf.data``; it is not part of
 the exported model.
@@ -23,8 +23,12 @@ log = logging.getLogger(__name__)
 
 
 def fitted_image(path: Path, size: int, fit: Fit) -> np.ndarray:
-    """One file -> HxWx3 RGB uint8, fitted like the device fits a camera frame."""
-    return fit_to_size(to_rgb(read_image(path)), size, size, fit)
+    """One file -> HxWx3 RGB uint8, fitted like the device fits a camera frame.
+
+    Fitted first, then converted, as ``prepare`` does: the same pixels, and the colour
+    conversion runs on size x size pixels instead of the whole photo.
+    """
+    return to_rgb(fit_to_size(read_image(path), size, size, fit))
 
 
 def load_images(paths: list[Path], size: int, fit: Fit, workers: int | None = None) -> np.ndarray:

@@ -7,6 +7,7 @@ the score matrix into the numbers that go into the manifest and the report.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Iterable
 
 import numpy as np
@@ -23,9 +24,7 @@ def score_frames(classifier: Classifier, frames: Iterable[np.ndarray], order: st
 
 def open_variant(spec: ModelSpec, model_path, num_threads: int | None = None) -> Classifier:
     """A classifier for one model file with the labels and contract of ``spec``."""
-    variant = ModelSpec(model_path, spec.labels, spec.contract, spec.background_index, spec.name, spec.version,
-                        spec.bundle_dir, spec.manifest)
-    return Classifier.open(variant, num_threads=num_threads)
+    return Classifier.open(dataclasses.replace(spec, model_path=model_path), num_threads=num_threads)
 
 
 def summarise(scores: np.ndarray, targets: np.ndarray, k: int = 3) -> dict[str, float]:
