@@ -16,6 +16,7 @@ from .capture import CaptureSettings, CaptureWriter
 from .classify import Classifier
 from .drift import DriftMonitor, Reference
 from .errors import ConfigError
+from .runtimes.choice import kind_for_file
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -81,9 +82,14 @@ class Monitoring:
         return current.label if current else None
 
     def _upload_classifier(self) -> Classifier:
-        """A classifier of its own for POST /api/classify (the pipeline's are busy and not thread-safe)."""
+        """A classifier of its own for POST /api/classify (the pipeline's are busy and not thread-safe).
+
+        It runs the file the pipeline settled on, on that file's runtime, as the daemon's extra
+        workers do: ``auto`` is not chosen again, nor an Edge TPU fallback warned about again.
+        """
         m = self.daemon.config.model
-        return Classifier.open(self.daemon.pipeline.classifier.spec, runtime=m.runtime, num_threads=1, fit=m.crop,
+        spec = self.daemon.pipeline.classifier.spec
+        return Classifier.open(spec, runtime=kind_for_file(spec.model_path), num_threads=1, fit=m.crop,
                                top_k=m.top_k)
 
     def _drift_consumer(self, result: Any) -> None:
