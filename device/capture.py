@@ -30,6 +30,7 @@ from typing import Any, Callable
 import cv2
 
 from .errors import ConfigError
+from .preprocess import to_bgr
 
 log = logging.getLogger(__name__)
 
@@ -179,9 +180,7 @@ class CaptureWriter:
             log.warning("capture skipped: less than %.0f MB free on %s", settings.min_free_mb, self.root)
             return None
         frame = result.frame
-        image = frame.image
-        if getattr(frame, "order", "BGR") == "RGB":
-            image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+        image = to_bgr(frame.image, getattr(frame, "order", "BGR"))
         ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality])
         if not ok:
             log.warning("capture: frame %s could not be encoded", frame.number)

@@ -26,6 +26,7 @@ from .errors import EdgesightError, UsageError
 from .monitoring import Monitoring
 from .mqtt import MqttLink, discovery_messages, result_payload
 from .pipeline import FrameResult, Pipeline, plan_workers
+from .preprocess import to_bgr
 from .runtimes.choice import kind_for_file
 from .service import Notifier
 from .smoothing import StateSmoother
@@ -209,9 +210,7 @@ class Daemon:
             raise EdgesightError(f"[snapshot] dir: cannot create {folder} ({exc.strerror})") from None
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(latest.frame.timestamp))
         base = folder / f"{self.config.device_id}-{stamp}-{latest.frame.number:08d}"
-        image = latest.frame.image
-        if latest.frame.order == "RGB":
-            image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+        image = to_bgr(latest.frame.image, latest.frame.order)
         if not cv2.imwrite(str(base.with_suffix(".jpg")), image,
                            [cv2.IMWRITE_JPEG_QUALITY, self.config.snapshot.quality]):
             raise EdgesightError(f"[snapshot] dir: cannot write {base.with_suffix('.jpg')}")

@@ -79,6 +79,18 @@ def to_rgb(frame: np.ndarray, order: str = "BGR") -> np.ndarray:
     return frame
 
 
+def to_bgr(frame: np.ndarray, order: str = "BGR") -> np.ndarray:
+    """Return a frame in OpenCV's BGR order for JPEG encoding (snapshots, captures, the preview).
+
+    Grey frames become three channels, so what is saved looks like what was classified.
+    """
+    if frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 1):
+        return cv2.cvtColor(frame.reshape(frame.shape[0], frame.shape[1]), cv2.COLOR_GRAY2BGR)
+    if order == "RGB":
+        return cv2.cvtColor(frame, cv2.COLOR_RGBA2BGR if frame.shape[2] == 4 else cv2.COLOR_RGB2BGR)
+    return frame
+
+
 def fit_to_size(rgb: np.ndarray, height: int, width: int, fit: Fit = "centre") -> np.ndarray:
     """Centre-crop to the model's aspect ratio (or stretch) and resize with INTER_AREA."""
     h, w = rgb.shape[:2]

@@ -85,3 +85,15 @@ def test_with_fit_settles_the_spelling_so_center_never_means_stretch():
     assert contract.with_fit("stretch") is contract
     with pytest.raises(ValueError, match="unknown fit"):
         contract.with_fit("squash")
+
+
+def test_to_bgr_for_encoding_grey_rgb_and_rgba():
+    from edgesight.device.preprocess import to_bgr
+
+    rgb = np.zeros((2, 3, 3), np.uint8)
+    rgb[..., 0] = 200  # red in RGB order
+    assert to_bgr(rgb, "RGB")[0, 0].tolist() == [0, 0, 200]
+    assert to_bgr(rgb, "BGR") is rgb  # already BGR: no copy
+    rgba = np.dstack([rgb, np.full((2, 3), 255, np.uint8)])
+    assert to_bgr(rgba, "RGB").shape == (2, 3, 3) and to_bgr(rgba, "RGB")[0, 0].tolist() == [0, 0, 200]
+    assert to_bgr(np.full((2, 3), 9, np.uint8)).shape == (2, 3, 3)

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, disable_cre
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 
 from ..capture import result_json
+from ..preprocess import to_bgr
 
 log = logging.getLogger(__name__)
 disable_created_metrics()  # *_created series are noise for a single long-running daemon
@@ -205,11 +206,7 @@ class StatusBoard:
 def annotate(result: Any, max_width: int = 960) -> np.ndarray:
     """A BGR copy of the frame (scaled down to ``max_width``) with the top label and score drawn."""
     frame = result.frame
-    image = frame.image
-    if image.ndim == 2:
-        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    elif getattr(frame, "order", "BGR") == "RGB":
-        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    image = to_bgr(frame.image, getattr(frame, "order", "BGR"))
     height, width = image.shape[:2]
     if width > max_width:
         image = cv2.resize(image, (max_width, round(height * max_width / width)), interpolation=cv2.INTER_AREA)
