@@ -88,6 +88,8 @@ def to_bgr(frame: np.ndarray, order: str = "BGR") -> np.ndarray:
         return cv2.cvtColor(frame.reshape(frame.shape[0], frame.shape[1]), cv2.COLOR_GRAY2BGR)
     if order == "RGB":
         return cv2.cvtColor(frame, cv2.COLOR_RGBA2BGR if frame.shape[2] == 4 else cv2.COLOR_RGB2BGR)
+    if frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
     return frame
 
 

@@ -97,3 +97,5 @@ def test_to_bgr_for_encoding_grey_rgb_and_rgba():
     rgba = np.dstack([rgb, np.full((2, 3), 255, np.uint8)])
     assert to_bgr(rgba, "RGB").shape == (2, 3, 3) and to_bgr(rgba, "RGB")[0, 0].tolist() == [0, 0, 200]
     assert to_bgr(np.full((2, 3), 9, np.uint8)).shape == (2, 3, 3)
+    bgra = np.dstack([rgb, np.full((2, 3), 255, np.uint8)])
+    assert to_bgr(bgra, "BGR").shape == (2, 3, 3)  # JPEG has no alpha
