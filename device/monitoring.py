@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from .capture import CaptureSettings, CaptureWriter
 from .classify import Classifier
+from .config import read_secret
 from .drift import DriftMonitor, Reference
 from .errors import ConfigError
 from .runtimes.choice import kind_for_file
@@ -28,13 +29,9 @@ log = logging.getLogger(__name__)
 def read_token(section: Any) -> str | None:
     """The HTTP token from ``token`` or the first line of ``token_file``."""
     if section.token_file:
-        path = Path(section.token_file)
-        try:
-            token = path.read_text(encoding="utf-8").splitlines()[0].strip()
-        except (OSError, IndexError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"[http] token_file: cannot read a token from {path} ({exc.__class__.__name__})") from None
+        token = read_secret(section.token_file, "[http] token_file")
         if not token:
-            raise ConfigError(f"[http] token_file: {path} starts with an empty line")
+            raise ConfigError(f"[http] token_file: {section.token_file} starts with an empty line")
         return token
     return section.token or None
 

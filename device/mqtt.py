@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
 
-from .config import Config
+from .config import Config, read_secret
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -218,11 +218,7 @@ class MqttLink:
     def _auth(self, m) -> None:
         password = m.password
         if m.password_file:
-            path = Path(m.password_file)
-            try:
-                password = path.read_text(encoding="utf-8").splitlines()[0].strip()
-            except (OSError, IndexError, UnicodeDecodeError) as exc:
-                raise ConfigError(f"[mqtt] password_file: cannot read {path} ({exc.__class__.__name__})") from None
+            password = read_secret(m.password_file, "[mqtt] password_file")
         if m.username:
             self.client.username_pw_set(m.username, password)
         elif password:

@@ -8,11 +8,11 @@ imported, so a typo costs a second, not a minute of start-up.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ..device.config import read_toml
 from ..device.errors import ConfigError
 from ..device.preprocess import normalise_fit
 
@@ -88,12 +88,7 @@ def from_mapping(values: dict[str, Any], where: str, base: TrainConfig | None = 
 def load(path: str | Path, base: TrainConfig | None = None) -> TrainConfig:
     """Read a TOML config (top-level keys, or a ``[train]`` table)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    data = read_toml(path)
     if isinstance(data.get("train"), dict):
         data = data["train"]
     return from_mapping(data, str(path), base)

@@ -13,13 +13,13 @@ import json
 import logging
 import math
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..device.config import read_toml
 from ..device.errors import ConfigError, UsageError
 from .backend import load_tensorflow
 from .config import TrainConfig, dump_toml, from_mapping
@@ -64,13 +64,7 @@ def load_space(path: str | Path | None, base: TrainConfig) -> dict[str, list[Any
         if base.weights not in ("imagenet", "none") or base.arch != "mobilenet_v2":
             space.pop("alpha")
         return space
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such search-space file")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    data = read_toml(Path(path), "search-space file")
     space = data.get("space", data)
     for key, values in space.items():
         if not isinstance(values, list) or not values:
