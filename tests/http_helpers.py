@@ -4,6 +4,7 @@ and the daemon started with a config the test writes."""
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -12,7 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from conftest import free_port, testdata_path
 from daemon_helpers import DaemonProcess, write_config
+from videos import cat_video
 
 
 @dataclass
@@ -90,3 +93,32 @@ spec = "{source}"
 {extra}
 """)
     return DaemonProcess(["--config", config, *args], tmp / f"{name}.log")
+
+
+@contextmanager
+def serving_cat_video(tmp: Path, token: str, size: tuple[int, int], http_extra: str = ""):
+    """The shared V2 daemon on a looping cat video with [http] on (token required), MQTT off.
+
+    Yields the base URL once ``/healthz`` says the daemon is classifying; stops it after.
+    """
+    video = cat_video(tmp / "cat.avi", testdata_path("images", "cat_720p.jpg"), count=30, size=size)
+    port = free_port()
+    daemon = start_daemon(tmp, testdata_path("models", "mobilenet_v2_1.0_224_quant.tflite"),
+                          testdata_path("models", "imagenet_labels.txt"), video, f"""
+loop = true
+realtime = true
+[mqtt]
+enabled = false
+[http]
+enabled = true
+port = {port}
+token = "{token}"
+{http_extra}
+""")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(base, daemon)
+        yield base
+    finally:
+        daemon.terminate(timeout=5)
+        daemon.close()

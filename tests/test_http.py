@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import assert_one_line_error, free_port, testdata_path
 from daemon_helpers import write_config
-from http_helpers import decode_jpeg, mjpeg_frames, request, start_daemon, wait_healthy
+from http_helpers import decode_jpeg, mjpeg_frames, request, serving_cat_video, start_daemon, wait_healthy
 from videos import cat_video
 
 TOKEN = "test-token-" + uuid.uuid4().hex[:8]
@@ -24,29 +24,9 @@ TOKEN = "test-token-" + uuid.uuid4().hex[:8]
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A running daemon with [http] on (token required), MQTT off; yields its base URL."""
-    tmp = tmp_path_factory.mktemp("http")
-    video = cat_video(tmp / "cat.avi", testdata_path("images", "cat_720p.jpg"), count=30, size=(480, 270))
-    port = free_port()
-    daemon = start_daemon(tmp, testdata_path("models", "mobilenet_v2_1.0_224_quant.tflite"),
-                          testdata_path("models", "imagenet_labels.txt"), video, f"""
-loop = true
-realtime = true
-[mqtt]
-enabled = false
-[http]
-enabled = true
-port = {port}
-token = "{TOKEN}"
-max_upload_mb = 0.5
-mjpeg_fps = 10.0
-""")
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(base, daemon)
+    with serving_cat_video(tmp_path_factory.mktemp("http"), TOKEN, (480, 270),
+                           "max_upload_mb = 0.5\nmjpeg_fps = 10.0") as base:
         yield base
-    finally:
-        daemon.terminate(timeout=5)
-        daemon.close()
 
 
 def test_healthz_needs_no_token_and_says_ok_while_classifying(server):

@@ -17,9 +17,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from conftest import free_port, testdata_path
-from http_helpers import start_daemon, wait_healthy
-from videos import cat_video
+from http_helpers import serving_cat_video
 
 TOKEN = "page-" + uuid.uuid4().hex[:8]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -40,27 +38,8 @@ def chromium(url: str, profile: Path, *mode: str) -> subprocess.CompletedProcess
 
 @pytest.fixture(scope="module")
 def page_url(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("page")
-    video = cat_video(tmp / "cat.avi", testdata_path("images", "cat_720p.jpg"), count=30, size=(640, 360))
-    port = free_port()
-    daemon = start_daemon(tmp, testdata_path("models", "mobilenet_v2_1.0_224_quant.tflite"),
-                          testdata_path("models", "imagenet_labels.txt"), video, f"""
-loop = true
-realtime = true
-[mqtt]
-enabled = false
-[http]
-enabled = true
-port = {port}
-token = "{TOKEN}"
-""")
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(base, daemon)
+    with serving_cat_video(tmp_path_factory.mktemp("page"), TOKEN, (640, 360)) as base:
         yield f"{base}/?token={TOKEN}"
-    finally:
-        daemon.terminate(timeout=5)
-        daemon.close()
 
 
 def element_text(dom: str, element_id: str) -> str:
