@@ -169,8 +169,9 @@ def test_unknown_paths_are_404(server):
     assert request(server + "/api/nope", token=TOKEN).status == 404
 
 
-def test_non_loopback_bind_without_token_is_refused(tmp_path, cli):
-    config = write_config(tmp_path / "open.toml", f"""
+def v1_http_config(path, http_lines: str):
+    """A config on the tiny shared model and the photo folder, MQTT off, [http] as given."""
+    return write_config(path, f"""
 [model]
 path = "{testdata_path("models", "mobilenet_v1_0.25_128_quant.tflite")}"
 labels = "{testdata_path("models", "imagenet_labels.txt")}"
@@ -180,9 +181,12 @@ spec = "{testdata_path("images")}"
 enabled = false
 [http]
 enabled = true
-host = "0.0.0.0"
+{http_lines}
 """)
-    result = cli("run", "--config", config)
+
+
+def test_non_loopback_bind_without_token_is_refused(tmp_path, cli):
+    result = cli("run", "--config", v1_http_config(tmp_path / "open.toml", 'host = "0.0.0.0"'))
     assert_one_line_error(result, "[http] host", "token", code=2)
 
 
@@ -190,18 +194,7 @@ def test_port_in_use_is_one_line_error(tmp_path, cli):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        config = write_config(tmp_path / "busy.toml", f"""
-[model]
-path = "{testdata_path("models", "mobilenet_v1_0.25_128_quant.tflite")}"
-labels = "{testdata_path("models", "imagenet_labels.txt")}"
-[source]
-spec = "{testdata_path("images")}"
-[mqtt]
-enabled = false
-[http]
-enabled = true
-port = {busy.getsockname()[1]}
-""")
+        config = v1_http_config(tmp_path / "busy.toml", f"port = {busy.getsockname()[1]}")
         result = cli("run", "--config", config)
     assert_one_line_error(result, "[http] cannot listen", code=1)
 
