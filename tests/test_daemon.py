@@ -254,6 +254,19 @@ def test_cmd_reload_refuses_a_bad_bundle_and_swaps_a_good_one(tmp_path, broker, 
     assert "Traceback" not in daemon.log()
 
 
+def run_to_the_end(broker, args: list, log_path: Path, env: dict | None = None) -> tuple[Subscriber, DaemonProcess]:
+    """Run the daemon until --max-frames with a subscriber listening; exit 0 is asserted."""
+    sub = Subscriber(broker.port)
+    daemon = DaemonProcess(args, log_path, env=env)
+    try:
+        assert daemon.wait(60) == 0, daemon.log()
+    finally:
+        daemon.close()
+    time.sleep(0.3)  # let the last QoS 0 messages arrive
+    sub.close()
+    return sub, daemon
+
+
 def test_low_confidence_frames_give_unknown_and_result_every_n(tmp_path, broker, images_dir, v2_model,
                                                                imagenet_labels):
     """face.jpg has no stable ImageNet class: the state must say unknown, not a guess."""
@@ -262,15 +275,8 @@ def test_low_confidence_frames_give_unknown_and_result_every_n(tmp_path, broker,
     shutil.copy(images_dir / "face.jpg", folder / "face.jpg")
     cfg = config(tmp_path, broker.port, extra="result_every = 2", source=f'spec = "{folder}"\nloop = true')
     cfg.write_text(cfg.read_text().replace("window = 3", "window = 3\nthreshold = 0.6"))
-    sub = Subscriber(broker.port)
-    daemon = DaemonProcess(["--config", cfg, *model_args(v2_model, imagenet_labels), "--max-frames", "6"],
-                           tmp_path / "d.log")
-    try:
-        assert daemon.wait(60) == 0, daemon.log()
-    finally:
-        daemon.close()
-    time.sleep(0.3)
-    sub.close()
+    sub, _ = run_to_the_end(broker, ["--config", cfg, *model_args(v2_model, imagenet_labels), "--max-frames", "6"],
+                            tmp_path / "d.log")
     assert [m.json()["frame"] for m in sub.on("edgesight/t1/result")] == [2, 4, 6]
     state = retained(broker.port, "edgesight/t1/state")
     assert state is not None and state.json()["label"] == "unknown" and state.json()["score"] < 0.6
@@ -289,15 +295,8 @@ def test_pi_camera_source_end_to_end(tmp_path, broker, v2_model, imagenet_labels
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(path), os.environ.get("PYTHONPATH")])),
            "FAKE_PICAMERA2_IMAGE": str(testdata_path("images", "cat_720p.jpg")), "FAKE_PICAMERA2_FPS": "30"}
     cfg = config(tmp_path, broker.port, source='spec = "picamera2"\nwidth = 1280\nheight = 720')
-    sub = Subscriber(broker.port)
-    daemon = DaemonProcess(["--config", cfg, *model_args(v2_model, imagenet_labels), "--max-frames", "30"],
-                           tmp_path / "d.log", env=env)
-    try:
-        assert daemon.wait(60) == 0, daemon.log()
-    finally:
-        daemon.close()
-    time.sleep(0.3)
-    sub.close()
+    sub, daemon = run_to_the_end(broker, ["--config", cfg, *model_args(v2_model, imagenet_labels),
+                                          "--max-frames", "30"], tmp_path / "d.log", env=env)
     states = [m.json() for m in sub.on("edgesight/t1/state")]
     assert states and states[0]["label"] == "Egyptian cat", daemon.log()[-2000:]
     stats = [m.json() for m in sub.on("edgesight/t1/stats")][-1]
