@@ -75,10 +75,7 @@ def open_runtime(kind: str, model_path: str | Path, num_threads: int | None = No
         UsageError: ``kind`` is not a runtime this build knows.
         BundleError: the model file cannot be loaded by that runtime.
     """
-    if kind not in RUNTIMES:
-        raise UsageError(f"unknown runtime {kind!r}; choose one of {', '.join(sorted(RUNTIMES))}")
-    module = runtime_module(kind)
-    return module.open_runtime(Path(model_path), num_threads=num_threads, **options)
+    return runtime_module(kind).open_runtime(Path(model_path), num_threads=num_threads, **options)
 
 
 def runtime_module(kind: str):
