@@ -29,7 +29,8 @@ import numpy as np
 
 from .bench_video import describe_source, iter_frames, timed_frames
 from .classify import Classifier
-from .errors import EdgesightError
+from .core.errors import EdgesightError
+from .machine import cpu_temperature_c, machine_info, peak_rss_mb, usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -95,66 +96,11 @@ class Settings:
 
 # --------------------------------------------------------------------------- the machine
 
-def usable_cores() -> int:
-    """Cores this process may run on (a container or taskset may allow fewer than exist)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
 def default_thread_counts() -> list[int]:
     """1, 2, 4 ... up to the usable cores, and the core count itself (e.g. 1,2,3 on 3 cores)."""
     cores = usable_cores()
     counts = [n for n in (1, 2, 4, 8) if n <= cores]
     return counts if cores in counts else counts + [cores]
-
-
-def _cpu_model() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        text = ""
-    fields = {}
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
-    return (fields.get("model name") or fields.get("Model") or fields.get("Hardware")
-            or platform.processor() or "unknown")
-
-
-def machine_info() -> dict[str, Any]:
-    """Host, CPU model, cores, memory, OS and board (Pi/Jetson device-tree model) for the report."""
-    board = None
-    for path in ("/proc/device-tree/model", "/sys/firmware/devicetree/base/model"):
-        try:
-            board = Path(path).read_text(errors="replace").strip("\x00\n ")
-            break
-        except OSError:
-            continue
-    try:
-        import psutil
-        memory_mb = round(psutil.virtual_memory().total / 2**20)
-    except ImportError:  # psutil is in [device]; the report just lacks the figure without it
-        memory_mb = None
-    return {"host": socket.gethostname(), "cpu_model": _cpu_model(), "cores": usable_cores(),
-            "cpu_count": os.cpu_count(), "arch": platform.machine(), "board": board,
-            "memory_mb": memory_mb, "os": platform.platform(), "python": platform.python_version(),
-            "opencv": cv2.__version__, "numpy": np.__version__}
-
-
-def cpu_temperature() -> float | None:
-    """SoC temperature in °C where the kernel exposes it (Pi, Jetson); None elsewhere.
-
-    Read before and after the run: a Pi that heats past ~80 °C throttles, which shows up as a
-    long p99 tail and a falling fps, and the temperatures say why.
-    """
-    for zone in sorted(Path("/sys/class/thermal").glob("thermal_zone*/temp")):
-        try:
-            return round(int(zone.read_text().strip()) / 1000, 1)
-        except (OSError, ValueError):
-            continue
-    return None
 
 
 # --------------------------------------------------------------------------- single measurements
@@ -220,12 +166,6 @@ def steady_fps(done_times: list[float]) -> float:
 
 # --------------------------------------------------------------------------- child-process runs
 
-def _peak_rss_mb() -> float:
-    """This process's peak resident set size (Linux reports KiB, macOS bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
-
-
 def child_entry() -> int:
     """Entry of a child run: ``argv = [function, kwargs-json, result-path]``; the result is JSON."""
     function, kwargs, result_path = sys.argv[1], json.loads(sys.argv[2]), Path(sys.argv[3])
@@ -235,7 +175,7 @@ def child_entry() -> int:
     except EdgesightError as exc:
         result = {"error": str(exc), "error_type": type(exc).__name__}
     else:
-        result["peak_rss_mb"] = _peak_rss_mb()
+        result["peak_rss_mb"] = peak_rss_mb()
     result_path.write_text(json.dumps(result), encoding="utf-8")
     return 0
 
@@ -408,7 +348,7 @@ def pipeline_run(target: dict[str, Any], source: str, frames: int, realtime: boo
     result is published through the daemon's own MQTT link and payload, and each frame's capture
     and hand-off wall times are returned so the subscriber's arrival times can be matched to them.
     """
-    from .bundle import resolve_model
+    from .core.bundle import resolve_model
     from .pipeline import STAGES as PIPELINE_STAGES, FrameResult, Pipeline, plan_workers
     from .sources import open_source
 
@@ -470,7 +410,7 @@ def run_bench(targets: list[Target], settings: Settings, source: Path, step: Ste
     """Measure every target on ``source``; return the whole report (the JSON written by ``--json``)."""
     from edgesight import __version__
 
-    temperature_start = cpu_temperature()
+    temperature_start = cpu_temperature_c()
     rows = []
     for target in targets:
         try:
@@ -484,7 +424,7 @@ def run_bench(targets: list[Target], settings: Settings, source: Path, step: Ste
         "schema": SCHEMA,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "edgesight": __version__,
-        "machine": {**machine_info(), "cpu_temp_c": {"start": temperature_start, "end": cpu_temperature()}},
+        "machine": {**machine_info(), "cpu_temp_c": {"start": temperature_start, "end": cpu_temperature_c()}},
         "settings": {"threads": settings.threads, "runs": settings.runs, "warmup": settings.warmup,
                      "frames": settings.frames, "mqtt": settings.mqtt, "cold_runs": settings.cold_runs,
                      "skip": sorted(settings.skip)},

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import EdgesightError
+from .core.errors import EdgesightError
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from .errors import SourceError
-from .preprocess import IMAGE_SUFFIXES, list_images, read_image
+from .core.errors import SourceError
+from .core.preprocess import IMAGE_SUFFIXES, list_images, read_image
 from .runtimes.litert import quiet_native_stderr
 
 log = logging.getLogger(__name__)

@@ -29,8 +29,8 @@ from typing import Any, Callable
 
 import cv2
 
-from .errors import ConfigError
-from .preprocess import to_bgr
+from .core.errors import ConfigError
+from .core.preprocess import to_bgr
 
 log = logging.getLogger(__name__)
 

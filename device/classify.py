@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import ModelSpec, resolve_model
-from .errors import BundleError
-from .preprocess import InputContract, prepare
+from .core.bundle import ModelSpec, resolve_model
+from .core.errors import BundleError
+from .core.preprocess import InputContract, prepare
 from .runtimes import Runtime, TensorInfo, dequantize
 from .runtimes.choice import open_model
 

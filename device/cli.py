@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Sequence
 
-from .errors import EdgesightError
+from .core.errors import EdgesightError
 
 # verb -> (module with configure(parser) and run(args) -> int, one-line help)
 VERBS: dict[str, tuple[str, str]] = {

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import socket
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .errors import ConfigError
+from .core.errors import ConfigError
+from .core.tomlfile import read_toml
 
 DEFAULT_PATH = Path("/etc/edgesight/edgesight.toml")
 
@@ -284,30 +284,6 @@ def validate(data: Mapping[str, Any], where: str) -> Config:
                 raise ConfigError(f"{where}: [{section_name}] {key_name}: {exc}") from None
             config.origin[(section_name, key_name)] = where
     return config
-
-
-def read_toml(path: Path, what: str = "config file") -> dict[str, Any]:
-    """Parse a TOML file; a missing, unreadable or malformed file is one line naming it.
-
-    Shared by the daemon's config, the trainer's config and the tuner's search space.
-    """
-    if not path.exists():
-        raise ConfigError(f"{path}: no such {what}")
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    except (UnicodeDecodeError, OSError) as exc:
-        raise ConfigError(f"{path}: cannot read ({exc})") from None
-
-
-def read_secret(path: str | Path, key: str) -> str:
-    """First line of a secret file (token, password), so secrets stay out of the config file."""
-    path = Path(path)
-    try:
-        return path.read_text(encoding="utf-8").splitlines()[0].strip()
-    except (OSError, IndexError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{key}: cannot read {path} ({exc.__class__.__name__})") from None
 
 
 def load_config(path: str | Path | None) -> Config:

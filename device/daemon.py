@@ -19,53 +19,22 @@ from typing import Callable
 
 import cv2
 
-from .bundle import resolve_model
+from .core.bundle import resolve_model
 from .classify import Classifier
 from .config import Config
-from .errors import EdgesightError, UsageError
+from .core.errors import EdgesightError, UsageError
 from .monitoring import Monitoring
 from .mqtt import MqttLink, discovery_messages, result_payload
 from .pipeline import FrameResult, Pipeline, plan_workers
-from .preprocess import to_bgr
+from .core.preprocess import to_bgr
+from .. import __version__
+from .machine import cpu_temperature_c, memory_rss_mb
 from .runtimes.choice import kind_for_file
 from .service import Notifier
 from .smoothing import StateSmoother
 from .sources import Backoff, open_source
 
 log = logging.getLogger(__name__)
-
-
-def edgesight_version() -> str:
-    try:
-        from importlib.metadata import version
-        return version("edgesight")
-    except Exception:  # noqa: BLE001 - running from a source tree
-        return "0+unknown"
-
-
-def memory_rss_mb() -> float | None:
-    """Resident memory of this process (psutil when installed, else /proc)."""
-    try:
-        import psutil
-        return round(psutil.Process().memory_info().rss / 2**20, 1)
-    except ImportError:
-        try:
-            pages = int(Path("/proc/self/statm").read_text().split()[1])
-            return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
-        except (OSError, ValueError, IndexError):
-            return None
-
-
-def cpu_temperature_c() -> float | None:
-    """The SoC temperature where the kernel exposes it (Pi, Jetson); None on most VMs."""
-    for zone in sorted(Path("/sys/class/thermal").glob("thermal_zone*")):
-        try:
-            kind = (zone / "type").read_text().strip().lower()
-            if zone.name == "thermal_zone0" or "cpu" in kind or "soc" in kind:
-                return round(int((zone / "temp").read_text().strip()) / 1000.0, 1)
-        except (OSError, ValueError):
-            continue
-    return None
 
 
 class Daemon:
@@ -141,7 +110,7 @@ class Daemon:
     def _discovery(self) -> dict[str, dict]:
         c = self.pipeline.classifier
         return discovery_messages(self.link.topics, self.config.device_id, self.config.mqtt.discovery_prefix,
-                                  model=f"{c.name} {c.version}".strip(), sw_version=edgesight_version())
+                                  model=f"{c.name} {c.version}".strip(), sw_version=__version__)
 
     # -- stats ----------------------------------------------------------------------------------
     def stats_payload(self) -> dict:

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from .capture import CaptureSettings, CaptureWriter
 from .classify import Classifier
-from .config import read_secret
+from .core.tomlfile import read_secret
 from .drift import DriftMonitor, Reference
-from .errors import ConfigError
+from .core.errors import ConfigError
 from .runtimes.choice import kind_for_file
 
 if TYPE_CHECKING:

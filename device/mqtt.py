@@ -20,8 +20,9 @@ from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
 
-from .config import Config, read_secret
-from .errors import ConfigError
+from .config import Config
+from .core.tomlfile import read_secret
+from .core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -29,6 +29,7 @@ from typing import Callable
 import numpy as np
 
 from .classify import Classification, Classifier
+from .machine import usable_cores
 from .sources import Frame, Source
 
 log = logging.getLogger(__name__)
@@ -44,14 +45,6 @@ class Plan:
 
     workers: int
     threads_per_worker: int
-
-
-def usable_cores() -> int:
-    """CPUs this process may run on (taskset, cpusets), not merely those the machine has."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
 
 
 def plan_workers(cores: int | None = None, workers: int | None = None) -> Plan:

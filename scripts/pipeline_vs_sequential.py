@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 import cv2  # noqa: E402
 
 from edgesight.device.classify import Classifier  # noqa: E402
-from edgesight.device.pipeline import Pipeline, plan_workers, usable_cores  # noqa: E402
+from edgesight.device.machine import usable_cores  # noqa: E402
+from edgesight.device.pipeline import Pipeline, plan_workers  # noqa: E402
 from edgesight.device.sources import open_source  # noqa: E402
 from videos import pan_frames, write_video  # noqa: E402
 

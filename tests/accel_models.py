@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgesight.device.bundle import write_bundle
-from edgesight.device.preprocess import InputContract, fit_to_size, read_image, to_rgb
+from edgesight.device.core.bundle import write_bundle
+from edgesight.device.core.preprocess import InputContract, fit_to_size, read_image, to_rgb
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKES = ROOT / "tests" / "fakes"

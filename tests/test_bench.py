@@ -19,8 +19,8 @@ from conftest import ROOT, assert_one_line_error, run_cli
 
 from edgesight.device.bench import FRAME_SIZES, SCHEMA
 from edgesight.device.bench_video import make_test_video
-from edgesight.device.bundle import write_bundle
-from edgesight.device.preprocess import InputContract
+from edgesight.device.core.bundle import write_bundle
+from edgesight.device.core.preprocess import InputContract
 
 FRAMES = 12
 QUICK = ("--runs", "5", "--warmup", "1", "--frames", str(FRAMES), "--cold-runs", "1", "--no-progress")

@@ -6,10 +6,10 @@ import shutil
 import pytest
 
 from conftest import assert_one_line_error, testdata_path
-from edgesight.device.bundle import SCHEMA_VERSION, load_bundle, read_labels, sha256_file, write_bundle
+from edgesight.device.core.bundle import SCHEMA_VERSION, load_bundle, read_labels, sha256_file, write_bundle
 from edgesight.device.classify import Classifier
-from edgesight.device.errors import BundleError
-from edgesight.device.preprocess import InputContract, read_image
+from edgesight.device.core.errors import BundleError
+from edgesight.device.core.preprocess import InputContract, read_image
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from videos import pan_frames, write_video
 from edgesight.device.capture import MARKER, NAME_RE, CaptureSettings, CaptureWriter, own_captures
 from edgesight.device.classify import Classifier
 from edgesight.device.pipeline import FrameResult
-from edgesight.device.preprocess import read_image
+from edgesight.device.core.preprocess import read_image
 from edgesight.device.sources import Frame
 
 
@@ -157,7 +157,7 @@ def test_low_disk_skips_instead_of_filling_it(tmp_path, results):
 
 
 def test_unwritable_capture_dir_is_a_config_error(tmp_path):
-    from edgesight.device.errors import ConfigError
+    from edgesight.device.core.errors import ConfigError
 
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -231,7 +231,7 @@ max_mb = 0.8
     bundle = tmp_path / "bundle"
     result = run_cli("export", run, "--out", bundle, "--quant", "int8", timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    from edgesight.device.bundle import load_bundle
+    from edgesight.device.core.bundle import load_bundle
     from edgesight.device.drift import Reference
 
     spec = load_bundle(bundle)

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import ROOT, assert_one_line_error
 from edgesight.device.config import SCHEMA, load_config, render_example, validate
-from edgesight.device.errors import ConfigError
+from edgesight.device.core.errors import ConfigError
 
 EXAMPLE = ROOT / "systemd" / "edgesight.toml"
 

@@ -209,8 +209,8 @@ def test_video_file_that_disappears_is_reopened(tmp_path, broker, video, v2_mode
 
 def test_cmd_reload_refuses_a_bad_bundle_and_swaps_a_good_one(tmp_path, broker, video, v2_model, v1_model,
                                                              imagenet_labels):
-    from edgesight.device.bundle import read_labels, write_bundle
-    from edgesight.device.preprocess import InputContract
+    from edgesight.device.core.bundle import read_labels, write_bundle
+    from edgesight.device.core.preprocess import InputContract
 
     def bundle(name: str) -> Path:
         return write_bundle(tmp_path / name, {"model.tflite": v1_model}, read_labels(imagenet_labels),

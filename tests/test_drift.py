@@ -16,10 +16,10 @@ from daemon_helpers import Subscriber, retained
 from http_helpers import start_daemon
 from videos import pan_frames, write_video
 
-from edgesight.device.bundle import write_bundle
+from edgesight.device.core.bundle import write_bundle
 from edgesight.device.classify import Classifier
 from edgesight.device.drift import BINS, DriftMonitor, Reference, js_distance, score_bin
-from edgesight.device.preprocess import InputContract
+from edgesight.device.core.preprocess import InputContract
 
 PREFIX = "edgesight/drifty"
 

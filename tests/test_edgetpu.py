@@ -14,9 +14,9 @@ import pytest
 
 from accel_models import build_fake_libedgetpu, install_fake_compiler, make_bundle, tiny_models
 from conftest import assert_one_line_error, testdata_path
-from edgesight.device.bundle import load_bundle
+from edgesight.device.core.bundle import load_bundle
 from edgesight.device.classify import Classifier
-from edgesight.device.errors import EdgesightError
+from edgesight.device.core.errors import EdgesightError
 from edgesight.device.runtimes import available_runtimes, unavailable_reason
 from edgesight.device.runtimes.edgetpu import INSTALL_HINT as RUNTIME_HINT
 
@@ -111,7 +111,7 @@ def test_delegate_loads_when_a_tpu_is_attached(tpu_bundle, fake_lib, images_dir,
     assert tpu.runtime.name == "ai_edge_litert+edgetpu"
     assert tpu.spec.model_path.name == "model_edgetpu.tflite"
     cpu = Classifier.open(tpu_bundle, runtime="litert")
-    from edgesight.device.preprocess import read_image
+    from edgesight.device.core.preprocess import read_image
 
     frame = read_image(images_dir / "cat_720p.jpg")
     assert tpu.classify(frame).best == cpu.classify(frame).best

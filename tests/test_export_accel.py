@@ -11,7 +11,7 @@ import pytest
 
 from accel_models import install_fake_compiler
 from conftest import assert_one_line_error
-from edgesight.device.bundle import sha256_file
+from edgesight.device.core.bundle import sha256_file
 
 pytestmark = pytest.mark.slow
 

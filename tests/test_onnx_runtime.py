@@ -9,7 +9,7 @@ import pytest
 
 from accel_models import LABELS, fitted_images, make_bundle, tiny_models
 from conftest import assert_one_line_error, testdata_path
-from edgesight.device.bundle import load_bundle
+from edgesight.device.core.bundle import load_bundle
 from edgesight.device.classify import Classifier
 from edgesight.device.runtimes import available_runtimes
 

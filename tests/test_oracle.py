@@ -10,7 +10,7 @@ import pytest
 
 from conftest import testdata_path
 from edgesight.device.classify import Classifier
-from edgesight.device.preprocess import read_image
+from edgesight.device.core.preprocess import read_image
 
 V2 = "mobilenet_v2_1.0_224_quant.tflite"
 V1 = "mobilenet_v1_0.25_128_quant.tflite"

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import testdata_path
 from edgesight.device.classify import Classifier, Prediction
-from edgesight.device.errors import BundleError
+from edgesight.device.core.errors import BundleError
 from edgesight.device.pipeline import STAGES, Pipeline, plan_workers
 from edgesight.device.smoothing import StateSmoother
 from edgesight.device.sources import open_source

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from edgesight.device.preprocess import InputContract, fit_to_size, prepare, quantize_pixels, to_rgb
+from edgesight.device.core.preprocess import InputContract, fit_to_size, prepare, quantize_pixels, to_rgb
 
 
 def test_to_rgb_handles_grey_bgr_and_bgra():
@@ -69,7 +69,7 @@ def test_prepare_converts_colour_after_resizing_without_changing_pixels(fit):
 @pytest.mark.parametrize("dtype,expected", [("uint8", [0, 128, 255]), ("int8", [-128, 0, 127])])
 def test_integer_input_without_quantization_takes_pixels(dtype, expected):
     """tf2onnx of a quantized TFLite model gives a uint8 input with no scale: no division by zero."""
-    from edgesight.device.bundle import ModelSpec
+    from edgesight.device.core.bundle import ModelSpec
     from edgesight.device.classify import contract_for
     from edgesight.device.runtimes import TensorInfo
 
@@ -88,7 +88,7 @@ def test_with_fit_settles_the_spelling_so_center_never_means_stretch():
 
 
 def test_to_bgr_for_encoding_grey_rgb_and_rgba():
-    from edgesight.device.preprocess import to_bgr
+    from edgesight.device.core.preprocess import to_bgr
 
     rgb = np.zeros((2, 3, 3), np.uint8)
     rgb[..., 0] = 200  # red in RGB order

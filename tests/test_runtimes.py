@@ -9,7 +9,7 @@ import pytest
 from accel_models import make_bundle, tiny_models
 from conftest import assert_one_line_error, testdata_path
 from edgesight.device.classify import Classifier
-from edgesight.device.errors import UsageError
+from edgesight.device.core.errors import UsageError
 from edgesight.device.runtimes import AUTO_ORDER, RUNTIME_CHOICES, RUNTIMES, unavailable_reason
 from edgesight.device.runtimes.choice import kind_for_file
 

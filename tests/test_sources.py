@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import testdata_path
-from edgesight.device.errors import SourceError, UsageError
+from edgesight.device.core.errors import SourceError, UsageError
 from edgesight.device.sources import Backoff, jetson_csi_pipeline, open_source
 from edgesight.device.sources.opencv import OpenCVSource
 from videos import cat_video, write_video

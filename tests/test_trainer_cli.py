@@ -14,7 +14,7 @@ import pytest
 from conftest import assert_one_line_error, run_cli
 from trainer_images import write_shapes
 
-from edgesight.device.errors import ConfigError
+from edgesight.device.core.errors import ConfigError
 from edgesight.trainer.config import TrainConfig, dump_toml, from_mapping, load
 from edgesight.trainer.dataset import Dataset, import_dataset
 from edgesight.trainer.tune import candidates

@@ -14,7 +14,7 @@ import pytest
 from conftest import assert_one_line_error, run_cli
 from trainer_images import SHAPE_CLASSES, write_shapes
 
-from edgesight.device.bundle import load_bundle
+from edgesight.device.core.bundle import load_bundle
 from edgesight.device.classify import Classifier
 
 pytestmark = pytest.mark.slow
@@ -88,7 +88,7 @@ def test_float_and_int8_agree_on_the_test_photos(trained) -> None:
     assert int8.contract.dtype == "uint8" and float_model.contract.dtype == "float32"
     assert spec.background_index is None
     from edgesight.trainer.dataset import Dataset
-    from edgesight.device.preprocess import read_image
+    from edgesight.device.core.preprocess import read_image
 
     paths, _ = Dataset.load(trained["dataset"]).subset("all")
     same = [int8.classify(read_image(p)).best.index == float_model.classify(read_image(p)).best.index for p in paths]

@@ -12,9 +12,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ..device.config import read_toml
-from ..device.errors import ConfigError
-from ..device.preprocess import normalise_fit
+from ..device.core.tomlfile import read_toml
+from ..device.core.errors import ConfigError
+from ..device.core.preprocess import normalise_fit
 
 ARCHS = ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large")
 ALPHAS = {"mobilenet_v2": (0.35, 0.5, 0.75, 1.0, 1.3, 1.4),

@@ -25,8 +25,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..device.errors import EdgesightError, ImageError, UsageError
-from ..device.preprocess import read_image, to_rgb
+from ..device.core.errors import EdgesightError, ImageError, UsageError
+from ..device.core.preprocess import read_image, to_rgb
 
 log = logging.getLogger(__name__)
 

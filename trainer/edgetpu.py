@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from ..device.errors import EdgesightError
+from ..device.core.errors import EdgesightError
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from ..device.bundle import load_bundle
-from ..device.errors import UsageError
-from ..device.preprocess import fit_to_size, read_image, to_rgb
+from ..device.core.bundle import load_bundle
+from ..device.core.errors import UsageError
+from ..device.core.preprocess import fit_to_size, read_image, to_rgb
 from .dataset import Dataset
 from .measure import agreement, open_variant, score_frames, summarise
 

@@ -19,9 +19,9 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ..device.bundle import DEFAULT_MODEL, ModelSpec, write_bundle
-from ..device.errors import UsageError
-from ..device.preprocess import InputContract
+from ..device.core.bundle import DEFAULT_MODEL, ModelSpec, write_bundle
+from ..device.core.errors import UsageError
+from ..device.core.preprocess import InputContract
 from .backend import load_tensorflow
 from .dataset import Dataset
 from .inputs import load_images

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..device.preprocess import Fit, fit_to_size, read_image, to_rgb
+from ..device.core.preprocess import Fit, fit_to_size, read_image, to_rgb
 
 log = logging.getLogger(__name__)
 

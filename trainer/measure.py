@@ -12,7 +12,7 @@ from typing import Iterable
 
 import numpy as np
 
-from ..device.bundle import ModelSpec
+from ..device.core.bundle import ModelSpec
 from ..device.classify import Classifier
 
 

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..device.errors import EdgesightError
+from ..device.core.errors import EdgesightError
 
 log = logging.getLogger(__name__)
 

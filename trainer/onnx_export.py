@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..device.errors import EdgesightError
-from ..device.preprocess import InputContract, quantize_pixels
+from ..device.core.errors import EdgesightError
+from ..device.core.preprocess import InputContract, quantize_pixels
 from ..device.runtimes import dequantize, open_runtime
 
 log = logging.getLogger(__name__)

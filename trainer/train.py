@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..device.errors import UsageError
+from ..device.core.errors import UsageError
 from .backend import load_tensorflow
 from .config import TrainConfig, from_mapping
 from .dataset import Dataset

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ..device.config import read_toml
-from ..device.errors import ConfigError, UsageError
+from ..device.core.tomlfile import read_toml
+from ..device.core.errors import ConfigError, UsageError
 from .backend import load_tensorflow
 from .config import TrainConfig, dump_toml, from_mapping
 

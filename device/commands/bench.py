@@ -17,9 +17,9 @@ import cv2
 from ..bench import STAGES, Settings, Target, default_thread_counts, run_bench, steps_per_target, write_json
 from ..bench_report import render
 from ..bench_video import check_source, iter_frames, make_test_video, scene_origin
-from ..bundle import ModelSpec, resolve_model
-from ..errors import EdgesightError, SourceError, UsageError
-from ..preprocess import FITS, list_images, normalise_fit
+from ..core.bundle import ModelSpec, resolve_model
+from ..core.errors import EdgesightError, SourceError, UsageError
+from ..core.preprocess import FITS, list_images, normalise_fit
 from ..runtimes import RUNTIMES, available_runtimes, runtime_module
 
 

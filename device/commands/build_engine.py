@@ -13,10 +13,10 @@ from typing import Iterator
 
 import numpy as np
 
-from ..bundle import load_bundle
+from ..core.bundle import load_bundle
 from ..classify import contract_for
-from ..errors import BundleError, UsageError
-from ..preprocess import list_images, prepare, read_image
+from ..core.errors import BundleError, UsageError
+from ..core.preprocess import list_images, prepare, read_image
 from ..runtimes import TensorInfo
 from ..runtimes import tensorrt as trt_runtime
 

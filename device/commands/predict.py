@@ -8,8 +8,8 @@ import sys
 import time
 
 from ..classify import Classifier
-from ..errors import EdgesightError
-from ..preprocess import FITS, list_images, read_image
+from ..core.errors import EdgesightError
+from ..core.preprocess import FITS, list_images, read_image
 from ..runtimes import RUNTIME_CHOICES
 
 

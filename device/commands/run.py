@@ -31,7 +31,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def build_config(args: argparse.Namespace) -> Config:
     """The file's values with the flags applied on top (each validated, naming the key)."""
-    from ..errors import UsageError
+    from ..core.errors import UsageError
     from ..mqtt import parse_broker
 
     config = load_config(args.config) if args.config else defaults()

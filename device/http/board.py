@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, disable_cre
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 
 from ..capture import result_json
-from ..preprocess import to_bgr
+from ..core.preprocess import to_bgr
 
 log = logging.getLogger(__name__)
 disable_created_metrics()  # *_created series are noise for a single long-running daemon

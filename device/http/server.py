@@ -28,8 +28,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..errors import ConfigError, EdgesightError, ImageError
-from ..preprocess import decode_image
+from ..core.errors import ConfigError, EdgesightError, ImageError
+from ..core.preprocess import decode_image
 from .board import StatusBoard
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..errors import BundleError, EdgesightError, UsageError
+from ..core.errors import BundleError, EdgesightError, UsageError
 
 log = logging.getLogger(__name__)
 

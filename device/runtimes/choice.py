@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..errors import BundleError, UsageError
+from ..core.errors import BundleError, UsageError
 from . import AUTO_ORDER, RUNTIME_CHOICES, Runtime, RuntimeUnavailable, runtime_module
 
 log = logging.getLogger(__name__)

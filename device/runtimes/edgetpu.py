@@ -16,7 +16,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from ..errors import BundleError
+from ..core.errors import BundleError
 from . import RuntimeUnavailable
 from .litert import LiteRTRuntime, find_litert
 

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import BundleError
+from ..core.errors import BundleError
 from . import TensorInfo, check_model_file
 
 log = logging.getLogger(__name__)

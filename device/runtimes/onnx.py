@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BundleError
+from ..core.errors import BundleError
 from . import RuntimeUnavailable, TensorInfo, check_model_file
 
 log = logging.getLogger(__name__)

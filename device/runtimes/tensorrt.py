@@ -24,7 +24,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..errors import BundleError, EdgesightError
+from ..core.errors import BundleError, EdgesightError
 from . import RuntimeUnavailable, TensorInfo, check_model_file
 
 log = logging.getLogger(__name__)

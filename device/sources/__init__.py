@@ -18,7 +18,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from ..errors import SourceError
+from ..core.errors import SourceError
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ import logging
 import time
 from pathlib import Path
 
-from ..errors import ImageError, SourceError
-from ..preprocess import list_images, read_image
+from ..core.errors import ImageError, SourceError
+from ..core.preprocess import list_images, read_image
 from . import Frame
 
 log = logging.getLogger(__name__)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import cv2
 
-from ..errors import SourceError
-from ..preprocess import quiet_opencv
+from ..core.errors import SourceError
+from ..core.preprocess import quiet_opencv
 from . import Frame
 
 log = logging.getLogger(__name__)

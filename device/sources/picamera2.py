@@ -15,7 +15,7 @@ import time
 
 import cv2
 
-from ..errors import SourceError, UsageError
+from ..core.errors import SourceError, UsageError
 from . import Frame
 
 log = logging.getLogger(__name__)

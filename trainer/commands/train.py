@@ -7,7 +7,7 @@ import math
 from dataclasses import fields
 from typing import Any
 
-from ...device.errors import UsageError
+from ...device.core.errors import UsageError
 from ..config import ARCHS, TrainConfig, from_mapping, load
 
 HELP = {
