@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import platform
-import resource
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -35,8 +32,7 @@ from .machine import cpu_temperature_c, machine_info, peak_rss_mb, usable_cores
 log = logging.getLogger(__name__)
 
 SCHEMA = "edgesight.bench/1"
-FRAME_SIZES: dict[str, tuple[int, int]] = {"640x480": (640, 480), "1280x720": (1280, 720),
-                                           "1920x1080": (1920, 1080)}
+FRAME_SIZES: dict[str, tuple[int, int]] = {"640x480": (640, 480), "1280x720": (1280, 720), "1920x1080": (1920, 1080)}
 STAGES = ("invoke", "preprocess", "limit", "sequential", "pipeline", "mqtt", "cold_start")
 Step = Callable[[str], None]
 # A child run that takes longer than this is hung, not slow (a Pi Zero 2 runs V2 at ~3 fps).
@@ -57,13 +53,20 @@ class Latency:
     max: float
 
     @classmethod
-    def of(cls, samples_ms: list[float] | np.ndarray) -> "Latency":
+    def of(cls, samples_ms: list[float] | np.ndarray) -> Latency:
         values = np.asarray(samples_ms, dtype=np.float64)
         if values.size == 0:
             raise ValueError("no samples to summarise")
         p50, p90, p99 = np.percentile(values, [50, 90, 99])
-        return cls(int(values.size), float(values.mean()), float(p50), float(p90), float(p99),
-                   float(values.min()), float(values.max()))
+        return cls(
+            int(values.size),
+            float(values.mean()),
+            float(p50),
+            float(p90),
+            float(p99),
+            float(values.min()),
+            float(values.max()),
+        )
 
     def as_dict(self) -> dict[str, float]:
         return {key: (value if key == "n" else round(value, 3)) for key, value in asdict(self).items()}
@@ -96,6 +99,7 @@ class Settings:
 
 # --------------------------------------------------------------------------- the machine
 
+
 def default_thread_counts() -> list[int]:
     """1, 2, 4 ... up to the usable cores, and the core count itself (e.g. 1,2,3 on 3 cores)."""
     cores = usable_cores()
@@ -104,6 +108,7 @@ def default_thread_counts() -> list[int]:
 
 
 # --------------------------------------------------------------------------- single measurements
+
 
 def time_calls(fn: Callable[[], Any], runs: int, warmup: int) -> Latency:
     """Call ``fn`` ``warmup`` times untimed, then ``runs`` times timed one by one."""
@@ -123,8 +128,7 @@ def measure_invoke(classifier: Classifier, frame: np.ndarray, runs: int, warmup:
     return time_calls(lambda: classifier.runtime.infer(tensor), runs, warmup)
 
 
-def measure_preprocess(classifier: Classifier, frame: np.ndarray, runs: int,
-                       warmup: int) -> dict[str, Latency]:
+def measure_preprocess(classifier: Classifier, frame: np.ndarray, runs: int, warmup: int) -> dict[str, Latency]:
     """Preprocessing (colour, fit, resize, dtype) of BGR frames of each common camera size."""
     results = {}
     for name, (width, height) in FRAME_SIZES.items():
@@ -152,9 +156,14 @@ def cpu_limit(cores: int, decode_ms: float, preprocess_ms: float, invoke_1_threa
     Means, not medians: a rate is frames per total time, and the mean is what totals add up to.
     """
     per_frame = decode_ms + preprocess_ms + invoke_1_thread_ms
-    return {"fps": round(cores / per_frame * 1e3, 2), "cores": cores, "decode_ms": round(decode_ms, 3),
-            "preprocess_ms": round(preprocess_ms, 3), "invoke_1_thread_ms": round(invoke_1_thread_ms, 3),
-            "per_frame_cpu_ms": round(per_frame, 3)}
+    return {
+        "fps": round(cores / per_frame * 1e3, 2),
+        "cores": cores,
+        "decode_ms": round(decode_ms, 3),
+        "preprocess_ms": round(preprocess_ms, 3),
+        "invoke_1_thread_ms": round(invoke_1_thread_ms, 3),
+        "per_frame_cpu_ms": round(per_frame, 3),
+    }
 
 
 def steady_fps(done_times: list[float]) -> float:
@@ -165,6 +174,7 @@ def steady_fps(done_times: list[float]) -> float:
 
 
 # --------------------------------------------------------------------------- child-process runs
+
 
 def child_entry() -> int:
     """Entry of a child run: ``argv = [function, kwargs-json, result-path]``; the result is JSON."""
@@ -192,14 +202,20 @@ def run_in_child(function: str, **kwargs: Any) -> dict[str, Any]:
         code = "import sys; from edgesight.device.bench import child_entry; sys.exit(child_entry())"
         timeout = CHILD_TIMEOUT_S + CHILD_TIMEOUT_PER_FRAME_S * int(kwargs.get("frames", 0))
         try:
-            proc = subprocess.run([sys.executable, "-c", code, function, json.dumps(kwargs), str(result_path)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=timeout)
+            proc = subprocess.run(
+                [sys.executable, "-c", code, function, json.dumps(kwargs), str(result_path)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=timeout,
+            )
         except subprocess.TimeoutExpired:
             raise EdgesightError(f"{function} run did not finish within {timeout:.0f} s (stopped)") from None
         if proc.returncode != 0 or not result_path.exists():
             lines = proc.stderr.strip().splitlines()
-            raise EdgesightError(f"{function} run failed in its child process "
-                                 f"({lines[-1] if lines else f'exit code {proc.returncode}'})")
+            raise EdgesightError(
+                f"{function} run failed in its child process ({lines[-1] if lines else f'exit code {proc.returncode}'})"
+            )
         result = json.loads(result_path.read_text(encoding="utf-8"))
     if "error" in result:
         raise EdgesightError(result["error"])
@@ -211,8 +227,9 @@ def sequential_loop(target: dict[str, Any], source: str, frames: int) -> dict[st
 
     The interpreter uses the runtime's default threads (all cores), as the example does.
     """
-    classifier = Classifier.open(target["model"], target["labels"], runtime=target["runtime"],
-                                 fit=target["fit"], model_file=target["model_file"])
+    classifier = Classifier.open(
+        target["model"], target["labels"], runtime=target["runtime"], fit=target["fit"], model_file=target["model_file"]
+    )
     stages: dict[str, list[float]] = {"capture": [], "preprocess": [], "infer": [], "postprocess": [], "total": []}
     done: list[float] = []
     for frame, t0, read_ms in timed_frames(Path(source), frames):
@@ -223,12 +240,16 @@ def sequential_loop(target: dict[str, Any], source: str, frames: int) -> dict[st
             stages[name].append(result.latency_ms[name])
         stages["total"].append((t2 - t0) * 1e3)
         done.append(t2)
-    return {"fps": round(steady_fps(done), 2), "frames": len(done),
-            "threads": getattr(classifier.runtime, "num_threads", None),
-            "stages": {name: Latency.of(values).as_dict() for name, values in stages.items() if values}}
+    return {
+        "fps": round(steady_fps(done), 2),
+        "frames": len(done),
+        "threads": getattr(classifier.runtime, "num_threads", None),
+        "stages": {name: Latency.of(values).as_dict() for name, values in stages.items() if values},
+    }
 
 
 # --------------------------------------------------------------------------- cold start
+
 
 def cold_start(target: Target, image: Path, runs: int) -> Latency:
     """Wall time from launching ``edgesight predict`` to its first result line, over ``runs`` runs."""
@@ -256,18 +277,22 @@ def cold_start(target: Target, image: Path, runs: int) -> Latency:
 
 # --------------------------------------------------------------------------- one model
 
+
 def target_dict(target: Target) -> dict[str, Any]:
     return asdict(target)
 
 
 def describe_model(classifier: Classifier) -> dict[str, Any]:
     spec, runtime = classifier.spec, classifier.runtime
-    return {"name": spec.name or spec.model_path.stem, "version": spec.version or None,
-            "path": str(spec.model_path), "bundle": str(spec.bundle_dir) if spec.bundle_dir else None,
-            "bytes": spec.model_path.stat().st_size,
-            "input": {"shape": list(runtime.input.shape), "dtype": runtime.input.dtype,
-                      "fit": classifier.contract.fit},
-            "runtime": {"name": runtime.name, "version": runtime.version}}
+    return {
+        "name": spec.name or spec.model_path.stem,
+        "version": spec.version or None,
+        "path": str(spec.model_path),
+        "bundle": str(spec.bundle_dir) if spec.bundle_dir else None,
+        "bytes": spec.model_path.stat().st_size,
+        "input": {"shape": list(runtime.input.shape), "dtype": runtime.input.dtype, "fit": classifier.contract.fit},
+        "runtime": {"name": runtime.name, "version": runtime.version},
+    }
 
 
 def bench_target(target: Target, settings: Settings, source: Path, step: Step) -> dict[str, Any]:
@@ -283,8 +308,14 @@ def bench_target(target: Target, settings: Settings, source: Path, step: Step) -
     invoke: dict[str, Latency] = {}
     classifier = None
     for threads in settings.threads:
-        classifier = Classifier.open(target.model, target.labels, runtime=target.runtime, num_threads=threads,
-                                     fit=target.fit, model_file=target.model_file)
+        classifier = Classifier.open(
+            target.model,
+            target.labels,
+            runtime=target.runtime,
+            num_threads=threads,
+            fit=target.fit,
+            model_file=target.model_file,
+        )
         if "invoke" not in skip:
             invoke[str(threads)] = measure_invoke(classifier, first_frame, settings.runs, settings.warmup)
         finished(f"invoke x{threads}")
@@ -292,13 +323,22 @@ def bench_target(target: Target, settings: Settings, source: Path, step: Step) -
     report.update(describe_model(classifier))
     report["invoke"] = {k: v.as_dict() for k, v in invoke.items()}
     if "preprocess" not in skip:
-        report["preprocess"] = {k: v.as_dict() for k, v in
-                                measure_preprocess(classifier, first_frame, max(10, settings.runs // 4),
-                                                   min(5, settings.warmup)).items()}
+        report["preprocess"] = {
+            k: v.as_dict()
+            for k, v in measure_preprocess(
+                classifier, first_frame, max(10, settings.runs // 4), min(5, settings.warmup)
+            ).items()
+        }
     finished("preprocess")
     if "limit" not in skip:
-        one = Classifier.open(target.model, target.labels, runtime=target.runtime, num_threads=1,
-                              fit=target.fit, model_file=target.model_file)
+        one = Classifier.open(
+            target.model,
+            target.labels,
+            runtime=target.runtime,
+            num_threads=1,
+            fit=target.fit,
+            model_file=target.model_file,
+        )
         invoke_1 = invoke.get("1") or measure_invoke(one, first_frame, settings.runs, settings.warmup)
         decode, prep = measure_source_work(one, source, settings.frames)
         report["decode"] = decode.as_dict()
@@ -307,15 +347,18 @@ def bench_target(target: Target, settings: Settings, source: Path, step: Step) -
     finished("limit")
     child_target = target_dict(target)
     if "sequential" not in skip:
-        report["sequential"] = run_in_child("sequential_loop", target=child_target, source=str(source),
-                                            frames=settings.frames)
+        report["sequential"] = run_in_child(
+            "sequential_loop", target=child_target, source=str(source), frames=settings.frames
+        )
     finished("sequential")
     if "pipeline" not in skip:
-        report["pipeline"] = run_in_child("pipeline_run", target=child_target, source=str(source),
-                                          frames=settings.frames)
+        report["pipeline"] = run_in_child(
+            "pipeline_run", target=child_target, source=str(source), frames=settings.frames
+        )
     finished("pipeline")
     if settings.mqtt and "mqtt" not in skip:
         from .bench_mqtt import measure_mqtt  # paho and mosquitto only when asked for
+
         report["mqtt"] = measure_mqtt(child_target, source, settings.frames)
     finished("mqtt")
     if "cold_start" not in skip and settings.cold_image is not None:
@@ -339,8 +382,10 @@ def add_ratios(report: dict[str, Any]) -> None:
 
 # --------------------------------------------------------------------------- the pipeline
 
-def pipeline_run(target: dict[str, Any], source: str, frames: int, realtime: bool = False,
-                 mqtt: dict[str, Any] | None = None) -> dict[str, Any]:
+
+def pipeline_run(
+    target: dict[str, Any], source: str, frames: int, realtime: bool = False, mqtt: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The daemon's overlapped pipeline on a file source, with the worker plan it picks itself.
 
     ``realtime`` paces the file to its frame rate, like a camera, so latency is not inflated by
@@ -349,19 +394,20 @@ def pipeline_run(target: dict[str, Any], source: str, frames: int, realtime: boo
     and hand-off wall times are returned so the subscriber's arrival times can be matched to them.
     """
     from .core.bundle import resolve_model
-    from .pipeline import STAGES as PIPELINE_STAGES, FrameResult, Pipeline, plan_workers
+    from .pipeline import STAGES as PIPELINE_STAGES
+    from .pipeline import FrameResult, Pipeline, plan_workers
     from .sources import open_source
 
     plan = plan_workers()
     spec = resolve_model(target["model"], target["labels"], target["model_file"])  # hashes checked once
 
     def make_classifier() -> Classifier:
-        return Classifier.open(spec, runtime=target["runtime"], num_threads=plan.threads_per_worker,
-                               fit=target["fit"])
+        return Classifier.open(spec, runtime=target["runtime"], num_threads=plan.threads_per_worker, fit=target["fit"])
 
     publisher = None
     if mqtt is not None:
         from .bench_mqtt import ResultPublisher
+
         publisher = ResultPublisher(mqtt["host"], mqtt["port"], mqtt["prefix"])
     stages: dict[str, list[float]] = {stage: [] for stage in PIPELINE_STAGES}
     done: list[float] = []
@@ -380,8 +426,7 @@ def pipeline_run(target: dict[str, Any], source: str, frames: int, realtime: boo
     ready = [make_classifier() for _ in range(plan.workers)]
     frame_source = open_source(source, realtime=realtime, reopen=False)
     try:
-        pipeline = Pipeline(frame_source, ready.pop, workers=plan.workers, on_result=on_result,
-                            max_frames=frames)
+        pipeline = Pipeline(frame_source, ready.pop, workers=plan.workers, on_result=on_result, max_frames=frames)
         pipeline.run()
         stats = pipeline.stats()
     finally:
@@ -390,17 +435,24 @@ def pipeline_run(target: dict[str, Any], source: str, frames: int, realtime: boo
             publisher.close()
     if not done:
         raise EdgesightError(f"{source}: the pipeline classified no frames")
-    report = {"fps": round(steady_fps(done), 2), "frames": len(done), "workers": plan.workers,
-              "threads_per_worker": plan.threads_per_worker, "realtime": realtime,
-              "dropped": stats.get("dropped", 0), "errors": stats.get("errors", 0),
-              "latency": Latency.of(stages["total"]).as_dict(),
-              "stages": {stage: Latency.of(values).as_dict() for stage, values in stages.items() if values}}
+    report = {
+        "fps": round(steady_fps(done), 2),
+        "frames": len(done),
+        "workers": plan.workers,
+        "threads_per_worker": plan.threads_per_worker,
+        "realtime": realtime,
+        "dropped": stats.get("dropped", 0),
+        "errors": stats.get("errors", 0),
+        "latency": Latency.of(stages["total"]).as_dict(),
+        "stages": {stage: Latency.of(values).as_dict() for stage, values in stages.items() if values},
+    }
     if publisher is not None:
         report["wall"] = {str(number): times for number, times in wall.items()}
     return report
 
 
 # --------------------------------------------------------------------------- the whole run
+
 
 def steps_per_target(settings: Settings) -> int:
     return len(settings.threads) + 6
@@ -425,9 +477,15 @@ def run_bench(targets: list[Target], settings: Settings, source: Path, step: Ste
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "edgesight": __version__,
         "machine": {**machine_info(), "cpu_temp_c": {"start": temperature_start, "end": cpu_temperature_c()}},
-        "settings": {"threads": settings.threads, "runs": settings.runs, "warmup": settings.warmup,
-                     "frames": settings.frames, "mqtt": settings.mqtt, "cold_runs": settings.cold_runs,
-                     "skip": sorted(settings.skip)},
+        "settings": {
+            "threads": settings.threads,
+            "runs": settings.runs,
+            "warmup": settings.warmup,
+            "frames": settings.frames,
+            "mqtt": settings.mqtt,
+            "cold_runs": settings.cold_runs,
+            "skip": sorted(settings.skip),
+        },
         "source": describe_source(source, settings.frames),
         "models": rows,
     }

@@ -55,7 +55,7 @@ class LocalBroker:
         match = re.search(r"mosquitto version (\S+)", proc.stdout + proc.stderr)
         return f"mosquitto {match.group(1)}" if match else "mosquitto"
 
-    def __enter__(self) -> "LocalBroker":
+    def __enter__(self) -> LocalBroker:
         conf = Path(self._tmp.name) / "mosquitto.conf"
         conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
         log_file = (Path(self._tmp.name) / "mosquitto.log").open("ab")
@@ -96,8 +96,7 @@ class Subscriber:
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edgesight-bench-sub-{port}")
         self._client.on_connect = lambda client, userdata, flags, rc, props: client.subscribe(topic, qos=0)
         self._client.on_subscribe = lambda *args: self._subscribed.set()
-        self._client.on_message = lambda client, userdata, message: self.arrivals.append(
-            (time.time(), message.payload))
+        self._client.on_message = lambda client, userdata, message: self.arrivals.append((time.time(), message.payload))
         self._client.connect(host, port)
         self._client.loop_start()
         if not self._subscribed.wait(10):
@@ -122,8 +121,16 @@ class ResultPublisher:
         from .mqtt import MqttLink
 
         config = defaults()
-        config.override({("mqtt", "host"): host, ("mqtt", "port"): port, ("mqtt", "prefix"): prefix,
-                         ("mqtt", "device_id"): "bench", ("mqtt", "discovery"): False}, where="bench")
+        config.override(
+            {
+                ("mqtt", "host"): host,
+                ("mqtt", "port"): port,
+                ("mqtt", "prefix"): prefix,
+                ("mqtt", "device_id"): "bench",
+                ("mqtt", "discovery"): False,
+            },
+            where="bench",
+        )
         self.link = MqttLink(config)
         self.link.start()
         deadline = time.monotonic() + 10
@@ -155,7 +162,6 @@ def frame_number(payload: bytes) -> int | None:
 def measure_mqtt(target: dict[str, Any], source: Path, frames: int) -> dict[str, Any]:
     """Pipeline -> paho publisher -> local mosquitto -> paho subscriber, paced like a camera."""
     from .bench import Latency, run_in_child
-
     from .mqtt import Topics
 
     prefix = "edgesight/bench"
@@ -163,8 +169,14 @@ def measure_mqtt(target: dict[str, Any], source: Path, frames: int) -> dict[str,
     with LocalBroker() as broker:
         subscriber = Subscriber("127.0.0.1", broker.port, topic)
         try:
-            run = run_in_child("pipeline_run", target=target, source=str(source), frames=frames, realtime=True,
-                               mqtt={"host": "127.0.0.1", "port": broker.port, "prefix": prefix})
+            run = run_in_child(
+                "pipeline_run",
+                target=target,
+                source=str(source),
+                frames=frames,
+                realtime=True,
+                mqtt={"host": "127.0.0.1", "port": broker.port, "prefix": prefix},
+            )
             subscriber.wait_for(run["frames"], timeout=5)
         finally:
             subscriber.close()
@@ -181,8 +193,16 @@ def measure_mqtt(target: dict[str, Any], source: Path, frames: int) -> dict[str,
         transit.append((arrived - handed_off) * 1e3)
     if not e2e:
         raise EdgesightError(f"--mqtt: none of the {run['frames']} published results reached the subscriber")
-    return {"broker": broker_version, "published": run["frames"], "received": len(e2e),
-            "lost": run["frames"] - len(e2e), "dropped_by_source": run["dropped"], "fps": run["fps"],
-            "realtime": True,
-            "e2e": Latency.of(e2e).as_dict(), "pipeline": Latency.of(pipeline).as_dict(),
-            "transit": Latency.of(transit).as_dict(), "peak_rss_mb": run["peak_rss_mb"]}
+    return {
+        "broker": broker_version,
+        "published": run["frames"],
+        "received": len(e2e),
+        "lost": run["frames"] - len(e2e),
+        "dropped_by_source": run["dropped"],
+        "fps": run["fps"],
+        "realtime": True,
+        "e2e": Latency.of(e2e).as_dict(),
+        "pipeline": Latency.of(pipeline).as_dict(),
+        "transit": Latency.of(transit).as_dict(),
+        "peak_rss_mb": run["peak_rss_mb"],
+    }

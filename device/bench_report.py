@@ -6,8 +6,9 @@ formats it, so the table on stdout, the Markdown file and the JSON always show t
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 Row = list[str]
 
@@ -30,16 +31,20 @@ def table(headers: Row, rows: Iterable[Row], markdown: bool = False) -> str:
     rows = [[str(cell) for cell in row] for row in rows]
     numeric = [all(_looks_numeric(row[i]) for row in rows if row[i] not in ("", "-")) for i in range(len(headers))]
     if markdown:
-        lines = ["| " + " | ".join(headers) + " |",
-                 "|" + "|".join(" ---: " if numeric[i] else " --- " for i in range(len(headers))) + "|"]
+        lines = [
+            "| " + " | ".join(headers) + " |",
+            "|" + "|".join(" ---: " if numeric[i] else " --- " for i in range(len(headers))) + "|",
+        ]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         return "\n".join(lines)
-    widths = [max(len(headers[i]), *(len(row[i]) for row in rows)) if rows else len(headers[i])
-              for i in range(len(headers))]
+    widths = [
+        max(len(headers[i]), *(len(row[i]) for row in rows)) if rows else len(headers[i]) for i in range(len(headers))
+    ]
 
     def line(cells: Row) -> str:
-        return "  ".join(cell.rjust(widths[i]) if numeric[i] else cell.ljust(widths[i])
-                         for i, cell in enumerate(cells)).rstrip()
+        return "  ".join(
+            cell.rjust(widths[i]) if numeric[i] else cell.ljust(widths[i]) for i, cell in enumerate(cells)
+        ).rstrip()
 
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(row) for row in rows)])
 
@@ -85,18 +90,27 @@ def headline(report: dict[str, Any]) -> str:
     temps = machine.get("cpu_temp_c") or {}
     if temps.get("start") is not None:
         board += f", {fmt(temps['start'], 0)}->{fmt(temps.get('end'), 0)} °C"
-    return (f"edgesight bench {report['edgesight']} on {machine['host']} ({machine['cpu_model']}, "
-            f"{machine['cores']} cores, {machine['arch']}{board}), {report['created']}\n"
-            f"source: {source['width']}x{source['height']} {source['kind']} {source['path']} "
-            f"({source['frames']} frames); invoke: {settings['runs']} runs after {settings['warmup']} warm-up")
+    return (
+        f"edgesight bench {report['edgesight']} on {machine['host']} ({machine['cpu_model']}, "
+        f"{machine['cores']} cores, {machine['arch']}{board}), {report['created']}\n"
+        f"source: {source['width']}x{source['height']} {source['kind']} {source['path']} "
+        f"({source['frames']} frames); invoke: {settings['runs']} runs after {settings['warmup']} warm-up"
+    )
 
 
 def invoke_rows(report: dict[str, Any]) -> list[Row]:
     rows = []
     for row in report["models"]:
         for threads, stats in (row.get("invoke") or {}).items():
-            rows.append([model_label(row), runtime_label(row), input_label(row), threads,
-                         *(fmt(stats[k], 2) for k in ("mean", "p50", "p90", "p99", "min", "max"))])
+            rows.append(
+                [
+                    model_label(row),
+                    runtime_label(row),
+                    input_label(row),
+                    threads,
+                    *(fmt(stats[k], 2) for k in ("mean", "p50", "p90", "p99", "min", "max")),
+                ]
+            )
     return rows
 
 
@@ -104,8 +118,13 @@ def preprocess_rows(report: dict[str, Any]) -> list[Row]:
     rows = []
     for row in report["models"]:
         if row.get("preprocess"):
-            rows.append([model_label(row), input_label(row),
-                         *(fmt(row["preprocess"][size]["p50"], 2) for size in row["preprocess"])])
+            rows.append(
+                [
+                    model_label(row),
+                    input_label(row),
+                    *(fmt(row["preprocess"][size]["p50"], 2) for size in row["preprocess"]),
+                ]
+            )
     return rows
 
 
@@ -142,10 +161,21 @@ def glance_rows(report: dict[str, Any]) -> list[Row]:
         mqtt = f"{fmt(s['mqtt_p50'])}/{fmt(s['mqtt_p99'])}" if s["mqtt_p50"] is not None else "-"
         rss = f"{fmt(s['sequential_rss_mb'], 0)}/{fmt(s['peak_rss_mb'], 0)}"
         invoke = "/".join(fmt(s[f"invoke_{t}_p50"], 2) for t in (row.get("invoke") or {}))
-        rows.append([model_label(row), runtime_label(row), invoke or "-", fmt(s["limit_fps"]),
-                     fmt(s["sequential_fps"]), fmt(s["pipeline_fps"]), fmt(s["ratio_to_limit"], 2),
-                     fmt(s["ratio_to_sequential"], 2), mqtt,
-                     fmt(s["cold_start_p50"], 0), rss])
+        rows.append(
+            [
+                model_label(row),
+                runtime_label(row),
+                invoke or "-",
+                fmt(s["limit_fps"]),
+                fmt(s["sequential_fps"]),
+                fmt(s["pipeline_fps"]),
+                fmt(s["ratio_to_limit"], 2),
+                fmt(s["ratio_to_sequential"], 2),
+                mqtt,
+                fmt(s["cold_start_p50"], 0),
+                rss,
+            ]
+        )
     return rows
 
 
@@ -155,13 +185,14 @@ def stage_rows(report: dict[str, Any]) -> list[Row]:
         for run in ("sequential", "pipeline"):
             stages = (row.get(run) or {}).get("stages") or {}
             for stage, stats in stages.items():
-                rows.append([model_label(row), run, stage,
-                             *(fmt(stats[k], 2) for k in ("mean", "p50", "p90", "p99", "max"))])
+                rows.append(
+                    [model_label(row), run, stage, *(fmt(stats[k], 2) for k in ("mean", "p50", "p90", "p99", "max"))]
+                )
     return rows
 
 
 def _drop_column(headers: Row, rows: list[Row], index: int) -> tuple[Row, list[Row]]:
-    return headers[:index] + headers[index + 1:], [row[:index] + row[index + 1:] for row in rows]
+    return headers[:index] + headers[index + 1 :], [row[:index] + row[index + 1 :] for row in rows]
 
 
 def render(report: dict[str, Any], markdown: bool = False) -> str:
@@ -175,35 +206,58 @@ def render(report: dict[str, Any], markdown: bool = False) -> str:
     heading = (lambda text: f"\n### {text}\n") if markdown else (lambda text: f"\n{text}")
     head = headline(report) + (f"; runtime: {next(iter(runtimes))}" if one_runtime else "")
     parts = ["```\n" + head + "\n```" if markdown else head]
-    headers = ["model", "runtime", f"invoke p50 ms ({threads} thr)", "limit fps", "seq fps", "pipeline fps",
-               "pipe/limit", "pipe/seq", "MQTT e2e p50/p99 ms", "cold start ms",
-               "peak RSS MB seq/pipe"]
+    headers = [
+        "model",
+        "runtime",
+        f"invoke p50 ms ({threads} thr)",
+        "limit fps",
+        "seq fps",
+        "pipeline fps",
+        "pipe/limit",
+        "pipe/seq",
+        "MQTT e2e p50/p99 ms",
+        "cold start ms",
+        "peak RSS MB seq/pipe",
+    ]
     rows = glance_rows(report)
     if one_runtime:
         headers, rows = _drop_column(headers, rows, 1)
-    parts += [heading("At a glance (fps: frames per second; ms: milliseconds; limit = cores / CPU ms per frame)"),
-              table(headers, rows, markdown)]
+    parts += [
+        heading("At a glance (fps: frames per second; ms: milliseconds; limit = cores / CPU ms per frame)"),
+        table(headers, rows, markdown),
+    ]
     if any(row.get("invoke") for row in report["models"]):
         headers = ["model", "runtime", "input", "threads", "mean", "p50", "p90", "p99", "min", "max"]
         rows = invoke_rows(report)
         if one_runtime:
             headers, rows = _drop_column(headers, rows, 1)
-        parts += [heading("Invoke latency (ms): the interpreter call alone, after warm-up"),
-                  table(headers, rows, markdown)]
+        parts += [
+            heading("Invoke latency (ms): the interpreter call alone, after warm-up"),
+            table(headers, rows, markdown),
+        ]
     prep = preprocess_rows(report)
     if prep:
         sizes = next(list(row["preprocess"]) for row in report["models"] if row.get("preprocess"))
-        parts += [heading("Preprocessing p50 (ms): BGR frame -> model tensor (colour, crop, resize)"),
-                  table(["model", "input", *sizes], prep, markdown)]
+        parts += [
+            heading("Preprocessing p50 (ms): BGR frame -> model tensor (colour, crop, resize)"),
+            table(["model", "input", *sizes], prep, markdown),
+        ]
     stages = stage_rows(report)
     if stages:
-        parts += [heading("Per-stage latency (ms) on the file source"),
-                  table(["model", "run", "stage", "mean", "p50", "p90", "p99", "max"], stages, markdown)]
+        parts += [
+            heading("Per-stage latency (ms) on the file source"),
+            table(["model", "run", "stage", "mean", "p50", "p90", "p99", "max"], stages, markdown),
+        ]
     mqtt = mqtt_rows(report)
     if mqtt:
-        parts += [heading("MQTT end to end (ms), source paced to its frame rate like a camera"),
-                  table(["model", "broker", "received", "e2e p50", "e2e p99", "pipeline p50", "pub->sub p50",
-                         "pub->sub p99"], mqtt, markdown)]
+        parts += [
+            heading("MQTT end to end (ms), source paced to its frame rate like a camera"),
+            table(
+                ["model", "broker", "received", "e2e p50", "e2e p99", "pipeline p50", "pub->sub p50", "pub->sub p99"],
+                mqtt,
+                markdown,
+            ),
+        ]
     return "\n".join(parts) + "\n"
 
 
@@ -212,13 +266,23 @@ def mqtt_rows(report: dict[str, Any]) -> list[Row]:
     for row in report["models"]:
         mqtt = row.get("mqtt")
         if mqtt:
-            rows.append([model_label(row), mqtt["broker"], f"{mqtt['received']}/{mqtt['published']}",
-                         fmt(mqtt["e2e"]["p50"], 2), fmt(mqtt["e2e"]["p99"], 2), fmt(mqtt["pipeline"]["p50"], 2),
-                         fmt(mqtt["transit"]["p50"], 2), fmt(mqtt["transit"]["p99"], 2)])
+            rows.append(
+                [
+                    model_label(row),
+                    mqtt["broker"],
+                    f"{mqtt['received']}/{mqtt['published']}",
+                    fmt(mqtt["e2e"]["p50"], 2),
+                    fmt(mqtt["e2e"]["p99"], 2),
+                    fmt(mqtt["pipeline"]["p50"], 2),
+                    fmt(mqtt["transit"]["p50"], 2),
+                    fmt(mqtt["transit"]["p99"], 2),
+                ]
+            )
     return rows
 
 
 # --------------------------------------------------------------------------- comparing two runs
+
 
 @dataclass(frozen=True)
 class Change:
@@ -262,10 +326,13 @@ def compare(before: dict[str, Any], after: dict[str, Any]) -> list[Change]:
 
 def render_comparison(before: dict[str, Any], after: dict[str, Any], markdown: bool = False) -> str:
     changes = compare(before, after)
-    lines = [f"A: {before['machine']['host']} ({before['machine']['cpu_model']}, {before['machine']['cores']} cores) "
-             f"{before['created']}",
-             f"B: {after['machine']['host']} ({after['machine']['cpu_model']}, {after['machine']['cores']} cores) "
-             f"{after['created']}", ""]
+    lines = [
+        f"A: {before['machine']['host']} ({before['machine']['cpu_model']}, {before['machine']['cores']} cores) "
+        f"{before['created']}",
+        f"B: {after['machine']['host']} ({after['machine']['cpu_model']}, {after['machine']['cores']} cores) "
+        f"{after['created']}",
+        "",
+    ]
     rows = [[c.model, c.metric, fmt(c.before, 2), fmt(c.after, 2), fmt(c.ratio, 2), c.verdict] for c in changes]
     lines.append(table(["model", "figure", "A", "B", "B/A", "B is"], rows, markdown))
     return "\n".join(lines) + "\n"

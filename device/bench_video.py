@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -52,8 +52,15 @@ def synthetic_scene(width: int = 1280, height: int = 720) -> np.ndarray:
     for i in range(12):
         centre = (int(width * (0.1 + 0.07 * i)), int(height * (0.3 + 0.04 * (i % 5))))
         cv2.circle(scene, centre, 20 + 6 * i, (40 * (i % 6), 255 - 20 * i, 30 * i % 255), -1)
-    cv2.putText(scene, "edgesight", (width // 8, height - height // 8), cv2.FONT_HERSHEY_SIMPLEX,
-                height / 180, (255, 255, 255), max(1, height // 180))
+    cv2.putText(
+        scene,
+        "edgesight",
+        (width // 8, height - height // 8),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        height / 180,
+        (255, 255, 255),
+        max(1, height // 180),
+    )
     return scene
 
 
@@ -74,8 +81,14 @@ def scene_image(image: Path | None = None) -> tuple[np.ndarray, str]:
     return synthetic_scene(), "synthetic"
 
 
-def make_test_video(out_path: Path, frames: int = 300, width: int = 1280, height: int = 720,
-                    fps: float = 30.0, image: Path | None = None) -> Path:
+def make_test_video(
+    out_path: Path,
+    frames: int = 300,
+    width: int = 1280,
+    height: int = 720,
+    fps: float = 30.0,
+    image: Path | None = None,
+) -> Path:
     """Write ``frames`` frames panning slowly across a photo (MPEG-4 Part 2, ``.mp4``).
 
     The photo is scaled 1.2x larger than the frame and a frame-sized window slides across it, so
@@ -93,7 +106,7 @@ def make_test_video(out_path: Path, frames: int = 300, width: int = 1280, height
             phase = i / max(1, frames - 1)
             x = int(span_x * phase)
             y = int(span_y * (0.5 + 0.5 * np.sin(2 * np.pi * phase)))
-            writer.write(np.ascontiguousarray(big[y:y + height, x:x + width]))
+            writer.write(np.ascontiguousarray(big[y : y + height, x : x + width]))
     finally:
         writer.release()
     log.info("wrote %d-frame %dx%d test video %s from %s", frames, width, height, out_path, origin)
@@ -172,5 +185,10 @@ def describe_source(path: Path, limit: int | None = None) -> dict:
         count = len(list_images([path]))
     if limit is not None:
         count = min(count, limit)
-    return {"path": str(path), "kind": kind, "frames": count, "width": int(first.shape[1]),
-            "height": int(first.shape[0])}
+    return {
+        "path": str(path),
+        "kind": kind,
+        "frames": count,
+        "width": int(first.shape[1]),
+        "height": int(first.shape[0]),
+    }

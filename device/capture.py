@@ -22,10 +22,11 @@ import re
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import cv2
 
@@ -97,8 +98,12 @@ def own_captures(root: Path) -> list[OwnCapture]:
 class CaptureWriter:
     """A frame-result consumer that saves low-score and state-change frames for relabelling."""
 
-    def __init__(self, settings: CaptureSettings, clock: Callable[[], float] = time.monotonic,
-                 current_state: Callable[[], str | None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: CaptureSettings,
+        clock: Callable[[], float] = time.monotonic,
+        current_state: Callable[[], str | None] | None = None,
+    ) -> None:
         """``current_state`` gives the daemon's smoothed state label (None before there is one);
         without it the thresholded top-1 label stands in for the state."""
         self.settings = settings
@@ -133,8 +138,7 @@ class CaptureWriter:
         reason = None
         if best.score < self.settings.low_score:
             reason = "low_score"
-        if (self.settings.on_state_change and state is not None and self._state is not None
-                and state != self._state):
+        if self.settings.on_state_change and state is not None and self._state is not None and state != self._state:
             reason = "state_change"
         if state is not None:
             self._state = state
@@ -159,9 +163,15 @@ class CaptureWriter:
             self._inventory = existing + self._inventory
             self._used += sum(c.bytes for c in existing)
         settings = self.settings
-        log.info("capturing to %s (score < %.2f%s, every >= %.1f s, quota %.0f MB, %d existing)", self.root,
-                 settings.low_score, ", state changes" if settings.on_state_change else "",
-                 settings.min_interval_s, settings.max_mb, len(existing))
+        log.info(
+            "capturing to %s (score < %.2f%s, every >= %.1f s, quota %.0f MB, %d existing)",
+            self.root,
+            settings.low_score,
+            ", state changes" if settings.on_state_change else "",
+            settings.min_interval_s,
+            settings.max_mb,
+            len(existing),
+        )
         while True:
             item = self._queue.get()
             try:
@@ -195,8 +205,7 @@ class CaptureWriter:
             timestamp += 0.001
             day, name = capture_name(timestamp, best.label, best.score)
             path = folder / name
-        sidecar_data = {MARKER: 1, "v": 1, "reason": reason, "state": state, "image": name,
-                        **result_json(result)}
+        sidecar_data = {MARKER: 1, "v": 1, "reason": reason, "state": state, "image": name, **result_json(result)}
         sidecar = path.with_suffix(".json")
         path.write_bytes(jpeg.tobytes())
         sidecar.write_text(json.dumps(sidecar_data, indent=1) + "\n", encoding="utf-8")
@@ -233,14 +242,24 @@ class CaptureWriter:
         self.flush()
         self._queue.put(None)
         self._thread.join(timeout=5)
-        log.info("captures: %(saved)d saved, %(rotated)d rotated out, %(dropped)d dropped (writer busy), "
-                 "%(files)d kept = %(mb).2f MB of %(quota_mb).0f MB", self.stats())
+        log.info(
+            "captures: %(saved)d saved, %(rotated)d rotated out, %(dropped)d dropped (writer busy), "
+            "%(files)d kept = %(mb).2f MB of %(quota_mb).0f MB",
+            self.stats(),
+        )
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            return {"dir": str(self.root), "saved": self.saved, "dropped": self.dropped, "rotated": self.rotated,
-                    "skipped_low_disk": self.skipped_disk, "files": len(self._inventory),
-                    "mb": round(self._used / 1e6, 3), "quota_mb": self.settings.max_mb}
+            return {
+                "dir": str(self.root),
+                "saved": self.saved,
+                "dropped": self.dropped,
+                "rotated": self.rotated,
+                "skipped_low_disk": self.skipped_disk,
+                "files": len(self._inventory),
+                "mb": round(self._used / 1e6, 3),
+                "quota_mb": self.settings.max_mb,
+            }
 
 
 def result_json(result: Any) -> dict[str, Any]:
@@ -252,8 +271,10 @@ def result_json(result: Any) -> dict[str, Any]:
     elif isinstance(model, str):
         model = {"name": model}
     latency = getattr(result, "latency_ms", None) or result.classification.latency_ms
-    return {"timestamp": getattr(frame, "timestamp", None), "frame": frame.number,
-            "top": [p.as_dict() for p in result.classification.top],
-            "latency_ms": {k: round(float(v), 3) for k, v in latency.items()},
-            "model": model}
-
+    return {
+        "timestamp": getattr(frame, "timestamp", None),
+        "frame": frame.number,
+        "top": [p.as_dict() for p in result.classification.top],
+        "latency_ms": {k: round(float(v), 3) for k, v in latency.items()},
+        "model": model,
+    }

@@ -60,8 +60,9 @@ def top_k(scores: np.ndarray, k: int, labels: tuple[str, ...], exclude: int | No
     for index in order:
         if index == exclude:
             continue
-        picked.append(Prediction(int(index), labels[index] if index < len(labels) else str(int(index)),
-                                 float(scores[index])))
+        picked.append(
+            Prediction(int(index), labels[index] if index < len(labels) else str(int(index)), float(scores[index]))
+        )
         if len(picked) == k:
             break
     return tuple(picked)
@@ -76,15 +77,18 @@ def contract_for(spec: ModelSpec, tensor: TensorInfo, fit: str | None = None) ->
     _, height, width, _ = tensor.shape
     if spec.contract is not None:
         base = spec.contract
-        contract = InputContract(height, width, tensor.dtype, tensor.scale, tensor.zero_point,
-                                 base.mean, base.std, base.fit)
+        contract = InputContract(
+            height, width, tensor.dtype, tensor.scale, tensor.zero_point, base.mean, base.std, base.fit
+        )
         if (base.height, base.width) != (height, width):
-            raise BundleError(f"{spec.model_path}: model input is {height}x{width} but the manifest "
-                              f"says {base.height}x{base.width}")
+            raise BundleError(
+                f"{spec.model_path}: model input is {height}x{width} but the manifest says {base.height}x{base.width}"
+            )
     elif tensor.scale:
         pixel_zero = tensor.zero_point + (128 if tensor.dtype == "int8" else 0)
-        contract = InputContract(height, width, tensor.dtype, tensor.scale, tensor.zero_point,
-                                 mean=float(pixel_zero), std=1.0 / tensor.scale)
+        contract = InputContract(
+            height, width, tensor.dtype, tensor.scale, tensor.zero_point, mean=float(pixel_zero), std=1.0 / tensor.scale
+        )
     elif tensor.dtype in ("uint8", "int8"):
         # Integer input with no quantization (e.g. tf2onnx of a quantized TFLite model): raw
         # pixels for uint8, pixels - 128 for int8.
@@ -117,9 +121,17 @@ class Classifier:
         self.background_index = background
 
     @classmethod
-    def open(cls, model: str | Path | ModelSpec, labels: str | Path | None = None, *, runtime: str = "auto",
-             num_threads: int | None = None, fit: str | None = None, top_k: int = 3,
-             model_file: str | None = None) -> "Classifier":
+    def open(
+        cls,
+        model: str | Path | ModelSpec,
+        labels: str | Path | None = None,
+        *,
+        runtime: str = "auto",
+        num_threads: int | None = None,
+        fit: str | None = None,
+        top_k: int = 3,
+        model_file: str | None = None,
+    ) -> Classifier:
         """Load a bundle directory or a bare model (+ labels) on the named runtime (``auto``: fastest here).
 
         The runtime picks its file from the bundle (``model.onnx`` for onnx, ...); ``spec.model_path``
@@ -159,5 +171,6 @@ class Classifier:
         t2 = time.perf_counter()
         top = self.predictions(scores, k)
         t3 = time.perf_counter()
-        return Classification(top, {"preprocess": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3,
-                                    "postprocess": (t3 - t2) * 1e3})
+        return Classification(
+            top, {"preprocess": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
+        )

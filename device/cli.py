@@ -11,7 +11,7 @@ import importlib
 import logging
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from .core.errors import EdgesightError
 
@@ -53,8 +53,11 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
             try:
                 module = importlib.import_module(module_name)
             except ModuleNotFoundError as exc:
-                parser.exit(1, f"edgesight: error: '{verb}' needs a module that is not installed ({exc.name}); "
-                               f"install the matching extra, e.g. pip install 'edgesight[trainer]'\n")
+                parser.exit(
+                    1,
+                    f"edgesight: error: '{verb}' needs a module that is not installed ({exc.name}); "
+                    f"install the matching extra, e.g. pip install 'edgesight[trainer]'\n",
+                )
             module.configure(verb_parser)
             verb_parser.set_defaults(_run=module.run)
     return parser

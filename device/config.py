@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .core.errors import ConfigError
 from .core.tomlfile import read_toml
@@ -37,8 +38,13 @@ class Key:
     example: Any = None  # shown (commented out) in the example file when the default is None
 
     def describe(self) -> str:
-        kind = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-                list: "a list of strings"}[self.type]
+        kind = {
+            str: "a string",
+            int: "an integer",
+            float: "a number",
+            bool: "true or false",
+            list: "a list of strings",
+        }[self.type]
         if self.choices:
             kind = ("a list of " if self.type is list else "one of ") + ", ".join(f'"{c}"' for c in self.choices)
         if self.min is not None or self.max is not None:
@@ -85,114 +91,278 @@ class Section:
 
 
 SCHEMA: list[Section] = [
-    Section("model", "Which model to run and how many interpreters run it.", (
-        Key("path", str, None, "bundle directory (or a bare .tflite with labels)",
-            example="/opt/edgesight/models/current"),
-        Key("labels", str, None, "labels file, only for a bare .tflite", example="/opt/edgesight/models/labels.txt"),
-        Key("file", str, None, "bundle variant to run instead of the default model", example="model_fp16.tflite"),
-        Key("runtime", str, "auto", "inference runtime: auto = the fastest this device and bundle allow "
-            "(tensorrt > edgetpu > litert > onnx); edgetpu falls back to the CPU model when no TPU is attached",
-            choices=("auto", "litert", "edgetpu", "onnx", "tensorrt")),
-        Key("crop", str, None, "override the bundle's fit: centre-crop or stretch",
-            choices=("centre", "center", "stretch"), example="centre"),
-        Key("top_k", int, 3, "classes reported per frame", min=1, max=100),
-        Key("workers", int, 0, "interpreters in parallel; 0 = one per CPU core", min=0, max=64),
-        Key("threads", int, 0, "threads per interpreter; 0 = 1 with several workers, else all cores",
-            min=0, max=64),
-    )),
-    Section("source", "Where frames come from.", (
-        Key("spec", str, "0", 'camera index, "picamera2[:N]", "jetson-csi[:N]", an rtsp/http URL, '
-            'a video file, a folder of images, or a GStreamer pipeline (contains " ! ")'),
-        Key("realtime", bool, False,
-            "pace a video file or folder to its frame rate and drop late frames, like a camera"),
-        Key("loop", bool, False, "start a video file or folder again at its end instead of stopping"),
-        Key("width", int, 0, "capture width for cameras; 0 = the camera's default", min=0, max=7680),
-        Key("height", int, 0, "capture height for cameras; 0 = the camera's default", min=0, max=4320),
-        Key("fps", float, 0.0, "camera frame rate (or image-folder rate with realtime); 0 = default", min=0, max=240),
-        Key("stream", str, "main", "picamera2 stream to classify: main (RGB888) or lores (ISP-scaled YUV420)",
-            choices=("main", "lores")),
-        Key("reopen_initial", float, 0.5, "seconds before the first reopen attempt after a failure", min=0.05, max=60),
-        Key("reopen_max", float, 30.0, "longest wait between reopen attempts (exponential backoff)", min=0.1, max=3600),
-    )),
-    Section("mqtt", "Broker connection and what is published (topics: see README).", (
-        Key("enabled", bool, True, "publish over MQTT; false = classify and log only"),
-        Key("host", str, "localhost", "broker host name or address"),
-        Key("port", int, 1883, "broker port (8883 is usual with TLS)", min=1, max=65535),
-        Key("device_id", str, None, "this device's id in topics and Home Assistant; default: the host name",
-            example="porch-pi"),
-        Key("prefix", str, None, "topic prefix; default edgesight/<device_id>", example="edgesight/porch-pi"),
-        Key("client_id", str, None, "MQTT client id; default edgesight-<device_id>", example="edgesight-porch-pi"),
-        Key("username", str, None, "broker user name", example="edgesight"),
-        Key("password", str, None, "broker password (prefer password_file)", example="secret"),
-        Key("password_file", str, None, "file holding the broker password (first line)",
-            example="/etc/edgesight/mqtt-password"),
-        Key("keepalive", int, 30, "seconds between keep-alive pings; the Last Will fires after 1.5x this",
-            min=5, max=3600),
-        Key("tls", bool, False, "connect with TLS (system CA store unless ca_file is set)"),
-        Key("ca_file", str, None, "CA certificate (PEM) that signed the broker's certificate",
-            example="/etc/edgesight/ca.crt"),
-        Key("cert_file", str, None, "client certificate (PEM) for mutual TLS", example="/etc/edgesight/client.crt"),
-        Key("key_file", str, None, "client private key (PEM) for mutual TLS", example="/etc/edgesight/client.key"),
-        Key("tls_insecure", bool, False, "skip the broker host name check (testing only)"),
-        Key("reconnect_min", int, 1, "seconds before the first reconnect attempt", min=1, max=600),
-        Key("reconnect_max", int, 30, "longest wait between reconnect attempts", min=1, max=3600),
-        Key("result_every", int, 1, "publish every Nth classified frame on <prefix>/result; 0 = never",
-            min=0, max=1_000_000),
-        Key("result_retain", bool, False, "retain the latest result message"),
-        Key("stats_interval", float, 10.0, "seconds between <prefix>/stats messages", min=0.5, max=86400),
-        Key("discovery", bool, True, "publish Home Assistant MQTT discovery"),
-        Key("discovery_prefix", str, "homeassistant", "Home Assistant discovery prefix"),
-        Key("commands", list, [], "commands accepted on <prefix>/cmd/<verb>", choices=("reload", "snapshot")),
-    )),
-    Section("state", "How per-frame results become the retained <prefix>/state.", (
-        Key("window", int, 5, "frames in the moving average of scores", min=1, max=1000),
-        Key("threshold", float, 0.5, "smoothed score a label needs; below it the state is unknown", min=0, max=1),
-        Key("min_dwell", float, 1.0, "seconds a new label must persist before the state changes", min=0, max=3600),
-        Key("unknown_label", str, "unknown", "state label when nothing reaches the threshold"),
-    )),
-    Section("snapshot", "Where cmd/snapshot saves the current frame (JPEG) and its result (JSON).", (
-        Key("dir", str, "/var/lib/edgesight/snapshots", "folder for snapshots (created if missing)"),
-        Key("quality", int, 90, "JPEG quality", min=1, max=100),
-    )),
-    Section("http", "Status page and HTTP API (see README). Off by default; a non-loopback host needs a token.", (
-        Key("enabled", bool, False, "serve the status page, /api/*, /metrics, /snapshot.jpg, /stream.mjpg"),
-        Key("host", str, "127.0.0.1", "address to bind; anything but loopback (e.g. 0.0.0.0) requires token"),
-        Key("port", int, 8080, "TCP port; 0 = any free port (logged)", min=0, max=65535),
-        Key("token", str, None, "bearer token: 'Authorization: Bearer TOKEN' or ?token=TOKEN (not for /healthz)",
-            example="change-me"),
-        Key("token_file", str, None, "file holding the token (first line), instead of token",
-            example="/etc/edgesight/http-token"),
-        Key("max_upload_mb", float, 8.0, "largest image POST /api/classify accepts (bigger: 413)", min=0.01, max=512),
-        Key("mjpeg_fps", float, 5.0, "frame-rate cap of /stream.mjpg (encoded in the HTTP thread, never the pipeline)",
-            min=0.1, max=60),
-        Key("max_streams", int, 4, "concurrent /stream.mjpg viewers", min=1, max=64),
-        Key("jpeg_quality", int, 80, "JPEG quality of the snapshot and stream", min=1, max=100),
-        Key("stale_after_s", float, 5.0, "/healthz says 503 when no frame was classified for this long",
-            min=0.1, max=3600),
-    )),
-    Section("capture", "Save frames worth relabelling (low score, state change) for retraining.", (
-        Key("enabled", bool, False, "write captures: <dir>/<YYYYmmdd>/<time>_<label>_<score>.jpg + .json"),
-        Key("dir", str, "/var/lib/edgesight/capture", "capture folder (created if missing)"),
-        Key("low_score", float, 0.5, "capture frames whose top-1 score is below this", min=0, max=1),
-        Key("on_state_change", bool, True, "also capture the frame where the smoothed state changes"),
-        Key("min_interval_s", float, 2.0, "at most one capture per this many seconds (low-score and state-change "
-            "captures are limited separately)", min=0, max=86400),
-        Key("max_mb", float, 500.0, "quota: the oldest of the daemon's own captures are deleted beyond it",
-            min=0.01, max=10_000_000),
-        Key("min_free_mb", float, 200.0, "skip captures when the disk has less free space than this",
-            min=0, max=10_000_000),
-        Key("jpeg_quality", int, 90, "JPEG quality of captures", min=1, max=100),
-    )),
-    Section("drift", "Compare live top-1 scores/classes with the bundle's test_distribution; <prefix>/alert.", (
-        Key("enabled", bool, True, "monitor drift when the bundle manifest has a test_distribution"),
-        Key("window", int, 300, "frames in the sliding window", min=10, max=1_000_000),
-        Key("min_samples", int, 100, "frames needed before the alert can be raised", min=1, max=1_000_000),
-        Key("bound", float, 0.35, "alert when the drift score (Jensen-Shannon distance 0..1) exceeds this",
-            min=0.01, max=1),
-        Key("clear_below", float, None, "clear the alert below this; default 0.8 x bound", min=0, max=1,
-            example=0.28),
-        Key("check_every", int, 10, "evaluate the window every N frames", min=1, max=100_000),
-    )),
+    Section(
+        "model",
+        "Which model to run and how many interpreters run it.",
+        (
+            Key(
+                "path",
+                str,
+                None,
+                "bundle directory (or a bare .tflite with labels)",
+                example="/opt/edgesight/models/current",
+            ),
+            Key(
+                "labels", str, None, "labels file, only for a bare .tflite", example="/opt/edgesight/models/labels.txt"
+            ),
+            Key("file", str, None, "bundle variant to run instead of the default model", example="model_fp16.tflite"),
+            Key(
+                "runtime",
+                str,
+                "auto",
+                "inference runtime: auto = the fastest this device and bundle allow "
+                "(tensorrt > edgetpu > litert > onnx); edgetpu falls back to the CPU model when no TPU is attached",
+                choices=("auto", "litert", "edgetpu", "onnx", "tensorrt"),
+            ),
+            Key(
+                "crop",
+                str,
+                None,
+                "override the bundle's fit: centre-crop or stretch",
+                choices=("centre", "center", "stretch"),
+                example="centre",
+            ),
+            Key("top_k", int, 3, "classes reported per frame", min=1, max=100),
+            Key("workers", int, 0, "interpreters in parallel; 0 = one per CPU core", min=0, max=64),
+            Key(
+                "threads", int, 0, "threads per interpreter; 0 = 1 with several workers, else all cores", min=0, max=64
+            ),
+        ),
+    ),
+    Section(
+        "source",
+        "Where frames come from.",
+        (
+            Key(
+                "spec",
+                str,
+                "0",
+                'camera index, "picamera2[:N]", "jetson-csi[:N]", an rtsp/http URL, '
+                'a video file, a folder of images, or a GStreamer pipeline (contains " ! ")',
+            ),
+            Key(
+                "realtime",
+                bool,
+                False,
+                "pace a video file or folder to its frame rate and drop late frames, like a camera",
+            ),
+            Key("loop", bool, False, "start a video file or folder again at its end instead of stopping"),
+            Key("width", int, 0, "capture width for cameras; 0 = the camera's default", min=0, max=7680),
+            Key("height", int, 0, "capture height for cameras; 0 = the camera's default", min=0, max=4320),
+            Key(
+                "fps", float, 0.0, "camera frame rate (or image-folder rate with realtime); 0 = default", min=0, max=240
+            ),
+            Key(
+                "stream",
+                str,
+                "main",
+                "picamera2 stream to classify: main (RGB888) or lores (ISP-scaled YUV420)",
+                choices=("main", "lores"),
+            ),
+            Key(
+                "reopen_initial",
+                float,
+                0.5,
+                "seconds before the first reopen attempt after a failure",
+                min=0.05,
+                max=60,
+            ),
+            Key(
+                "reopen_max",
+                float,
+                30.0,
+                "longest wait between reopen attempts (exponential backoff)",
+                min=0.1,
+                max=3600,
+            ),
+        ),
+    ),
+    Section(
+        "mqtt",
+        "Broker connection and what is published (topics: see README).",
+        (
+            Key("enabled", bool, True, "publish over MQTT; false = classify and log only"),
+            Key("host", str, "localhost", "broker host name or address"),
+            Key("port", int, 1883, "broker port (8883 is usual with TLS)", min=1, max=65535),
+            Key(
+                "device_id",
+                str,
+                None,
+                "this device's id in topics and Home Assistant; default: the host name",
+                example="porch-pi",
+            ),
+            Key("prefix", str, None, "topic prefix; default edgesight/<device_id>", example="edgesight/porch-pi"),
+            Key("client_id", str, None, "MQTT client id; default edgesight-<device_id>", example="edgesight-porch-pi"),
+            Key("username", str, None, "broker user name", example="edgesight"),
+            Key("password", str, None, "broker password (prefer password_file)", example="secret"),
+            Key(
+                "password_file",
+                str,
+                None,
+                "file holding the broker password (first line)",
+                example="/etc/edgesight/mqtt-password",
+            ),
+            Key(
+                "keepalive",
+                int,
+                30,
+                "seconds between keep-alive pings; the Last Will fires after 1.5x this",
+                min=5,
+                max=3600,
+            ),
+            Key("tls", bool, False, "connect with TLS (system CA store unless ca_file is set)"),
+            Key(
+                "ca_file",
+                str,
+                None,
+                "CA certificate (PEM) that signed the broker's certificate",
+                example="/etc/edgesight/ca.crt",
+            ),
+            Key("cert_file", str, None, "client certificate (PEM) for mutual TLS", example="/etc/edgesight/client.crt"),
+            Key("key_file", str, None, "client private key (PEM) for mutual TLS", example="/etc/edgesight/client.key"),
+            Key("tls_insecure", bool, False, "skip the broker host name check (testing only)"),
+            Key("reconnect_min", int, 1, "seconds before the first reconnect attempt", min=1, max=600),
+            Key("reconnect_max", int, 30, "longest wait between reconnect attempts", min=1, max=3600),
+            Key(
+                "result_every",
+                int,
+                1,
+                "publish every Nth classified frame on <prefix>/result; 0 = never",
+                min=0,
+                max=1_000_000,
+            ),
+            Key("result_retain", bool, False, "retain the latest result message"),
+            Key("stats_interval", float, 10.0, "seconds between <prefix>/stats messages", min=0.5, max=86400),
+            Key("discovery", bool, True, "publish Home Assistant MQTT discovery"),
+            Key("discovery_prefix", str, "homeassistant", "Home Assistant discovery prefix"),
+            Key("commands", list, [], "commands accepted on <prefix>/cmd/<verb>", choices=("reload", "snapshot")),
+        ),
+    ),
+    Section(
+        "state",
+        "How per-frame results become the retained <prefix>/state.",
+        (
+            Key("window", int, 5, "frames in the moving average of scores", min=1, max=1000),
+            Key("threshold", float, 0.5, "smoothed score a label needs; below it the state is unknown", min=0, max=1),
+            Key("min_dwell", float, 1.0, "seconds a new label must persist before the state changes", min=0, max=3600),
+            Key("unknown_label", str, "unknown", "state label when nothing reaches the threshold"),
+        ),
+    ),
+    Section(
+        "snapshot",
+        "Where cmd/snapshot saves the current frame (JPEG) and its result (JSON).",
+        (
+            Key("dir", str, "/var/lib/edgesight/snapshots", "folder for snapshots (created if missing)"),
+            Key("quality", int, 90, "JPEG quality", min=1, max=100),
+        ),
+    ),
+    Section(
+        "http",
+        "Status page and HTTP API (see README). Off by default; a non-loopback host needs a token.",
+        (
+            Key("enabled", bool, False, "serve the status page, /api/*, /metrics, /snapshot.jpg, /stream.mjpg"),
+            Key("host", str, "127.0.0.1", "address to bind; anything but loopback (e.g. 0.0.0.0) requires token"),
+            Key("port", int, 8080, "TCP port; 0 = any free port (logged)", min=0, max=65535),
+            Key(
+                "token",
+                str,
+                None,
+                "bearer token: 'Authorization: Bearer TOKEN' or ?token=TOKEN (not for /healthz)",
+                example="change-me",
+            ),
+            Key(
+                "token_file",
+                str,
+                None,
+                "file holding the token (first line), instead of token",
+                example="/etc/edgesight/http-token",
+            ),
+            Key(
+                "max_upload_mb", float, 8.0, "largest image POST /api/classify accepts (bigger: 413)", min=0.01, max=512
+            ),
+            Key(
+                "mjpeg_fps",
+                float,
+                5.0,
+                "frame-rate cap of /stream.mjpg (encoded in the HTTP thread, never the pipeline)",
+                min=0.1,
+                max=60,
+            ),
+            Key("max_streams", int, 4, "concurrent /stream.mjpg viewers", min=1, max=64),
+            Key("jpeg_quality", int, 80, "JPEG quality of the snapshot and stream", min=1, max=100),
+            Key(
+                "stale_after_s",
+                float,
+                5.0,
+                "/healthz says 503 when no frame was classified for this long",
+                min=0.1,
+                max=3600,
+            ),
+        ),
+    ),
+    Section(
+        "capture",
+        "Save frames worth relabelling (low score, state change) for retraining.",
+        (
+            Key("enabled", bool, False, "write captures: <dir>/<YYYYmmdd>/<time>_<label>_<score>.jpg + .json"),
+            Key("dir", str, "/var/lib/edgesight/capture", "capture folder (created if missing)"),
+            Key("low_score", float, 0.5, "capture frames whose top-1 score is below this", min=0, max=1),
+            Key("on_state_change", bool, True, "also capture the frame where the smoothed state changes"),
+            Key(
+                "min_interval_s",
+                float,
+                2.0,
+                "at most one capture per this many seconds (low-score and state-change "
+                "captures are limited separately)",
+                min=0,
+                max=86400,
+            ),
+            Key(
+                "max_mb",
+                float,
+                500.0,
+                "quota: the oldest of the daemon's own captures are deleted beyond it",
+                min=0.01,
+                max=10_000_000,
+            ),
+            Key(
+                "min_free_mb",
+                float,
+                200.0,
+                "skip captures when the disk has less free space than this",
+                min=0,
+                max=10_000_000,
+            ),
+            Key("jpeg_quality", int, 90, "JPEG quality of captures", min=1, max=100),
+        ),
+    ),
+    Section(
+        "drift",
+        "Compare live top-1 scores/classes with the bundle's test_distribution; <prefix>/alert.",
+        (
+            Key("enabled", bool, True, "monitor drift when the bundle manifest has a test_distribution"),
+            Key("window", int, 300, "frames in the sliding window", min=10, max=1_000_000),
+            Key("min_samples", int, 100, "frames needed before the alert can be raised", min=1, max=1_000_000),
+            Key(
+                "bound",
+                float,
+                0.35,
+                "alert when the drift score (Jensen-Shannon distance 0..1) exceeds this",
+                min=0.01,
+                max=1,
+            ),
+            Key(
+                "clear_below",
+                float,
+                None,
+                "clear the alert below this; default 0.8 x bound",
+                min=0,
+                max=1,
+                example=0.28,
+            ),
+            Key("check_every", int, 10, "evaluate the window every N frames", min=1, max=100_000),
+        ),
+    ),
 ]
 
 
@@ -308,9 +478,12 @@ def _toml_value(value: Any) -> str:
 
 def render_example(sections: Iterable[Section] = SCHEMA) -> str:
     """The documented example config: every key with its doc, allowed values and default."""
-    lines = ["# edgesight daemon config (TOML). Every key is optional; shown values are the defaults.",
-             "# Commented-out keys have no default; the value shown is an example.",
-             "# Rendered from edgesight.device.config.SCHEMA: edit the schema, then the file.", ""]
+    lines = [
+        "# edgesight daemon config (TOML). Every key is optional; shown values are the defaults.",
+        "# Commented-out keys have no default; the value shown is an example.",
+        "# Rendered from edgesight.device.config.SCHEMA: edit the schema, then the file.",
+        "",
+    ]
     for section in sections:
         lines += [f"# {section.doc}", f"[{section.name}]"]
         for key in section.keys:

@@ -10,25 +10,24 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import cv2
 
-from .core.bundle import resolve_model
+from .. import __version__
 from .classify import Classifier
 from .config import Config
+from .core.bundle import resolve_model
 from .core.errors import EdgesightError, UsageError
+from .core.preprocess import to_bgr
+from .machine import cpu_temperature_c, memory_rss_mb
 from .monitoring import Monitoring
 from .mqtt import MqttLink, discovery_messages, result_payload
 from .pipeline import FrameResult, Pipeline, plan_workers
-from .core.preprocess import to_bgr
-from .. import __version__
-from .machine import cpu_temperature_c, memory_rss_mb
 from .runtimes.choice import kind_for_file
 from .service import Notifier
 from .smoothing import StateSmoother
@@ -40,8 +39,14 @@ log = logging.getLogger(__name__)
 class Daemon:
     """Owns the pieces for one run; :meth:`run` blocks until stopped and returns the exit code."""
 
-    def __init__(self, config: Config, *, max_frames: int | None = None, notifier: Notifier | None = None,
-                 wait_for_device: bool = True) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        max_frames: int | None = None,
+        notifier: Notifier | None = None,
+        wait_for_device: bool = True,
+    ) -> None:
         self.config = config
         self.started = time.monotonic()
         self.notifier = notifier or Notifier()
@@ -54,14 +59,24 @@ class Daemon:
         self._commands: queue.Queue[tuple[str, str]] = queue.Queue()
         self.link: MqttLink | None = None  # built before the camera opens: a bad [mqtt] key fails first
         if config.mqtt.enabled:
-            self.link = MqttLink(config, on_command=lambda verb, text: self._commands.put((verb, text)),
-                                 discovery=self._discovery)
-        self.source = open_source(s.spec, realtime=s.realtime, loop=s.loop,
-                                  backoff=Backoff(s.reopen_initial, s.reopen_max), wait_for_device=wait_for_device,
-                                  width=s.width or None, height=s.height or None, fps=s.fps or None, stream=s.stream)
+            self.link = MqttLink(
+                config, on_command=lambda verb, text: self._commands.put((verb, text)), discovery=self._discovery
+            )
+        self.source = open_source(
+            s.spec,
+            realtime=s.realtime,
+            loop=s.loop,
+            backoff=Backoff(s.reopen_initial, s.reopen_max),
+            wait_for_device=wait_for_device,
+            width=s.width or None,
+            height=s.height or None,
+            fps=s.fps or None,
+            stream=s.stream,
+        )
         self.consumers: list[Callable[[FrameResult], None]] = []
-        self.pipeline = Pipeline(self.source, make, workers=self.plan.workers, on_result=self._fan_out,
-                                 max_frames=max_frames)
+        self.pipeline = Pipeline(
+            self.source, make, workers=self.plan.workers, on_result=self._fan_out, max_frames=max_frames
+        )
         st = config.state
         self.smoother = StateSmoother(st.window, st.threshold, st.min_dwell, st.unknown_label)
         self._stop = threading.Event()
@@ -85,6 +100,7 @@ class Daemon:
             if spare:
                 return spare.pop()
             return Classifier.open(spec, runtime=runtime, num_threads=self.threads, fit=fit, top_k=m.top_k)
+
         return make
 
     # -- consumers ------------------------------------------------------------------------------
@@ -109,8 +125,13 @@ class Daemon:
 
     def _discovery(self) -> dict[str, dict]:
         c = self.pipeline.classifier
-        return discovery_messages(self.link.topics, self.config.device_id, self.config.mqtt.discovery_prefix,
-                                  model=f"{c.name} {c.version}".strip(), sw_version=__version__)
+        return discovery_messages(
+            self.link.topics,
+            self.config.device_id,
+            self.config.mqtt.discovery_prefix,
+            model=f"{c.name} {c.version}".strip(),
+            sw_version=__version__,
+        )
 
     # -- stats ----------------------------------------------------------------------------------
     def stats_payload(self) -> dict:
@@ -126,8 +147,10 @@ class Daemon:
             "runtime": {"name": c.runtime.name, "version": c.runtime.version},
             "model": {"name": c.name, "version": c.version},
             "state": current.label if current else None,
-            "mqtt": {"connected": bool(self.link and self.link.connected),
-                     "reconnects": self.link.reconnects if self.link else 0},
+            "mqtt": {
+                "connected": bool(self.link and self.link.connected),
+                "reconnects": self.link.reconnects if self.link else 0,
+            },
             "memory_rss_mb": memory_rss_mb(),
             "cpu_temp_c": cpu_temperature_c(),
             **self.monitoring.stats(),
@@ -164,8 +187,9 @@ class Daemon:
         self.smoother.reset()
         self.monitoring.model_changed()
         if self.link:
-            self.link.reply("reload", True, model={"name": classifier.name, "version": classifier.version,
-                                                   "path": str(path)})
+            self.link.reply(
+                "reload", True, model={"name": classifier.name, "version": classifier.version, "path": str(path)}
+            )
             self.link.republish_discovery()
 
     def _snapshot(self) -> None:
@@ -180,15 +204,20 @@ class Daemon:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(latest.frame.timestamp))
         base = folder / f"{self.config.device_id}-{stamp}-{latest.frame.number:08d}"
         image = to_bgr(latest.frame.image, latest.frame.order)
-        if not cv2.imwrite(str(base.with_suffix(".jpg")), image,
-                           [cv2.IMWRITE_JPEG_QUALITY, self.config.snapshot.quality]):
+        if not cv2.imwrite(
+            str(base.with_suffix(".jpg")), image, [cv2.IMWRITE_JPEG_QUALITY, self.config.snapshot.quality]
+        ):
             raise EdgesightError(f"[snapshot] dir: cannot write {base.with_suffix('.jpg')}")
         base.with_suffix(".json").write_text(json.dumps(result_payload(latest), indent=2) + "\n", encoding="utf-8")
         log.info("snapshot saved: %s.jpg", base)
         if self.link:
-            self.link.reply("snapshot", True, image=str(base.with_suffix(".jpg")),
-                            result=str(base.with_suffix(".json")),
-                            frame=latest.frame.number)
+            self.link.reply(
+                "snapshot",
+                True,
+                image=str(base.with_suffix(".jpg")),
+                result=str(base.with_suffix(".json")),
+                frame=latest.frame.number,
+            )
 
     # -- life -----------------------------------------------------------------------------------
     def request_stop(self, reason: str = "") -> None:
@@ -199,10 +228,16 @@ class Daemon:
 
     def run(self) -> int:
         c = self.pipeline.classifier
-        log.info("edgesight run: %s%s on %s %s, %d worker(s) x %d thread(s), source %s",
-                 c.name, f" {c.version}" if c.version else "", c.runtime.name, c.runtime.version,
-                 self.pipeline.workers, self.threads,
-                 self.source.name)
+        log.info(
+            "edgesight run: %s%s on %s %s, %d worker(s) x %d thread(s), source %s",
+            c.name,
+            f" {c.version}" if c.version else "",
+            c.runtime.name,
+            c.runtime.version,
+            self.pipeline.workers,
+            self.threads,
+            self.source.name,
+        )
         self.monitoring.start()
         if self.link:
             self.link.start()
@@ -222,8 +257,11 @@ class Daemon:
             if now >= next_stats:
                 next_stats = now + interval
                 self._report()
-            if (self.notifier.watchdog_interval and now >= next_ping
-                    and self.pipeline.healthy(max(10.0, 4 * self.notifier.watchdog_interval))):
+            if (
+                self.notifier.watchdog_interval
+                and now >= next_ping
+                and self.pipeline.healthy(max(10.0, 4 * self.notifier.watchdog_interval))
+            ):
                 self.notifier.watchdog()
                 next_ping = now + self.notifier.watchdog_interval
         self.notifier.stopping(self.stop_reason or ("source ended" if self.pipeline.source_ended else "stopping"))
@@ -242,15 +280,20 @@ class Daemon:
         if self.pipeline.failure and not self.stop_reason:
             log.error("stopped after %d frames: %s", self.pipeline.frames, self.pipeline.failure)
             return 1
-        log.info("stopped after %d frames (%s)", self.pipeline.frames,
-                 self.stop_reason or ("source ended" if self.pipeline.source_ended else "max frames"))
+        log.info(
+            "stopped after %d frames (%s)",
+            self.pipeline.frames,
+            self.stop_reason or ("source ended" if self.pipeline.source_ended else "max frames"),
+        )
         return 0
 
     def _report(self) -> None:
         payload = self.stats_payload()
         total = payload["latency_ms"].get("total", {}).get("p50")
-        summary = (f"{payload['fps']:.1f} fps, {payload['frames']} frames, {payload['dropped']} dropped, "
-                   f"state {payload['state']}, latency p50 {total} ms")
+        summary = (
+            f"{payload['fps']:.1f} fps, {payload['frames']} frames, {payload['dropped']} dropped, "
+            f"state {payload['state']}, latency p50 {total} ms"
+        )
         log.info("stats: %s", summary)
         self.notifier.status(summary)
         if self.link:

@@ -2,13 +2,13 @@
 
 At export the trainer records in the bundle manifest, under ``test_distribution``, a 10-bin
 histogram of the int8 model's top-1 scores on the test split (``top1_score_histogram``) and the
-frequency of each predicted class (``predicted_class_frequency``). The device keeps the same two distributions over a sliding window of recent
-frames and compares them with the Jensen-Shannon distance (base 2), which is bounded to 0..1,
-symmetric and defined when a bin is empty -- unlike PSI or KL, which need an arbitrary
-smoothing constant the moment the camera sees a class the test split never produced. The drift
-score is the larger of the two distances; an alert is raised when it stays above ``bound`` and
-cleared only once it falls below ``clear_below`` (hysteresis, so a score hovering at the bound
-does not flap the retained MQTT message).
+frequency of each predicted class (``predicted_class_frequency``). The device keeps the same two
+distributions over a sliding window of recent frames and compares them with the Jensen-Shannon
+distance (base 2), which is bounded to 0..1, symmetric and defined when a bin is empty -- unlike PSI
+or KL, which need an arbitrary smoothing constant the moment the camera sees a class the test split
+never produced. The drift score is the larger of the two distances; an alert is raised when it stays
+above ``bound`` and cleared only once it falls below ``clear_below`` (hysteresis, so a score
+hovering at the bound does not flap the retained MQTT message).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import logging
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -58,7 +59,7 @@ class Reference:
     class_frequencies: Mapping[str, float]
 
     @classmethod
-    def from_manifest(cls, manifest: Mapping[str, Any]) -> "Reference | None":
+    def from_manifest(cls, manifest: Mapping[str, Any]) -> Reference | None:
         """The manifest's ``test_distribution``, or None when the bundle has none (e.g. a bare model)."""
         section = manifest.get("test_distribution") if manifest else None
         if not isinstance(section, Mapping):
@@ -69,26 +70,37 @@ class Reference:
         classes = section.get("class_frequencies", section.get("predicted_class_frequency")) or {}
         if isinstance(hist, Mapping):
             edges = hist.get("edges")
-            if edges is not None and (len(edges) != BINS + 1
-                                      or not np.allclose(edges, np.linspace(0, 1, BINS + 1), atol=0.01)):
-                log.warning("manifest test_distribution: histogram edges are not %d equal bins over 0..1; "
-                            "drift monitoring is off", BINS)
+            if edges is not None and (
+                len(edges) != BINS + 1 or not np.allclose(edges, np.linspace(0, 1, BINS + 1), atol=0.01)
+            ):
+                log.warning(
+                    "manifest test_distribution: histogram edges are not %d equal bins over 0..1; "
+                    "drift monitoring is off",
+                    BINS,
+                )
                 return None
             hist = hist.get("counts")
         if not isinstance(hist, (list, tuple)) or len(hist) != BINS or not isinstance(classes, Mapping):
-            log.warning("manifest test_distribution is not {top1_score_histogram: {counts: %d numbers}, "
-                        "predicted_class_frequency: {label: n}}; drift monitoring is off", BINS)
+            log.warning(
+                "manifest test_distribution is not {top1_score_histogram: {counts: %d numbers}, "
+                "predicted_class_frequency: {label: n}}; drift monitoring is off",
+                BINS,
+            )
             return None
         return cls(tuple(float(v) for v in hist), {str(k): float(v) for k, v in classes.items()})
 
     def as_manifest(self) -> dict[str, Any]:
         """The manifest form, as the trainer's export writes it."""
-        return {"top1_score_histogram": {"edges": [round(i / BINS, 2) for i in range(BINS + 1)],
-                                         "counts": list(self.score_histogram)},
-                "predicted_class_frequency": dict(self.class_frequencies)}
+        return {
+            "top1_score_histogram": {
+                "edges": [round(i / BINS, 2) for i in range(BINS + 1)],
+                "counts": list(self.score_histogram),
+            },
+            "predicted_class_frequency": dict(self.class_frequencies),
+        }
 
     @classmethod
-    def from_results(cls, top1: list[tuple[str, float]]) -> "Reference":
+    def from_results(cls, top1: list[tuple[str, float]]) -> Reference:
         """Build a reference from (label, score) pairs, the same way the trainer does at export."""
         hist = [0] * BINS
         for _, score in top1:
@@ -108,9 +120,14 @@ class DriftReport:
     bound: float
 
     def as_dict(self) -> dict[str, Any]:
-        return {"score": round(self.score, 4), "score_distance": round(self.score_distance, 4),
-                "class_distance": round(self.class_distance, 4), "samples": self.samples,
-                "active": self.active, "bound": self.bound}
+        return {
+            "score": round(self.score, 4),
+            "score_distance": round(self.score_distance, 4),
+            "class_distance": round(self.class_distance, 4),
+            "samples": self.samples,
+            "active": self.active,
+            "bound": self.bound,
+        }
 
 
 @dataclass
@@ -184,9 +201,11 @@ class DriftMonitor:
     def _distances(self) -> tuple[float, float]:
         score_d = js_distance(self._hist, self._ref_hist)
         labels = self._ref_labels
-        live = np.array([self._classes.get(label, 0) for label in labels]
-                        + [sum(n for label, n in self._classes.items() if label not in self.reference.class_frequencies)],
-                        dtype=np.float64)
+        live = np.array(
+            [self._classes.get(label, 0) for label in labels]
+            + [sum(n for label, n in self._classes.items() if label not in self.reference.class_frequencies)],
+            dtype=np.float64,
+        )
         ref = np.array([self.reference.class_frequencies[label] for label in labels] + [0.0])
         return score_d, js_distance(live, ref)
 
@@ -217,13 +236,21 @@ class DriftMonitor:
     def alert_payload(self, report: DriftReport | None = None) -> dict[str, Any]:
         """The ``<prefix>/alert`` JSON: what is wrong, how badly, since when."""
         report = report or self.report()
-        payload: dict[str, Any] = {"v": 1, "kind": "drift", "active": self._active, "since": self._since,
-                                   "clear_below": round(float(self.clear_below or 0), 4), "window": self.window}
+        payload: dict[str, Any] = {
+            "v": 1,
+            "kind": "drift",
+            "active": self._active,
+            "since": self._since,
+            "clear_below": round(float(self.clear_below or 0), 4),
+            "window": self.window,
+        }
         if report is not None:
             payload.update(report.as_dict())
             payload["message"] = (
                 f"live top-1 scores/classes differ from the test split (drift {report.score:.2f} > {self.bound})"
-                if report.active else f"drift {report.score:.2f} back below {self.clear_below:.2f}")
+                if report.active
+                else f"drift {report.score:.2f} back below {self.clear_below:.2f}"
+            )
         return payload
 
     def stats(self) -> dict[str, Any]:

@@ -92,8 +92,9 @@ def cpu_model() -> str:
     for line in text.splitlines():
         key, _, value = line.partition(":")
         fields.setdefault(key.strip(), value.strip())
-    return (fields.get("model name") or fields.get("Model") or fields.get("Hardware")
-            or platform.processor() or "unknown")
+    return (
+        fields.get("model name") or fields.get("Model") or fields.get("Hardware") or platform.processor() or "unknown"
+    )
 
 
 def board_model() -> str | None:
@@ -117,7 +118,17 @@ def machine_info() -> dict[str, Any]:
         memory_mb: int | None = round(psutil.virtual_memory().total / 2**20)
     except ImportError:  # psutil is in [device]; the report just lacks the figure without it
         memory_mb = None
-    return {"host": socket.gethostname(), "cpu_model": cpu_model(), "cores": usable_cores(),
-            "cpu_count": os.cpu_count(), "arch": platform.machine(), "board": board_model(),
-            "memory_mb": memory_mb, "os": platform.platform(), "python": platform.python_version(),
-            "opencv": cv2.__version__, "numpy": np.__version__, "load_1m": load_average()}
+    return {
+        "host": socket.gethostname(),
+        "cpu_model": cpu_model(),
+        "cores": usable_cores(),
+        "cpu_count": os.cpu_count(),
+        "arch": platform.machine(),
+        "board": board_model(),
+        "memory_mb": memory_mb,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "opencv": cv2.__version__,
+        "numpy": np.__version__,
+        "load_1m": load_average(),
+    }

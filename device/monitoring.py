@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from .capture import CaptureSettings, CaptureWriter
 from .classify import Classifier
+from .core.errors import ConfigError
 from .core.tomlfile import read_secret
 from .drift import DriftMonitor, Reference
-from .core.errors import ConfigError
 from .runtimes.choice import kind_for_file
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def read_token(section: Any) -> str | None:
 class Monitoring:
     """The daemon's status board/server, capture writer and drift monitor (each optional)."""
 
-    def __init__(self, daemon: "Daemon") -> None:
+    def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
         config = daemon.config
         self.board: StatusBoard | None = None
@@ -50,20 +50,34 @@ class Monitoring:
         if h.enabled:
             from .http import HttpSettings, StatusBoard, StatusServer  # only a daemon with [http] pays for it
 
-            settings = HttpSettings(enabled=True, host=h.host, port=h.port, token=read_token(h),
-                                    max_upload_mb=h.max_upload_mb, mjpeg_fps=h.mjpeg_fps, max_streams=h.max_streams,
-                                    jpeg_quality=h.jpeg_quality, stale_after_s=h.stale_after_s)
-            self.board = StatusBoard(daemon.stats_payload, state=self._state_payload,
-                                     stale_after_s=h.stale_after_s)
+            settings = HttpSettings(
+                enabled=True,
+                host=h.host,
+                port=h.port,
+                token=read_token(h),
+                max_upload_mb=h.max_upload_mb,
+                mjpeg_fps=h.mjpeg_fps,
+                max_streams=h.max_streams,
+                jpeg_quality=h.jpeg_quality,
+                stale_after_s=h.stale_after_s,
+            )
+            self.board = StatusBoard(daemon.stats_payload, state=self._state_payload, stale_after_s=h.stale_after_s)
             self.server = StatusServer(self.board, settings, self._upload_classifier)  # checks host vs token
             daemon.consumers.append(self.board)
         c = config.capture
         if c.enabled:
             self.capture = CaptureWriter(
-                CaptureSettings(Path(c.dir), low_score=c.low_score, on_state_change=c.on_state_change,
-                                min_interval_s=c.min_interval_s, max_mb=c.max_mb, min_free_mb=c.min_free_mb,
-                                jpeg_quality=c.jpeg_quality),
-                current_state=self._state_label)
+                CaptureSettings(
+                    Path(c.dir),
+                    low_score=c.low_score,
+                    on_state_change=c.on_state_change,
+                    min_interval_s=c.min_interval_s,
+                    max_mb=c.max_mb,
+                    min_free_mb=c.min_free_mb,
+                    jpeg_quality=c.jpeg_quality,
+                ),
+                current_state=self._state_label,
+            )
             daemon.consumers.append(self.capture)
         if config.drift.enabled:
             daemon.consumers.append(self._drift_consumer)
@@ -86,8 +100,7 @@ class Monitoring:
         """
         m = self.daemon.config.model
         spec = self.daemon.pipeline.classifier.spec
-        return Classifier.open(spec, runtime=kind_for_file(spec.model_path), num_threads=1, fit=m.crop,
-                               top_k=m.top_k)
+        return Classifier.open(spec, runtime=kind_for_file(spec.model_path), num_threads=1, fit=m.crop, top_k=m.top_k)
 
     def _drift_consumer(self, result: Any) -> None:
         if self.drift is not None:
@@ -112,13 +125,25 @@ class Monitoring:
         reference = Reference.from_manifest(classifier.spec.manifest)
         if reference is None:
             if self.drift is not None and self.drift.active:
-                self._publish_alert({**self.drift.alert_payload(), "active": False,
-                                     "message": "model reloaded without a test_distribution; drift monitoring off"})
+                self._publish_alert(
+                    {
+                        **self.drift.alert_payload(),
+                        "active": False,
+                        "message": "model reloaded without a test_distribution; drift monitoring off",
+                    }
+                )
             self.drift = None
             log.info("drift monitoring off: %s has no test_distribution in its manifest", classifier.name)
             return
-        self.drift = DriftMonitor(reference, window=d.window, bound=d.bound, clear_below=d.clear_below,
-                                  min_samples=d.min_samples, check_every=d.check_every, on_alert=self._publish_alert)
+        self.drift = DriftMonitor(
+            reference,
+            window=d.window,
+            bound=d.bound,
+            clear_below=d.clear_below,
+            min_samples=d.min_samples,
+            check_every=d.check_every,
+            on_alert=self._publish_alert,
+        )
         log.info("drift monitoring on: window %d frames, bound %.2f (Jensen-Shannon distance)", d.window, d.bound)
 
     def start(self) -> None:

@@ -14,15 +14,16 @@ import logging
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import paho.mqtt.client as mqtt
 
 from .config import Config
-from .core.tomlfile import read_secret
 from .core.errors import ConfigError
+from .core.tomlfile import read_secret
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class Topics:
 
 # -- payloads --------------------------------------------------------------------------------
 
+
 def result_payload(result: Any) -> dict:
     """``<prefix>/result`` for one :class:`~edgesight.device.pipeline.FrameResult`."""
     return {
@@ -82,6 +84,7 @@ def result_payload(result: Any) -> dict:
 
 
 # -- Home Assistant discovery ----------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Entity:
@@ -105,20 +108,54 @@ class Entity:
 ENTITIES: tuple[Entity, ...] = (
     Entity("state", "Label", "state", "{{ value_json.label }}", icon="mdi:eye", attributes=True),
     Entity("score", "Score", "state", "{{ value_json.score }}", state_class="measurement", icon="mdi:percent"),
-    Entity("fps", "Frame rate", "stats", "{{ value_json.fps }}", unit="fps", state_class="measurement",
-           icon="mdi:speedometer", diagnostic=True),
-    Entity("latency", "Latency", "stats",
-           "{{ value_json.latency_ms.total.p50 if value_json.latency_ms.total is defined else none }}",
-           unit="ms", device_class="duration", state_class="measurement", diagnostic=True),
-    Entity("infer_latency", "Inference latency", "stats",
-           "{{ value_json.latency_ms.infer.p50 if value_json.latency_ms.infer is defined else none }}",
-           unit="ms", device_class="duration", state_class="measurement", diagnostic=True),
-    Entity("dropped", "Dropped frames", "stats", "{{ value_json.dropped }}", state_class="total_increasing",
-           icon="mdi:image-remove", diagnostic=True),
-    Entity("drift", "Drift score", "stats",
-           "{{ value_json.drift.score if value_json.drift is defined and value_json.drift.score is not none "
-           "else none }}",
-           state_class="measurement", icon="mdi:chart-bell-curve", diagnostic=True),
+    Entity(
+        "fps",
+        "Frame rate",
+        "stats",
+        "{{ value_json.fps }}",
+        unit="fps",
+        state_class="measurement",
+        icon="mdi:speedometer",
+        diagnostic=True,
+    ),
+    Entity(
+        "latency",
+        "Latency",
+        "stats",
+        "{{ value_json.latency_ms.total.p50 if value_json.latency_ms.total is defined else none }}",
+        unit="ms",
+        device_class="duration",
+        state_class="measurement",
+        diagnostic=True,
+    ),
+    Entity(
+        "infer_latency",
+        "Inference latency",
+        "stats",
+        "{{ value_json.latency_ms.infer.p50 if value_json.latency_ms.infer is defined else none }}",
+        unit="ms",
+        device_class="duration",
+        state_class="measurement",
+        diagnostic=True,
+    ),
+    Entity(
+        "dropped",
+        "Dropped frames",
+        "stats",
+        "{{ value_json.dropped }}",
+        state_class="total_increasing",
+        icon="mdi:image-remove",
+        diagnostic=True,
+    ),
+    Entity(
+        "drift",
+        "Drift score",
+        "stats",
+        "{{ value_json.drift.score if value_json.drift is defined and value_json.drift.score is not none else none }}",
+        state_class="measurement",
+        icon="mdi:chart-bell-curve",
+        diagnostic=True,
+    ),
 )
 
 
@@ -126,12 +163,18 @@ def _ha_id(text: str) -> str:
     return "".join(c if c.isalnum() or c in "_-" else "_" for c in text)
 
 
-def discovery_messages(topics: Topics, device_id: str, discovery_prefix: str, *, model: str = "",
-                       sw_version: str = "") -> dict[str, dict]:
+def discovery_messages(
+    topics: Topics, device_id: str, discovery_prefix: str, *, model: str = "", sw_version: str = ""
+) -> dict[str, dict]:
     """Discovery topic -> config payload for every entity of :data:`ENTITIES`."""
     node = _ha_id(f"edgesight_{device_id}")
-    device = {"identifiers": [node], "name": f"edgesight {device_id}", "manufacturer": "edgesight",
-              "model": model or "image classifier", "sw_version": sw_version}
+    device = {
+        "identifiers": [node],
+        "name": f"edgesight {device_id}",
+        "manufacturer": "edgesight",
+        "model": model or "image classifier",
+        "sw_version": sw_version,
+    }
     messages = {}
     for entity in ENTITIES:
         state_topic = topics.state if entity.topic == "state" else topics.stats
@@ -146,16 +189,21 @@ def discovery_messages(topics: Topics, device_id: str, discovery_prefix: str, *,
             "device": device,
             "origin": {"name": "edgesight", "sw_version": sw_version},
         }
-        optional = {"unit_of_measurement": entity.unit, "device_class": entity.device_class,
-                    "state_class": entity.state_class, "icon": entity.icon,
-                    "entity_category": "diagnostic" if entity.diagnostic else None,
-                    "json_attributes_topic": state_topic if entity.attributes else None}
+        optional = {
+            "unit_of_measurement": entity.unit,
+            "device_class": entity.device_class,
+            "state_class": entity.state_class,
+            "icon": entity.icon,
+            "entity_category": "diagnostic" if entity.diagnostic else None,
+            "json_attributes_topic": state_topic if entity.attributes else None,
+        }
         payload.update({k: v for k, v in optional.items() if v is not None})
         messages[f"{discovery_prefix}/sensor/{node}/{entity.key}/config"] = payload
     return messages
 
 
 # -- the link --------------------------------------------------------------------------------
+
 
 def parse_broker(text: str) -> tuple[str, int | None]:
     """``HOST[:PORT]`` (``[v6]:PORT`` too) -> (host, port or None)."""
@@ -184,8 +232,13 @@ class MqttLink:
     each connect; the last state (and alert) are republished too.
     """
 
-    def __init__(self, config: Config, *, on_command: Callable[[str, str], None] | None = None,
-                 discovery: Callable[[], dict[str, dict]] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        on_command: Callable[[str, str], None] | None = None,
+        discovery: Callable[[], dict[str, dict]] | None = None,
+    ) -> None:
         m = config.mqtt
         self.config = config
         for key, value in (("device_id", config.device_id), ("prefix", config.topic_prefix)):
@@ -237,8 +290,9 @@ class MqttLink:
         if bool(m.cert_file) != bool(m.key_file):
             raise ConfigError("[mqtt] cert_file: a client certificate needs key_file too (and vice versa)")
         try:
-            self.client.tls_set(ca_certs=m.ca_file, certfile=m.cert_file, keyfile=m.key_file,
-                                cert_reqs=ssl.CERT_REQUIRED)
+            self.client.tls_set(
+                ca_certs=m.ca_file, certfile=m.cert_file, keyfile=m.key_file, cert_reqs=ssl.CERT_REQUIRED
+            )
         except (ssl.SSLError, OSError, ValueError) as exc:
             raise ConfigError(f"[mqtt] tls: cannot load the certificates ({exc})") from None
         if m.tls_insecure:
@@ -247,8 +301,9 @@ class MqttLink:
     # -- life ---------------------------------------------------------------------------------
     def start(self) -> None:
         """Connect in the background; a broker that is down now is retried with backoff."""
-        log.info("MQTT: connecting to %s:%d as %s (prefix %s)", self.host, self.port,
-                 self.client_id, self.topics.prefix)
+        log.info(
+            "MQTT: connecting to %s:%d as %s (prefix %s)", self.host, self.port, self.client_id, self.topics.prefix
+        )
         try:
             self.client.connect_async(self.host, self.port, keepalive=self.config.mqtt.keepalive)
         except (OSError, ValueError) as exc:
@@ -313,16 +368,25 @@ class MqttLink:
             # once at ERROR, then quietly: a wrong password would otherwise fill the journal
             level = logging.DEBUG if self.last_error == str(reason_code) else logging.ERROR
             self.last_error = str(reason_code)
-            log.log(level, "MQTT: broker %s:%d refused the connection: %s (retrying with backoff)",
-                    self.host, self.port, reason_code)
+            log.log(
+                level,
+                "MQTT: broker %s:%d refused the connection: %s (retrying with backoff)",
+                self.host,
+                self.port,
+                reason_code,
+            )
             return
         self.connects += 1
         if self.connects > 1:
             self.reconnects += 1
         self.connected = True
         self.last_error = ""
-        log.info("MQTT: connected to %s:%d%s", self.host, self.port,
-                 f" (reconnect {self.reconnects})" if self.reconnects else "")
+        log.info(
+            "MQTT: connected to %s:%d%s",
+            self.host,
+            self.port,
+            f" (reconnect {self.reconnects})" if self.reconnects else "",
+        )
         client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
         self.republish_discovery()
         with self._lock:
@@ -340,15 +404,17 @@ class MqttLink:
         error = "unreachable"
         level = logging.DEBUG if self.last_error == error else logging.WARNING
         self.last_error = error
-        log.log(level, "MQTT: broker %s:%d unreachable; classifying anyway, retrying with backoff",
-                self.host, self.port)
+        log.log(
+            level, "MQTT: broker %s:%d unreachable; classifying anyway, retrying with backoff", self.host, self.port
+        )
 
     def _disconnected(self, client, userdata, flags, reason_code, properties) -> None:
         was = self.connected
         self.connected = False
         if was and not self._stopping:
-            log.warning("MQTT: disconnected from %s:%d (%s); reconnecting with backoff", self.host, self.port,
-                        reason_code)
+            log.warning(
+                "MQTT: disconnected from %s:%d (%s); reconnecting with backoff", self.host, self.port, reason_code
+            )
 
     def _message(self, client, userdata, message) -> None:
         verb = message.topic.rsplit("/", 1)[-1]

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import heapq
 import logging
-import os
 import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -85,9 +84,16 @@ _END = object()
 class Pipeline:
     """Run ``source`` through ``workers`` classifiers until the source ends, ``max_frames`` or ``stop()``."""
 
-    def __init__(self, source: Source, make_classifier: Callable[[], Classifier], *, workers: int | None = None,
-                 on_result: Callable[[FrameResult], None] | None = None, max_frames: int | None = None,
-                 queue_size: int | None = None) -> None:
+    def __init__(
+        self,
+        source: Source,
+        make_classifier: Callable[[], Classifier],
+        *,
+        workers: int | None = None,
+        on_result: Callable[[FrameResult], None] | None = None,
+        max_frames: int | None = None,
+        queue_size: int | None = None,
+    ) -> None:
         self.source = source
         self.workers = max(1, workers or plan_workers().workers)
         self.on_result = on_result or (lambda result: None)
@@ -135,8 +141,9 @@ class Pipeline:
         """Start the stages and block until the source ends, ``max_frames`` or :meth:`stop`."""
         self._started = time.monotonic()
         self._threads = [threading.Thread(target=self._capture, name="capture", daemon=True)]
-        self._threads += [threading.Thread(target=self._work, args=(i,), name=f"worker-{i}", daemon=True)
-                          for i in range(self.workers)]
+        self._threads += [
+            threading.Thread(target=self._work, args=(i,), name=f"worker-{i}", daemon=True) for i in range(self.workers)
+        ]
         publisher = threading.Thread(target=self._publish, name="publisher", daemon=True)
         self._threads.append(publisher)
         for thread in self._threads:
@@ -201,11 +208,14 @@ class Pipeline:
             data = np.fromiter(list(values), dtype=np.float64)
             if data.size:
                 p50, p90, p99 = np.percentile(data, (50, 90, 99))
-                latency[stage] = {"p50": round(float(p50), 2), "p90": round(float(p90), 2),
-                                  "p99": round(float(p99), 2)}
-        source = {"name": getattr(self.source, "name", "?"), "live": self.live,
-                  "reopens": getattr(self.source, "reopens", 0), "gap_s": round(getattr(self.source, "gap_s", 0.0), 2),
-                  "down": getattr(self.source, "failing_since", None) is not None}
+                latency[stage] = {"p50": round(float(p50), 2), "p90": round(float(p90), 2), "p99": round(float(p99), 2)}
+        source = {
+            "name": getattr(self.source, "name", "?"),
+            "live": self.live,
+            "reopens": getattr(self.source, "reopens", 0),
+            "gap_s": round(getattr(self.source, "gap_s", 0.0), 2),
+            "down": getattr(self.source, "failing_since", None) is not None,
+        }
         return {
             "fps": round(fps, 2),
             "fps_avg": round(self._delivered / elapsed, 2) if elapsed > 0 else 0.0,
@@ -299,10 +309,19 @@ class Pipeline:
                 log.exception("frame %d failed", frame.number)
                 self._put_result(seq, None)
                 continue
-            latency = {"capture": frame.capture_ms, "queue": max(0.0, (picked - frame.timestamp) * 1e3),
-                       **classified.latency_ms}
-            result = FrameResult(frame, Classification(classified.top, latency), latency,
-                                 {"name": classifier.name, "version": classifier.version}, seq, time.perf_counter())
+            latency = {
+                "capture": frame.capture_ms,
+                "queue": max(0.0, (picked - frame.timestamp) * 1e3),
+                **classified.latency_ms,
+            }
+            result = FrameResult(
+                frame,
+                Classification(classified.top, latency),
+                latency,
+                {"name": classifier.name, "version": classifier.version},
+                seq,
+                time.perf_counter(),
+            )
             self._put_result(seq, result)
 
     def _put_result(self, seq: int, item: object, final: bool = False) -> None:

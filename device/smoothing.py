@@ -9,8 +9,8 @@ replaces the current one after it has been the candidate for ``min_dwell`` secon
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 
 @dataclass(frozen=True)
@@ -23,15 +23,21 @@ class State:
     index: int | None = None
 
     def as_payload(self) -> dict:
-        return {"v": 1, "label": self.label, "score": round(self.score, 4), "since": round(self.since, 3),
-                "index": self.index}
+        return {
+            "v": 1,
+            "label": self.label,
+            "score": round(self.score, 4),
+            "since": round(self.since, 3),
+            "index": self.index,
+        }
 
 
 class StateSmoother:
     """Feed ``update(top, timestamp)`` once per frame; it returns the new State only when it changes."""
 
-    def __init__(self, window: int = 5, threshold: float = 0.5, min_dwell: float = 1.0,
-                 unknown_label: str = "unknown") -> None:
+    def __init__(
+        self, window: int = 5, threshold: float = 0.5, min_dwell: float = 1.0, unknown_label: str = "unknown"
+    ) -> None:
         self.window = max(1, window)
         self.threshold = threshold
         self.min_dwell = min_dwell

@@ -47,26 +47,47 @@ def free_name(out_dir: Path, stem: str) -> Path:
 def main() -> int:
     reexec_in_venv()
     argv = sys.argv[1:]
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
-    argv = argv[:argv.index("--")] if "--" in argv else argv
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", metavar="MODEL_OR_BUNDLE", help="more models or bundles to include")
     parser.add_argument("--out", default=str(ROOT / "bench"), help="folder for the result files (bench/)")
-    parser.add_argument("--testdata", help="the shared test data (default: $EDGESIGHT_TESTDATA or ../shared/testdata)",
-                        default=os.environ.get("EDGESIGHT_TESTDATA", str(ROOT.parent / "shared" / "testdata")))
+    parser.add_argument(
+        "--testdata",
+        help="the shared test data (default: $EDGESIGHT_TESTDATA or ../shared/testdata)",
+        default=os.environ.get("EDGESIGHT_TESTDATA", str(ROOT.parent / "shared" / "testdata")),
+    )
     args = parser.parse_args(argv)
     models_dir = Path(args.testdata) / "models"
     shared = [models_dir / name for name in MODELS]
     missing = [str(p) for p in shared if not p.exists()]
     if missing:
-        print(f"scripts/bench.py: error: shared model(s) not found: {', '.join(missing)} "
-              f"(set EDGESIGHT_TESTDATA or --testdata)", file=sys.stderr)
+        print(
+            f"scripts/bench.py: error: shared model(s) not found: {', '.join(missing)} "
+            f"(set EDGESIGHT_TESTDATA or --testdata)",
+            file=sys.stderr,
+        )
         return 1
     out = free_name(Path(args.out), f"results-{socket.gethostname()}-{date.today().isoformat()}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "edgesight.device.cli", "bench", *map(str, shared), *args.models,
-               "--labels", str(models_dir / "imagenet_labels.txt"), "--threads", "1,2,4", "--mqtt",
-               "--json", f"{out}.json", "--markdown", f"{out}.md", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "edgesight.device.cli",
+        "bench",
+        *map(str, shared),
+        *args.models,
+        "--labels",
+        str(models_dir / "imagenet_labels.txt"),
+        "--threads",
+        "1,2,4",
+        "--mqtt",
+        "--json",
+        f"{out}.json",
+        "--markdown",
+        f"{out}.md",
+        *extra,
+    ]
     print("$ edgesight " + " ".join(command[3:]), file=sys.stderr)
     code = subprocess.call(command)
     if code == 0:

@@ -55,8 +55,9 @@ def main() -> int:
     args = parser.parse_args()
     before, after = load(args.before), load(args.after)
     if not compare(before, after):
-        print(f"compare_bench: error: {args.before} and {args.after} have no model and runtime in common",
-              file=sys.stderr)
+        print(
+            f"compare_bench: error: {args.before} and {args.after} have no model and runtime in common", file=sys.stderr
+        )
         return 1
     print(render_comparison(before, after, markdown=args.markdown), end="")
     return 0

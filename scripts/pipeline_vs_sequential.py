@@ -31,12 +31,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 import cv2  # noqa: E402
+from videos import pan_frames, write_video  # noqa: E402
 
 from edgesight.device.classify import Classifier  # noqa: E402
 from edgesight.device.machine import usable_cores  # noqa: E402
 from edgesight.device.pipeline import Pipeline, plan_workers  # noqa: E402
 from edgesight.device.sources import open_source  # noqa: E402
-from videos import pan_frames, write_video  # noqa: E402
 
 TESTDATA = Path(os.environ.get("EDGESIGHT_TESTDATA", ROOT.parent / "shared" / "testdata"))
 MODEL = TESTDATA / "models" / "mobilenet_v2_1.0_224_quant.tflite"
@@ -87,8 +87,12 @@ def pipeline_fps(path: Path) -> tuple[float, dict]:
     plan = plan_workers()
     source = open_source(str(path))
     count = [0]
-    pipeline = Pipeline(source, lambda: Classifier.open(MODEL, LABELS, num_threads=plan.threads_per_worker),
-                        workers=plan.workers, on_result=lambda r: count.__setitem__(0, count[0] + 1))
+    pipeline = Pipeline(
+        source,
+        lambda: Classifier.open(MODEL, LABELS, num_threads=plan.threads_per_worker),
+        workers=plan.workers,
+        on_result=lambda r: count.__setitem__(0, count[0] + 1),
+    )
     t0 = time.perf_counter()
     pipeline.run()
     elapsed = time.perf_counter() - t0
@@ -123,20 +127,34 @@ def main() -> int:
         seq = sequential_fps(video, default)
         fps, run_stats = pipeline_fps(video)
         limit = cores / (t_decode + t_pre + t_inv)
-        rounds.append({"round": number, "t_decode_ms": round(t_decode * 1e3, 2),
-                       "t_preprocess_ms": round(t_pre * 1e3, 2),
-                       "t_invoke_1_thread_ms": round(t_inv * 1e3, 2), "limit_fps": round(limit, 1),
-                       "sequential_fps": round(seq, 1), "pipeline_fps": round(fps, 1),
-                       "pipeline_vs_limit": round(fps / limit, 3), "pipeline_vs_sequential": round(fps / seq, 3),
-                       "load_average_1min": round(os.getloadavg()[0], 2)})
-        print(f"round {number}: limit {limit:6.1f}  sequential {seq:6.1f}  pipeline {fps:6.1f} fps  "
-              f"(x{fps / limit:.2f} of limit, x{fps / seq:.2f} of sequential; load {os.getloadavg()[0]:.1f})",
-              flush=True)
+        rounds.append(
+            {
+                "round": number,
+                "t_decode_ms": round(t_decode * 1e3, 2),
+                "t_preprocess_ms": round(t_pre * 1e3, 2),
+                "t_invoke_1_thread_ms": round(t_inv * 1e3, 2),
+                "limit_fps": round(limit, 1),
+                "sequential_fps": round(seq, 1),
+                "pipeline_fps": round(fps, 1),
+                "pipeline_vs_limit": round(fps / limit, 3),
+                "pipeline_vs_sequential": round(fps / seq, 3),
+                "load_average_1min": round(os.getloadavg()[0], 2),
+            }
+        )
+        print(
+            f"round {number}: limit {limit:6.1f}  sequential {seq:6.1f}  pipeline {fps:6.1f} fps  "
+            f"(x{fps / limit:.2f} of limit, x{fps / seq:.2f} of sequential; load {os.getloadavg()[0]:.1f})",
+            flush=True,
+        )
         stats = run_stats
     median = sorted(rounds, key=lambda r: r["pipeline_vs_limit"])[len(rounds) // 2]
     plan = plan_workers()
     report = {
-        "video": str(video), "frames": args.frames, "size": "1280x720", "model": MODEL.name, "cores": cores,
+        "video": str(video),
+        "frames": args.frames,
+        "size": "1280x720",
+        "model": MODEL.name,
+        "cores": cores,
         **{k: v for k, v in median.items() if k not in ("round", "load_average_1min")},
         "median_round": median["round"],
         "sequential_threads": cores,
@@ -155,12 +173,16 @@ def main() -> int:
     print(f"{'invoke, 1 thread (ms/frame)':<36}{report['t_invoke_1_thread_ms']:>10.2f}")
     print(f"{'CPU-bound limit (fps), ' + str(cores) + ' cores':<36}{report['limit_fps']:>10.1f}")
     print(f"{'sequential loop (fps), ' + str(cores) + ' threads':<36}{report['sequential_fps']:>10.1f}")
-    print(f"{'pipeline (fps), ' + str(plan.workers) + 'x' + str(plan.threads_per_worker):<36}"
-          f"{report['pipeline_fps']:>10.1f}")
+    print(
+        f"{'pipeline (fps), ' + str(plan.workers) + 'x' + str(plan.threads_per_worker):<36}"
+        f"{report['pipeline_fps']:>10.1f}"
+    )
     print(f"{'pipeline / limit':<36}{report['pipeline_vs_limit']:>10.2f}   (target >= 0.85)")
     print(f"{'pipeline / sequential':<36}{report['pipeline_vs_sequential']:>10.2f}   (target >= 1.30)")
-    print(f"load average before/after: {report['load_average_before']} / {report['load_average_after']} "
-          f"(other processes on this machine make every figure noisy)")
+    print(
+        f"load average before/after: {report['load_average_before']} / {report['load_average_after']} "
+        f"(other processes on this machine make every figure noisy)"
+    )
     print(f"wrote {args.json}")
     return 0
 

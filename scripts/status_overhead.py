@@ -34,10 +34,15 @@ from edgesight.device.daemon import Daemon  # noqa: E402
 
 
 def config_for(video: Path, http_port: int | None):
-    data = {"model": {"path": str(TESTDATA / "models" / "mobilenet_v2_1.0_224_quant.tflite"),
-                      "labels": str(TESTDATA / "models" / "imagenet_labels.txt")},
-            "source": {"spec": str(video), "loop": True}, "mqtt": {"enabled": False},
-            "drift": {"enabled": False}}
+    data = {
+        "model": {
+            "path": str(TESTDATA / "models" / "mobilenet_v2_1.0_224_quant.tflite"),
+            "labels": str(TESTDATA / "models" / "imagenet_labels.txt"),
+        },
+        "source": {"spec": str(video), "loop": True},
+        "mqtt": {"enabled": False},
+        "drift": {"enabled": False},
+    }
     if http_port is not None:
         data["http"] = {"enabled": True, "port": http_port, "mjpeg_fps": 5.0}
     return validate(data, "status_overhead")

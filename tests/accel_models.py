@@ -86,8 +86,15 @@ def make_bundle(models: dict[str, Path], out: Path, *, onnx: bool = True, edgetp
     if edgetpu is not None:
         files["model_edgetpu.tflite"] = edgetpu
     contract = InputContract(SIZE, SIZE, "uint8", mean=0.0, std=1.0, fit="centre")
-    return write_bundle(out, files, LABELS, name="tiny", version="1", contract=contract,
-                        architecture={"name": "tiny_cnn", "input_size": SIZE})
+    return write_bundle(
+        out,
+        files,
+        LABELS,
+        name="tiny",
+        version="1",
+        contract=contract,
+        architecture={"name": "tiny_cnn", "input_size": SIZE},
+    )
 
 
 def build_fake_libedgetpu(folder: Path) -> Path:
@@ -99,8 +106,11 @@ def build_fake_libedgetpu(folder: Path) -> Path:
         pytest.skip("no C compiler to build the fake libedgetpu.so.1")
     folder.mkdir(parents=True, exist_ok=True)
     library = folder / "libedgetpu.so.1"
-    subprocess.run([compiler, "-shared", "-fPIC", "-o", str(library), str(FAKES / "libedgetpu_fake.c")],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [compiler, "-shared", "-fPIC", "-o", str(library), str(FAKES / "libedgetpu_fake.c")],
+        check=True,
+        capture_output=True,
+    )
     return library
 
 

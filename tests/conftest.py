@@ -63,8 +63,14 @@ class CliResult:
 
 def run_cli(*args: str | Path, timeout: float = 120, env: dict | None = None, cwd: Path | None = None) -> CliResult:
     """Run ``edgesight`` in a fresh interpreter, exactly as a user would."""
-    proc = subprocess.run([sys.executable, "-m", "edgesight.device.cli", *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})}, cwd=cwd)
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgesight.device.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
@@ -107,8 +113,9 @@ class Broker:
     def start(self) -> None:
         conf = self.workdir / "mosquitto.conf"
         conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-        self.process = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                                        stderr=(self.workdir / "mosquitto.log").open("ab"))
+        self.process = subprocess.Popen(
+            [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=(self.workdir / "mosquitto.log").open("ab")
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -116,7 +123,7 @@ class Broker:
                     return
             except OSError:
                 if self.process.poll() is not None:
-                    raise RuntimeError((self.workdir / "mosquitto.log").read_text())
+                    raise RuntimeError((self.workdir / "mosquitto.log").read_text()) from None
                 time.sleep(0.05)
         raise RuntimeError("mosquitto did not start listening")
 

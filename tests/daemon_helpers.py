@@ -9,9 +9,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import paho.mqtt.client as mqtt
 
@@ -69,10 +69,12 @@ class Subscriber:
         topics = sorted({m.topic for m in self.messages})
         raise AssertionError(f"timed out waiting for {what or predicate}; topics seen: {topics}")
 
-    def wait_topic(self, suffix: str, check: Callable[[Message], bool] = lambda m: True,
-                   timeout: float = 30.0) -> Message:
+    def wait_topic(
+        self, suffix: str, check: Callable[[Message], bool] = lambda m: True, timeout: float = 30.0
+    ) -> Message:
         def find(messages):
             return next((m for m in reversed(messages) if m.topic.endswith(suffix) and check(m)), None)
+
         return self.wait_for(find, timeout, what=suffix)  # type: ignore[return-value]
 
     def close(self) -> None:
@@ -104,9 +106,12 @@ class DaemonProcess:
     def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
         self.log_path = log_path
         self._log = log_path.open("wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "edgesight.device.cli", "-v", "run", *map(str, args)],
-                                     stdout=self._log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **(env or {})})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edgesight.device.cli", "-v", "run", *map(str, args)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -4,15 +4,14 @@ and the daemon started with a config the test writes."""
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
-
 from conftest import free_port, testdata_path
 from daemon_helpers import DaemonProcess, write_config
 from videos import cat_video
@@ -26,11 +25,19 @@ class Reply:
 
     def json(self):
         import json
+
         return json.loads(self.body)
 
 
-def request(url: str, *, token: str | None = None, data: bytes | None = None, headers: dict | None = None,
-            method: str | None = None, timeout: float = 20.0) -> Reply:
+def request(
+    url: str,
+    *,
+    token: str | None = None,
+    data: bytes | None = None,
+    headers: dict | None = None,
+    method: str | None = None,
+    timeout: float = 20.0,
+) -> Reply:
     """One HTTP request; 4xx/5xx come back as a Reply, not an exception."""
     all_headers = dict(headers or {})
     if token:
@@ -79,11 +86,21 @@ def decode_jpeg(data: bytes) -> np.ndarray:
     return image
 
 
-def start_daemon(tmp: Path, model: Path, labels: Path | None, source: Path, extra: str, *,
-                 name: str = "daemon", args: tuple[str, ...] = ()) -> DaemonProcess:
+def start_daemon(
+    tmp: Path,
+    model: Path,
+    labels: Path | None,
+    source: Path,
+    extra: str,
+    *,
+    name: str = "daemon",
+    args: tuple[str, ...] = (),
+) -> DaemonProcess:
     """``edgesight run`` as a subprocess with [model] and [source] set and ``extra`` TOML appended."""
     labels_line = f'labels = "{labels}"' if labels else ""
-    config = write_config(tmp / f"{name}.toml", f"""
+    config = write_config(
+        tmp / f"{name}.toml",
+        f"""
 [model]
 path = "{model}"
 {labels_line}
@@ -91,7 +108,8 @@ workers = 1
 [source]
 spec = "{source}"
 {extra}
-""")
+""",
+    )
     return DaemonProcess(["--config", config, *args], tmp / f"{name}.log")
 
 
@@ -103,8 +121,12 @@ def serving_cat_video(tmp: Path, token: str, size: tuple[int, int], http_extra: 
     """
     video = cat_video(tmp / "cat.avi", testdata_path("images", "cat_720p.jpg"), count=30, size=size)
     port = free_port()
-    daemon = start_daemon(tmp, testdata_path("models", "mobilenet_v2_1.0_224_quant.tflite"),
-                          testdata_path("models", "imagenet_labels.txt"), video, f"""
+    daemon = start_daemon(
+        tmp,
+        testdata_path("models", "mobilenet_v2_1.0_224_quant.tflite"),
+        testdata_path("models", "imagenet_labels.txt"),
+        video,
+        f"""
 loop = true
 realtime = true
 [mqtt]
@@ -114,7 +136,8 @@ enabled = true
 port = {port}
 token = "{token}"
 {http_extra}
-""")
+""",
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(base, daemon)

@@ -1,11 +1,9 @@
 """Every input a user can get wrong ends in one line on stderr and a non-zero exit."""
 
-import shutil
 import subprocess
 import sys
 
 import pytest
-
 from conftest import assert_one_line_error, testdata_path
 
 
@@ -19,8 +17,9 @@ def predict(cli, v2_model, imagenet_labels, *paths):
 
 
 def test_missing_image_path(cli, v2_model, imagenet_labels, tmp_path):
-    assert_one_line_error(predict(cli, v2_model, imagenet_labels, tmp_path / "nope.jpg"),
-                          "nope.jpg", "no such file", code=1)
+    assert_one_line_error(
+        predict(cli, v2_model, imagenet_labels, tmp_path / "nope.jpg"), "nope.jpg", "no such file", code=1
+    )
 
 
 def test_directory_without_images(cli, v2_model, imagenet_labels, tmp_path):
@@ -53,8 +52,12 @@ def test_good_images_still_print_when_one_is_bad(cli, v2_model, imagenet_labels,
 def test_corrupt_tflite(cli, tmp_path, cat_jpeg, imagenet_labels, v2_model):
     corrupt = tmp_path / "model.tflite"
     corrupt.write_bytes(v2_model.read_bytes()[:5000])
-    assert_one_line_error(cli("predict", corrupt, cat_jpeg, "--labels", imagenet_labels),
-                          "model.tflite", "not a loadable TFLite model", code=1)
+    assert_one_line_error(
+        cli("predict", corrupt, cat_jpeg, "--labels", imagenet_labels),
+        "model.tflite",
+        "not a loadable TFLite model",
+        code=1,
+    )
     garbage = tmp_path / "garbage.tflite"
     garbage.write_text("hello")
     assert_one_line_error(cli("info", garbage), "garbage.tflite", "not a loadable TFLite model")
@@ -72,8 +75,9 @@ def test_directory_that_is_not_a_bundle(cli, tmp_path, cat_jpeg):
 
 
 def test_missing_labels_file(cli, v2_model, tmp_path, cat_jpeg):
-    assert_one_line_error(cli("predict", v2_model, cat_jpeg, "--labels", tmp_path / "labels.txt"),
-                          "labels.txt", "no such labels file")
+    assert_one_line_error(
+        cli("predict", v2_model, cat_jpeg, "--labels", tmp_path / "labels.txt"), "labels.txt", "no such labels file"
+    )
 
 
 def test_usage_errors_exit_2(cli, v2_model, cat_jpeg):

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, assert_one_line_error, run_cli
 
 from edgesight.device.bench import FRAME_SIZES, SCHEMA
@@ -49,8 +48,9 @@ def check_row(row: dict, threads: list[int], frames: int, *, mqtt: bool, runs: i
         check_latency(stats)
     limit = row["limit"]
     assert limit["cores"] >= 1
-    assert limit["per_frame_cpu_ms"] == pytest.approx(limit["decode_ms"] + limit["preprocess_ms"]
-                                                      + limit["invoke_1_thread_ms"], abs=0.01)
+    assert limit["per_frame_cpu_ms"] == pytest.approx(
+        limit["decode_ms"] + limit["preprocess_ms"] + limit["invoke_1_thread_ms"], abs=0.01
+    )
     assert limit["fps"] == pytest.approx(limit["cores"] * 1000 / limit["per_frame_cpu_ms"], rel=0.01)
     for run in ("sequential", "pipeline"):
         measured = row[run]
@@ -80,8 +80,22 @@ def check_row(row: dict, threads: list[int], frames: int, *, mqtt: bool, runs: i
 
 def test_both_shared_models_side_by_side_with_mqtt(tmp_path, v2_model, v1_model, imagenet_labels):
     out, md = tmp_path / "r.json", tmp_path / "r.md"
-    result = run_cli("bench", v2_model, v1_model, "--labels", imagenet_labels, "--threads", "1,2", "--mqtt",
-                     *QUICK, "--json", out, "--markdown", md, timeout=240)
+    result = run_cli(
+        "bench",
+        v2_model,
+        v1_model,
+        "--labels",
+        imagenet_labels,
+        "--threads",
+        "1,2",
+        "--mqtt",
+        *QUICK,
+        "--json",
+        out,
+        "--markdown",
+        md,
+        timeout=240,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     assert report["schema"] == SCHEMA
@@ -107,16 +121,36 @@ def v2_bundle(tmp_path, v2_model, imagenet_labels) -> Path:
     """The shared V2 model wrapped as a bundle, plus a second variant file, as the trainer would write."""
     labels = imagenet_labels.read_text().splitlines()
     contract = InputContract(224, 224, "uint8", 0.0078125, 128, mean=128.0, std=128.0, fit="centre")
-    return write_bundle(tmp_path / "bundle", {"model.tflite": v2_model, "model_copy.tflite": v2_model}, labels,
-                        name="imagenet-v2", version="1.0.0", contract=contract, background_index=0,
-                        architecture={"name": "mobilenet_v2", "alpha": 1.0, "input_size": 224})
+    return write_bundle(
+        tmp_path / "bundle",
+        {"model.tflite": v2_model, "model_copy.tflite": v2_model},
+        labels,
+        name="imagenet-v2",
+        version="1.0.0",
+        contract=contract,
+        background_index=0,
+        architecture={"name": "mobilenet_v2", "alpha": 1.0, "input_size": 224},
+    )
 
 
 def test_bundle_variants_on_an_image_folder(tmp_path, v2_bundle, images_dir):
     out = tmp_path / "r.json"
     images = len(list(images_dir.iterdir()))
-    result = run_cli("bench", v2_bundle, "--all-variants", "--runtime", "litert", "--threads", "1",
-                     "--source", images_dir, *QUICK, "--json", out, timeout=240)
+    result = run_cli(
+        "bench",
+        v2_bundle,
+        "--all-variants",
+        "--runtime",
+        "litert",
+        "--threads",
+        "1",
+        "--source",
+        images_dir,
+        *QUICK,
+        "--json",
+        out,
+        timeout=240,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     assert report["source"]["kind"] == "images" and report["source"]["path"] == str(images_dir)
@@ -132,24 +166,40 @@ def test_bundle_variants_on_an_image_folder(tmp_path, v2_bundle, images_dir):
 def test_skip_leaves_measurements_out(tmp_path, v1_model, imagenet_labels):
     video = make_test_video(tmp_path / "short.mp4", frames=4, width=320, height=240)
     out = tmp_path / "r.json"
-    result = run_cli("bench", v1_model, "--labels", imagenet_labels, "--source", video, "--threads", "1",
-                     "--skip", "sequential,pipeline,cold_start", *QUICK, "--json", out)
+    result = run_cli(
+        "bench",
+        v1_model,
+        "--labels",
+        imagenet_labels,
+        "--source",
+        video,
+        "--threads",
+        "1",
+        "--skip",
+        "sequential,pipeline,cold_start",
+        *QUICK,
+        "--json",
+        out,
+    )
     assert result.returncode == 0, result.stderr
     row = json.loads(out.read_text())["models"][0]
     assert "sequential" not in row and "pipeline" not in row and "cold_start" not in row
     assert row["limit"]["fps"] > 0 and row["decode"]["n"] == 4
 
 
-@pytest.mark.parametrize("args,fragments,code", [
-    (("--threads", "1,x"), ("--threads", "1,x"), 2),
-    (("--threads", "0"), ("--threads",), 2),
-    (("--skip", "warp"), ("--skip", "warp"), 2),
-    (("--runtime", "cuda"), ("--runtime", "cuda"), 2),
-    (("--frames", "1"), ("--frames",), 2),
-    (("--source", "/nonexistent/video.mp4"), ("/nonexistent/video.mp4",), 1),
-    (("--json", "/"), ("--json", "directory"), 2),
-    (("--runtime", "onnx"), (".onnx",), 1),  # a bare .tflite has no ONNX model to run
-])
+@pytest.mark.parametrize(
+    "args,fragments,code",
+    [
+        (("--threads", "1,x"), ("--threads", "1,x"), 2),
+        (("--threads", "0"), ("--threads",), 2),
+        (("--skip", "warp"), ("--skip", "warp"), 2),
+        (("--runtime", "cuda"), ("--runtime", "cuda"), 2),
+        (("--frames", "1"), ("--frames",), 2),
+        (("--source", "/nonexistent/video.mp4"), ("/nonexistent/video.mp4",), 1),
+        (("--json", "/"), ("--json", "directory"), 2),
+        (("--runtime", "onnx"), (".onnx",), 1),  # a bare .tflite has no ONNX model to run
+    ],
+)
 def test_bad_flags_are_one_line(args, fragments, code, v1_model, imagenet_labels):
     assert_one_line_error(run_cli("bench", v1_model, "--labels", imagenet_labels, *args), *fragments, code=code)
 
@@ -161,14 +211,26 @@ def test_bad_models_and_sources_are_one_line(tmp_path, v2_bundle, v1_model, imag
     assert_one_line_error(run_cli("bench", v2_bundle), "model.tflite", "sha256", code=1)
     not_video = tmp_path / "notes.mp4"
     not_video.write_text("not a video")
-    assert_one_line_error(run_cli("bench", v1_model, "--labels", imagenet_labels, "--source", not_video),
-                          "notes.mp4", code=1)
+    assert_one_line_error(
+        run_cli("bench", v1_model, "--labels", imagenet_labels, "--source", not_video), "notes.mp4", code=1
+    )
 
 
 def test_compare_script_reports_ratios(tmp_path, v1_model, imagenet_labels):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
-    result = run_cli("bench", v1_model, "--labels", imagenet_labels, "--threads", "1",
-                     "--skip", "sequential,pipeline,cold_start", *QUICK, "--json", a)
+    result = run_cli(
+        "bench",
+        v1_model,
+        "--labels",
+        imagenet_labels,
+        "--threads",
+        "1",
+        "--skip",
+        "sequential,pipeline,cold_start",
+        *QUICK,
+        "--json",
+        a,
+    )
     assert result.returncode == 0, result.stderr
     after = json.loads(a.read_text())
     after["models"][0]["limit"]["fps"] *= 2  # B twice as fast...
@@ -177,8 +239,10 @@ def test_compare_script_reports_ratios(tmp_path, v1_model, imagenet_labels):
     script = [sys.executable, str(ROOT / "scripts" / "compare_bench.py")]
     proc = subprocess.run([*script, str(a), str(b), "--markdown"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    rows = {cells[2]: cells[5:7] for cells in
-            ([c.strip() for c in line.split("|")] for line in proc.stdout.splitlines() if "[litert]" in line)}
+    rows = {
+        cells[2]: cells[5:7]
+        for cells in ([c.strip() for c in line.split("|")] for line in proc.stdout.splitlines() if "[litert]" in line)
+    }
     assert rows["CPU-bound limit fps"] == ["2.00", "better"]
     assert rows["invoke p50 ms, 1 thread(s)"] == ["2.00", "worse"]
     assert rows["preprocess 1280x720 p50 ms"] == ["1.00", "same"]
@@ -189,9 +253,26 @@ def test_compare_script_reports_ratios(tmp_path, v1_model, imagenet_labels):
 
 
 def test_bench_script_writes_dated_results_and_never_overwrites(tmp_path, testdata):
-    script = [sys.executable, str(ROOT / "scripts" / "bench.py"), "--out", str(tmp_path), "--testdata", str(testdata),
-              "--", "--threads", "1", "--skip", "sequential,pipeline,cold_start,preprocess,limit", "--runs", "2",
-              "--warmup", "0", "--frames", "5", "--no-progress"]
+    script = [
+        sys.executable,
+        str(ROOT / "scripts" / "bench.py"),
+        "--out",
+        str(tmp_path),
+        "--testdata",
+        str(testdata),
+        "--",
+        "--threads",
+        "1",
+        "--skip",
+        "sequential,pipeline,cold_start,preprocess,limit",
+        "--runs",
+        "2",
+        "--warmup",
+        "0",
+        "--frames",
+        "5",
+        "--no-progress",
+    ]
     for _ in range(2):
         proc = subprocess.run([*script], capture_output=True, text=True, timeout=240, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
@@ -205,8 +286,10 @@ def test_bench_script_writes_dated_results_and_never_overwrites(tmp_path, testda
 
 
 def test_device_side_never_imports_tensorflow():
-    code = ("import sys; import edgesight.device.bench, edgesight.device.bench_mqtt, edgesight.device.bench_report, "
-            "edgesight.device.commands.bench; sys.exit('tensorflow' in sys.modules)")
+    code = (
+        "import sys; import edgesight.device.bench, edgesight.device.bench_mqtt, edgesight.device.bench_report, "
+        "edgesight.device.commands.bench; sys.exit('tensorflow' in sys.modules)"
+    )
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
 
 
@@ -216,8 +299,19 @@ def test_runtimes_side_by_side_on_a_bundle_with_onnx(tmp_path, images_dir):
 
     bundle = make_bundle(tiny_models(images_dir), tmp_path / "tiny")
     out = tmp_path / "r.json"
-    result = run_cli("bench", bundle, "--all-variants", "--threads", "1", "--skip", "sequential,cold_start",
-                     *QUICK, "--json", out, timeout=240)
+    result = run_cli(
+        "bench",
+        bundle,
+        "--all-variants",
+        "--threads",
+        "1",
+        "--skip",
+        "sequential,cold_start",
+        *QUICK,
+        "--json",
+        out,
+        timeout=240,
+    )
     assert result.returncode == 0, result.stderr
     rows = json.loads(out.read_text())["models"]
     files = sorted((row["target"]["runtime"], Path(row["path"]).name) for row in rows)

@@ -4,10 +4,10 @@ import json
 import shutil
 
 import pytest
-
 from conftest import assert_one_line_error, testdata_path
-from edgesight.device.core.bundle import SCHEMA_VERSION, load_bundle, read_labels, sha256_file, write_bundle
+
 from edgesight.device.classify import Classifier
+from edgesight.device.core.bundle import SCHEMA_VERSION, load_bundle, read_labels, sha256_file, write_bundle
 from edgesight.device.core.errors import BundleError
 from edgesight.device.core.preprocess import InputContract, read_image
 
@@ -16,18 +16,31 @@ from edgesight.device.core.preprocess import InputContract, read_image
 def v2_bundle(tmp_path, v2_model, imagenet_labels):
     """The shared MobileNet V2 wrapped in a bundle, as a third-party model would be imported."""
     return write_bundle(
-        tmp_path / "v2", {"model.tflite": v2_model}, read_labels(imagenet_labels),
-        name="imagenet-v2", version="1.0.0",
+        tmp_path / "v2",
+        {"model.tflite": v2_model},
+        read_labels(imagenet_labels),
+        name="imagenet-v2",
+        version="1.0.0",
         architecture={"name": "mobilenet_v2", "alpha": 1.0, "input_size": 224},
         contract=InputContract(224, 224, "uint8", 0.0078125, 128, mean=128.0, std=128.0, fit="centre"),
-        background_index=0, metrics={"int8": {"top1": 0.70}})
+        background_index=0,
+        metrics={"int8": {"top1": 0.70}},
+    )
 
 
 def test_manifest_has_the_contract_fields(v2_bundle, v2_model):
     manifest = json.loads((v2_bundle / "manifest.json").read_text())
     assert manifest["schema_version"] == SCHEMA_VERSION
-    assert manifest["input"] == {"size": [224, 224], "color": "RGB", "fit": "centre", "mean": 128.0,
-                                 "std": 128.0, "dtype": "uint8", "scale": 0.0078125, "zero_point": 128}
+    assert manifest["input"] == {
+        "size": [224, 224],
+        "color": "RGB",
+        "fit": "centre",
+        "mean": 128.0,
+        "std": 128.0,
+        "dtype": "uint8",
+        "scale": 0.0078125,
+        "zero_point": 128,
+    }
     assert manifest["output"] == {"num_classes": 1001, "background_index": 0}
     assert manifest["files"]["model.tflite"]["sha256"] == sha256_file(v2_model)
     assert manifest["files"]["labels.txt"]["sha256"] == sha256_file(v2_bundle / "labels.txt")
@@ -64,12 +77,15 @@ def test_tampered_manifest_is_refused(v2_bundle, cli):
     assert_one_line_error(cli("info", v2_bundle), "manifest.json", "not valid JSON")
 
 
-@pytest.mark.parametrize("mutate,message", [
-    (lambda m: m.pop("files"), "missing key(s) files"),
-    (lambda m: m.pop("input"), "missing key(s) input"),
-    (lambda m: m["input"].pop("fit"), "missing key(s) input.fit"),
-    (lambda m: m.update(schema_version=99), "schema_version 99 is not supported"),
-])
+@pytest.mark.parametrize(
+    "mutate,message",
+    [
+        (lambda m: m.pop("files"), "missing key(s) files"),
+        (lambda m: m.pop("input"), "missing key(s) input"),
+        (lambda m: m["input"].pop("fit"), "missing key(s) input.fit"),
+        (lambda m: m.update(schema_version=99), "schema_version 99 is not supported"),
+    ],
+)
 def test_malformed_manifest_is_refused(v2_bundle, cli, mutate, message):
     manifest = json.loads((v2_bundle / "manifest.json").read_text())
     mutate(manifest)

@@ -10,15 +10,14 @@ from pathlib import Path
 
 import cv2
 import pytest
-
 from conftest import run_cli, testdata_path
 from http_helpers import start_daemon
 from videos import pan_frames, write_video
 
 from edgesight.device.capture import MARKER, NAME_RE, CaptureSettings, CaptureWriter, own_captures
 from edgesight.device.classify import Classifier
-from edgesight.device.pipeline import FrameResult
 from edgesight.device.core.preprocess import read_image
+from edgesight.device.pipeline import FrameResult
 from edgesight.device.sources import Frame
 
 
@@ -40,22 +39,31 @@ def results(v2_model, imagenet_labels, images_dir):
     for number, name in enumerate(("cat.bmp", "face.jpg", "hot_dog.jpg", "cat_720p.jpg")):
         image = read_image(images_dir / name)
         result = classifier.classify(image)
-        made[name] = FrameResult(Frame(number, image, time.time(), 2.0), result,
-                                 dict(result.latency_ms, total=20.0), {"name": "mnv2", "version": "7"})
+        made[name] = FrameResult(
+            Frame(number, image, time.time(), 2.0),
+            result,
+            dict(result.latency_ms, total=20.0),
+            {"name": "mnv2", "version": "7"},
+        )
     return made
 
 
 def writer(tmp_path: Path, clock: Clock | None = None, **overrides) -> CaptureWriter:
-    settings = CaptureSettings(tmp_path / "capture", **{"low_score": 0.5, "min_interval_s": 0.0, "min_free_mb": 0,
-                                                        **overrides})
+    settings = CaptureSettings(
+        tmp_path / "capture", **{"low_score": 0.5, "min_interval_s": 0.0, "min_free_mb": 0, **overrides}
+    )
     return CaptureWriter(settings, clock=clock or Clock())
 
 
 def at(result: FrameResult, seconds_later: float) -> FrameResult:
     """The same classification on a frame taken ``seconds_later``."""
     frame = result.frame
-    return FrameResult(Frame(frame.number, frame.image, frame.timestamp + seconds_later, frame.capture_ms),
-                       result.classification, result.latency_ms, result.model)
+    return FrameResult(
+        Frame(frame.number, frame.image, frame.timestamp + seconds_later, frame.capture_ms),
+        result.classification,
+        result.latency_ms,
+        result.model,
+    )
 
 
 def test_low_score_frame_is_saved_with_its_sidecar(tmp_path, results):
@@ -81,8 +89,11 @@ def test_low_score_frame_is_saved_with_its_sidecar(tmp_path, results):
 
 def test_state_change_frame_is_saved(tmp_path, results):
     states = iter(["Egyptian cat", "Egyptian cat", "hotdog"])
-    capture = CaptureWriter(CaptureSettings(tmp_path / "c", min_interval_s=0, min_free_mb=0), clock=Clock(),
-                            current_state=lambda: next(states))
+    capture = CaptureWriter(
+        CaptureSettings(tmp_path / "c", min_interval_s=0, min_free_mb=0),
+        clock=Clock(),
+        current_state=lambda: next(states),
+    )
     assert capture(results["cat.bmp"]) is None  # first state: nothing to compare with
     assert capture(results["cat_720p.jpg"]) is None  # same state
     assert capture(results["hot_dog.jpg"]) == "state_change"
@@ -107,8 +118,11 @@ def test_rate_limit(tmp_path, results):
 def test_state_change_is_not_hidden_by_a_burst_of_low_scores(tmp_path, results):
     states = iter(["unknown", "unknown", "hotdog"])
     clock = Clock()
-    capture = CaptureWriter(CaptureSettings(tmp_path / "c", min_interval_s=60, min_free_mb=0), clock=clock,
-                            current_state=lambda: next(states))
+    capture = CaptureWriter(
+        CaptureSettings(tmp_path / "c", min_interval_s=60, min_free_mb=0),
+        clock=clock,
+        current_state=lambda: next(states),
+    )
     assert capture(results["face.jpg"]) == "low_score"
     clock.now += 1
     assert capture(results["face.jpg"]) is None  # rate-limited
@@ -122,9 +136,12 @@ def test_quota_rotates_only_the_daemons_own_captures(tmp_path, results):
     day = root / "20200101"
     day.mkdir(parents=True)
     # a person's files in the capture folder, including one that merely looks like a capture
-    foreign = {root / "notes.txt": b"my notes", day / "holiday.jpg": (testdata_path("images", "cat.bmp")).read_bytes(),
-               day / "20200101T000000.000Z_lookalike_0.100.jpg": b"not ours: no sidecar with the marker",
-               root / "SORTED" / "cat" / "keep.jpg": b"sorted by hand"}
+    foreign = {
+        root / "notes.txt": b"my notes",
+        day / "holiday.jpg": (testdata_path("images", "cat.bmp")).read_bytes(),
+        day / "20200101T000000.000Z_lookalike_0.100.jpg": b"not ours: no sidecar with the marker",
+        root / "SORTED" / "cat" / "keep.jpg": b"sorted by hand",
+    }
     for path, data in foreign.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
@@ -171,12 +188,19 @@ def test_daemon_captures_sort_import_train_export(tmp_path, v2_model, imagenet_l
     -> export: a bundle the device loads, with the test distribution the drift monitor compares against."""
     cat = pan_frames(cv2.imread(str(testdata_path("images", "cat_720p.jpg"))), 40, (320, 180))
     face = pan_frames(cv2.imread(str(testdata_path("images", "face.jpg"))), 40, (320, 180))
-    video = write_video(tmp_path / "scene.avi", cat[:10] + face[:10] + cat[10:20] + face[10:20]
-                        + cat[20:30] + face[20:30] + cat[30:] + face[30:])
+    video = write_video(
+        tmp_path / "scene.avi",
+        cat[:10] + face[:10] + cat[10:20] + face[10:20] + cat[20:30] + face[20:30] + cat[30:] + face[30:],
+    )
     capture_dir = tmp_path / "capture"
     capture_dir.mkdir()
     (capture_dir / "README.txt").write_text("a person's note: must survive the quota")
-    daemon = start_daemon(tmp_path, v2_model, imagenet_labels, video, f"""
+    daemon = start_daemon(
+        tmp_path,
+        v2_model,
+        imagenet_labels,
+        video,
+        f"""
 [mqtt]
 enabled = false
 [capture]
@@ -186,7 +210,8 @@ low_score = 0.99
 min_interval_s = 0.0
 min_free_mb = 0.0
 max_mb = 0.8
-""")
+""",
+    )
     try:
         assert daemon.wait(90) == 0, daemon.log()[-3000:]
     finally:
@@ -219,9 +244,27 @@ max_mb = 0.8
     assert all(list(d.glob("*.json")) for d in sorted_dir.iterdir()), "sidecars must stay where the person put them"
 
     run = tmp_path / "run"
-    result = run_cli("train", dataset, "--out", run, "--arch", "mobilenet_v2", "--alpha", "0.35", "--size", "96",
-                     "--weights", "none", "--epochs-head", "1", "--epochs-finetune", "0", "--batch-size", "16",
-                     timeout=600)
+    result = run_cli(
+        "train",
+        dataset,
+        "--out",
+        run,
+        "--arch",
+        "mobilenet_v2",
+        "--alpha",
+        "0.35",
+        "--size",
+        "96",
+        "--weights",
+        "none",
+        "--epochs-head",
+        "1",
+        "--epochs-finetune",
+        "0",
+        "--batch-size",
+        "16",
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     info = json.loads((run / "run.json").read_text())
     assert info["labels"] == ["cat", "other"]

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-import tomllib
 
 import pytest
-
+import tomllib
 from conftest import ROOT, assert_one_line_error
+
 from edgesight.device.config import SCHEMA, load_config, render_example, validate
 from edgesight.device.core.errors import ConfigError
 
@@ -28,17 +28,20 @@ def test_example_file_documents_every_key_and_matches_the_schema():
     validate(tomllib.loads(uncommented), "example")
 
 
-@pytest.mark.parametrize("body, fragments", [
-    ('[mqtt]\nport = "abc"\n', ['[mqtt] port: expected an integer 1..65535, got "abc"']),
-    ("[mqtt]\nport = 70000\n", ["[mqtt] port:", "1..65535", "70000"]),
-    ("[mqtt]\nprot = 1883\n", ["[mqtt] prot: unknown key", "port"]),
-    ("[mqt]\nport = 1883\n", ["[mqt]: unknown section"]),
-    ("[state]\nthreshold = 1.5\n", ["[state] threshold:", "0..1"]),
-    ("[source]\nloop = 1\n", ["[source] loop: expected true or false, got 1"]),
-    ('[source]\nstream = "side"\n', ['[source] stream: expected one of "main", "lores"']),
-    ('[mqtt]\ncommands = ["reboot"]\n', ["[mqtt] commands:", '"reload"']),
-    ("[mqtt\nport = 1\n", ["not valid TOML"]),
-])
+@pytest.mark.parametrize(
+    "body, fragments",
+    [
+        ('[mqtt]\nport = "abc"\n', ['[mqtt] port: expected an integer 1..65535, got "abc"']),
+        ("[mqtt]\nport = 70000\n", ["[mqtt] port:", "1..65535", "70000"]),
+        ("[mqtt]\nprot = 1883\n", ["[mqtt] prot: unknown key", "port"]),
+        ("[mqt]\nport = 1883\n", ["[mqt]: unknown section"]),
+        ("[state]\nthreshold = 1.5\n", ["[state] threshold:", "0..1"]),
+        ("[source]\nloop = 1\n", ["[source] loop: expected true or false, got 1"]),
+        ('[source]\nstream = "side"\n', ['[source] stream: expected one of "main", "lores"']),
+        ('[mqtt]\ncommands = ["reboot"]\n', ["[mqtt] commands:", '"reload"']),
+        ("[mqtt\nport = 1\n", ["not valid TOML"]),
+    ],
+)
 def test_bad_values_name_the_file_and_key(tmp_path, body, fragments):
     path = tmp_path / "config.toml"
     path.write_text(body)
@@ -52,7 +55,7 @@ def test_bad_values_name_the_file_and_key(tmp_path, body, fragments):
 
 def test_numbers_widen_and_defaults_fill_in(tmp_path):
     path = tmp_path / "c.toml"
-    path.write_text("[state]\nmin_dwell = 2\n[mqtt]\ndevice_id = \"porch\"\n")
+    path.write_text('[state]\nmin_dwell = 2\n[mqtt]\ndevice_id = "porch"\n')
     config = load_config(path)
     assert config.state.min_dwell == 2.0 and isinstance(config.state.min_dwell, float)
     assert config.topic_prefix == "edgesight/porch" and config.mqtt.host == "localhost"
@@ -66,22 +69,36 @@ def test_cli_bad_config_exits_2_with_one_line(cli, tmp_path):
 
 def test_cli_flags_are_validated_like_the_file(cli, tmp_path):
     assert_one_line_error(cli("run", "--broker", "localhost:99999", "--model", "x.tflite"), "--broker", code=2)
-    assert_one_line_error(cli("run", "--config", tmp_path / "missing.toml"), "missing.toml: no such config file",
-                          code=2)
+    assert_one_line_error(
+        cli("run", "--config", tmp_path / "missing.toml"), "missing.toml: no such config file", code=2
+    )
     assert_one_line_error(cli("run", "--source", "x"), "no model", code=2)
 
 
 def test_cli_missing_video_is_one_line_exit_1(cli, tmp_path, v2_model, imagenet_labels):
-    result = cli("run", "--model", v2_model, "--labels", imagenet_labels, "--source", tmp_path / "nope.mp4",
-                 "--no-mqtt")
+    result = cli(
+        "run", "--model", v2_model, "--labels", imagenet_labels, "--source", tmp_path / "nope.mp4", "--no-mqtt"
+    )
     assert_one_line_error(result, "nope.mp4: no such video file or image folder", code=1)
 
 
 def test_cli_flags_override_the_file_and_check_passes(cli, tmp_path, v2_model, imagenet_labels, images_dir):
     path = tmp_path / "c.toml"
     path.write_text('[source]\nspec = "/nowhere"\n[mqtt]\ndevice_id = "file-id"\n')
-    result = cli("run", "--config", path, "--model", v2_model, "--labels", imagenet_labels, "--source", images_dir,
-                 "--device-id", "flag-id", "--check")
+    result = cli(
+        "run",
+        "--config",
+        path,
+        "--model",
+        v2_model,
+        "--labels",
+        imagenet_labels,
+        "--source",
+        images_dir,
+        "--device-id",
+        "flag-id",
+        "--check",
+    )
     assert result.returncode == 0, result.stderr
     assert "topics edgesight/flag-id/" in result.stdout and str(images_dir) in result.stdout
 

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import assert_one_line_error, testdata_path
 from daemon_helpers import DaemonProcess, Subscriber, retained, write_config
 from videos import cat_video
@@ -33,7 +32,9 @@ def model_args(v2_model, imagenet_labels) -> list[str]:
 
 
 def config(tmp_path: Path, port: int, extra: str = "", source: str = "") -> Path:
-    return write_config(tmp_path / "edgesight.toml", f"""
+    return write_config(
+        tmp_path / "edgesight.toml",
+        f"""
 [source]
 {source}
 [mqtt]
@@ -47,7 +48,8 @@ keepalive = 5
 [state]
 window = 3
 min_dwell = 0.0
-""")
+""",
+    )
 
 
 def test_live_run_publishes_the_contract_and_stops_on_sigterm(tmp_path, broker, video, v2_model, imagenet_labels):
@@ -56,8 +58,11 @@ def test_live_run_publishes_the_contract_and_stops_on_sigterm(tmp_path, broker, 
     notify.bind(str(tmp_path / "notify.sock"))
     notify.settimeout(0.1)
     cfg = config(tmp_path, broker.port, source=f'spec = "{video}"\nloop = true\nrealtime = true')
-    daemon = DaemonProcess(["--config", cfg, *model_args(v2_model, imagenet_labels)], tmp_path / "daemon.log",
-                           env={"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "1000000"})
+    daemon = DaemonProcess(
+        ["--config", cfg, *model_args(v2_model, imagenet_labels)],
+        tmp_path / "daemon.log",
+        env={"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "1000000"},
+    )
     try:
         state = sub.wait_topic("edgesight/t1/state")
         payload = state.json()
@@ -80,8 +85,10 @@ def test_live_run_publishes_the_contract_and_stops_on_sigterm(tmp_path, broker, 
         online = [m for m in sub.on("edgesight/t1/availability")]
         assert online and online[0].text == "online"
 
-        discovery = sub.wait_for(lambda ms: [m for m in ms if m.topic.startswith("homeassistant/")
-                                             and m.topic.endswith("/config")], what="discovery")
+        discovery = sub.wait_for(
+            lambda ms: [m for m in ms if m.topic.startswith("homeassistant/") and m.topic.endswith("/config")],
+            what="discovery",
+        )
         by_key = {m.topic.split("/")[-2]: m.json() for m in discovery}
         assert {"state", "fps", "latency"} <= set(by_key)
         for entity in by_key.values():
@@ -110,7 +117,7 @@ def test_live_run_publishes_the_contract_and_stops_on_sigterm(tmp_path, broker, 
     while True:
         try:
             notes.append(notify.recv(4096).decode())
-        except (socket.timeout, BlockingIOError):
+        except (TimeoutError, BlockingIOError):
             break
     notify.close()
     joined = "\n".join(notes)
@@ -185,8 +192,11 @@ def test_broker_down_at_start(tmp_path, broker, video, v2_model, imagenet_labels
 
 def test_video_file_that_disappears_is_reopened(tmp_path, broker, video, v2_model, imagenet_labels):
     clip = shutil.copy(video, tmp_path / "clip.avi")
-    cfg = config(tmp_path, broker.port, source=f'spec = "{clip}"\nloop = true\nrealtime = true\n'
-                                               f'reopen_initial = 0.2\nreopen_max = 0.5')
+    cfg = config(
+        tmp_path,
+        broker.port,
+        source=f'spec = "{clip}"\nloop = true\nrealtime = true\nreopen_initial = 0.2\nreopen_max = 0.5',
+    )
     sub = Subscriber(broker.port)
     daemon = DaemonProcess(["--config", cfg, *model_args(v2_model, imagenet_labels)], tmp_path / "d.log")
     moved = tmp_path / "elsewhere.avi"
@@ -195,8 +205,11 @@ def test_video_file_that_disappears_is_reopened(tmp_path, broker, video, v2_mode
         Path(clip).rename(moved)  # the file goes away (moved, never deleted)
         down = sub.wait_topic("edgesight/t1/stats", lambda m: m.json()["source"]["down"], timeout=20).json()
         moved.rename(clip)
-        back = sub.wait_topic("edgesight/t1/stats", lambda m: m.json()["source"]["reopens"] >= 1
-                              and m.json()["frames"] > down["frames"], timeout=20).json()
+        back = sub.wait_topic(
+            "edgesight/t1/stats",
+            lambda m: m.json()["source"]["reopens"] >= 1 and m.json()["frames"] > down["frames"],
+            timeout=20,
+        ).json()
         assert back["source"]["down"] is False and back["source"]["gap_s"] > 0
         assert daemon.proc.poll() is None
         assert daemon.terminate() == 0
@@ -207,23 +220,35 @@ def test_video_file_that_disappears_is_reopened(tmp_path, broker, video, v2_mode
     assert "video file is gone" in log and "is back after" in log
 
 
-def test_cmd_reload_refuses_a_bad_bundle_and_swaps_a_good_one(tmp_path, broker, video, v2_model, v1_model,
-                                                             imagenet_labels):
+def test_cmd_reload_refuses_a_bad_bundle_and_swaps_a_good_one(
+    tmp_path, broker, video, v2_model, v1_model, imagenet_labels
+):
     from edgesight.device.core.bundle import read_labels, write_bundle
     from edgesight.device.core.preprocess import InputContract
 
     def bundle(name: str) -> Path:
-        return write_bundle(tmp_path / name, {"model.tflite": v1_model}, read_labels(imagenet_labels),
-                            name="tiny-v1", version="2.0.0", architecture={"name": "mobilenet_v1", "alpha": 0.25},
-                            contract=InputContract(128, 128, "uint8", 0.0078125, 128, mean=128.0, std=128.0),
-                            background_index=0)
+        return write_bundle(
+            tmp_path / name,
+            {"model.tflite": v1_model},
+            read_labels(imagenet_labels),
+            name="tiny-v1",
+            version="2.0.0",
+            architecture={"name": "mobilenet_v1", "alpha": 0.25},
+            contract=InputContract(128, 128, "uint8", 0.0078125, 128, mean=128.0, std=128.0),
+            background_index=0,
+        )
+
     good, bad = bundle("good"), bundle("bad")
     with (bad / "model.tflite").open("r+b") as handle:  # a half-copied model: the hash must catch it
         handle.seek(1000)
         handle.write(b"\0" * 64)
     snapshots = tmp_path / "snaps"
-    cfg = config(tmp_path, broker.port, extra='commands = ["reload", "snapshot"]',
-                 source=f'spec = "{video}"\nloop = true\nrealtime = true')
+    cfg = config(
+        tmp_path,
+        broker.port,
+        extra='commands = ["reload", "snapshot"]',
+        source=f'spec = "{video}"\nloop = true\nrealtime = true',
+    )
     cfg.write_text(cfg.read_text() + f'\n[snapshot]\ndir = "{snapshots}"\n')
     sub = Subscriber(broker.port)
     daemon = DaemonProcess(["--config", cfg, *model_args(v2_model, imagenet_labels)], tmp_path / "d.log")
@@ -234,7 +259,7 @@ def test_cmd_reload_refuses_a_bad_bundle_and_swaps_a_good_one(tmp_path, broker, 
         assert reply["command"] == "reload" and reply["ok"] is False
         assert "model.tflite" in reply["error"] and "sha256" in reply["error"]
         seen = len(sub.on("edgesight/t1/result"))
-        old = sub.wait_for(lambda ms: [m for m in ms if m.topic.endswith("/result")][seen + 5:], what="more results")
+        old = sub.wait_for(lambda ms: [m for m in ms if m.topic.endswith("/result")][seen + 5 :], what="more results")
         assert all(m.json()["model"]["name"] == "mobilenet_v2_1.0_224_quant" for m in old)
 
         sub.client.publish("edgesight/t1/cmd/reload", f'{{"model": "{good}"}}', qos=1)
@@ -267,16 +292,16 @@ def run_to_the_end(broker, args: list, log_path: Path, env: dict | None = None) 
     return sub, daemon
 
 
-def test_low_confidence_frames_give_unknown_and_result_every_n(tmp_path, broker, images_dir, v2_model,
-                                                               imagenet_labels):
+def test_low_confidence_frames_give_unknown_and_result_every_n(tmp_path, broker, images_dir, v2_model, imagenet_labels):
     """face.jpg has no stable ImageNet class: the state must say unknown, not a guess."""
     folder = tmp_path / "frames"
     folder.mkdir()
     shutil.copy(images_dir / "face.jpg", folder / "face.jpg")
     cfg = config(tmp_path, broker.port, extra="result_every = 2", source=f'spec = "{folder}"\nloop = true')
     cfg.write_text(cfg.read_text().replace("window = 3", "window = 3\nthreshold = 0.6"))
-    sub, _ = run_to_the_end(broker, ["--config", cfg, *model_args(v2_model, imagenet_labels), "--max-frames", "6"],
-                            tmp_path / "d.log")
+    sub, _ = run_to_the_end(
+        broker, ["--config", cfg, *model_args(v2_model, imagenet_labels), "--max-frames", "6"], tmp_path / "d.log"
+    )
     assert [m.json()["frame"] for m in sub.on("edgesight/t1/result")] == [2, 4, 6]
     state = retained(broker.port, "edgesight/t1/state")
     assert state is not None and state.json()["label"] == "unknown" and state.json()["score"] < 0.6
@@ -292,11 +317,18 @@ def test_pi_camera_source_end_to_end(tmp_path, broker, v2_model, imagenet_labels
     path = tmp_path / "pythonpath"
     path.mkdir()
     (path / "picamera2").symlink_to(Path(__file__).parent / "fakes" / "picamera2")  # only this fake
-    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(path), os.environ.get("PYTHONPATH")])),
-           "FAKE_PICAMERA2_IMAGE": str(testdata_path("images", "cat_720p.jpg")), "FAKE_PICAMERA2_FPS": "30"}
+    env = {
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(path), os.environ.get("PYTHONPATH")])),
+        "FAKE_PICAMERA2_IMAGE": str(testdata_path("images", "cat_720p.jpg")),
+        "FAKE_PICAMERA2_FPS": "30",
+    }
     cfg = config(tmp_path, broker.port, source='spec = "picamera2"\nwidth = 1280\nheight = 720')
-    sub, daemon = run_to_the_end(broker, ["--config", cfg, *model_args(v2_model, imagenet_labels),
-                                          "--max-frames", "30"], tmp_path / "d.log", env=env)
+    sub, daemon = run_to_the_end(
+        broker,
+        ["--config", cfg, *model_args(v2_model, imagenet_labels), "--max-frames", "30"],
+        tmp_path / "d.log",
+        env=env,
+    )
     states = [m.json() for m in sub.on("edgesight/t1/state")]
     assert states and states[0]["label"] == "Egyptian cat", daemon.log()[-2000:]
     stats = [m.json() for m in sub.on("edgesight/t1/stats")][-1]

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-
 from conftest import MOSQUITTO, assert_one_line_error, free_port, testdata_path
 from daemon_helpers import DaemonProcess
 from videos import cat_video
@@ -28,16 +27,56 @@ def openssl(*args: str, cwd: Path) -> None:
 def pki(tmp_path_factory) -> Path:
     """A throw-away CA, a broker certificate for 127.0.0.1 and a client certificate."""
     d = tmp_path_factory.mktemp("pki")
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
-            "-subj", "/CN=edgesight test CA", cwd=d)
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=edgesight test CA",
+        cwd=d,
+    )
     (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
     for name in ("server", "client"):
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-                "-subj", f"/CN={name}", cwd=d)
-        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-                "-out", f"{name}.crt", "-days", "2", "-extfile", "san.ext", cwd=d)
-    subprocess.run(["mosquitto_passwd", "-b", "-c", str(d / "passwd"), USER, PASSWORD], check=True,
-                   capture_output=True)
+        openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+            "-subj",
+            f"/CN={name}",
+            cwd=d,
+        )
+        openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{name}.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            cwd=d,
+        )
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(d / "passwd"), USER, PASSWORD], check=True, capture_output=True)
     (d / "password").write_text(PASSWORD + "\n")
     return d
 
@@ -48,12 +87,15 @@ def tls_broker(tmp_path, pki):
     port = free_port()
     conf = tmp_path / "mosquitto.conf"
     # as root, mosquitto drops to user 'mosquitto', which cannot read pytest's private tmp dirs
-    conf.write_text(f"user {getpass.getuser()}\nlistener {port} 127.0.0.1\nallow_anonymous false\n"
-                    f"password_file {pki / 'passwd'}\n"
-                    f"cafile {pki / 'ca.crt'}\ncertfile {pki / 'server.crt'}\nkeyfile {pki / 'server.key'}\n"
-                    f"require_certificate true\npersistence false\n")
-    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=(tmp_path / "mosquitto.log").open("wb"))
+    conf.write_text(
+        f"user {getpass.getuser()}\nlistener {port} 127.0.0.1\nallow_anonymous false\n"
+        f"password_file {pki / 'passwd'}\n"
+        f"cafile {pki / 'ca.crt'}\ncertfile {pki / 'server.crt'}\nkeyfile {pki / 'server.key'}\n"
+        f"require_certificate true\npersistence false\n"
+    )
+    proc = subprocess.Popen(
+        [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=(tmp_path / "mosquitto.log").open("wb")
+    )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
@@ -84,8 +126,9 @@ def tls_subscriber(port: int, pki: Path, topic: str):
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory) -> Path:
-    return cat_video(tmp_path_factory.mktemp("v") / "cat.avi", testdata_path("images", "cat_720p.jpg"),
-                     count=20, size=(320, 180))
+    return cat_video(
+        tmp_path_factory.mktemp("v") / "cat.avi", testdata_path("images", "cat_720p.jpg"), count=20, size=(320, 180)
+    )
 
 
 def secure_config(path: Path, port: int, pki: Path, video: Path, password_line: str) -> Path:
@@ -101,9 +144,9 @@ device_id = "sec"
 username = "{USER}"
 {password_line}
 tls = true
-ca_file = "{pki / 'ca.crt'}"
-cert_file = "{pki / 'client.crt'}"
-key_file = "{pki / 'client.key'}"
+ca_file = "{pki / "ca.crt"}"
+cert_file = "{pki / "client.crt"}"
+key_file = "{pki / "client.key"}"
 reconnect_min = 1
 reconnect_max = 2
 [state]
@@ -130,11 +173,13 @@ def test_tls_with_client_certificate_and_password_file(tmp_path, tls_broker, pki
     assert ("edgesight/sec/availability", b"offline") in got
 
 
-def test_wrong_password_is_reported_and_classification_goes_on(tmp_path, tls_broker, pki, video, v2_model,
-                                                                imagenet_labels):
+def test_wrong_password_is_reported_and_classification_goes_on(
+    tmp_path, tls_broker, pki, video, v2_model, imagenet_labels
+):
     cfg = secure_config(tmp_path / "c.toml", tls_broker, pki, video, 'password = "wrong"')
-    daemon = DaemonProcess(["--config", cfg, "--model", v2_model, "--labels", imagenet_labels, "--max-frames", "60"],
-                           tmp_path / "d.log")
+    daemon = DaemonProcess(
+        ["--config", cfg, "--model", v2_model, "--labels", imagenet_labels, "--max-frames", "60"], tmp_path / "d.log"
+    )
     try:
         assert daemon.wait(60) == 0
     finally:

@@ -9,8 +9,8 @@ import socket
 import subprocess
 
 import pytest
-
 from conftest import ROOT
+
 from edgesight.device.service import Notifier
 
 UNIT = ROOT / "systemd" / "edgesight.service"
@@ -40,8 +40,11 @@ def test_unit_is_a_hardened_notify_service_with_a_watchdog():
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 def test_systemd_accepts_the_unit():
     result = subprocess.run(["systemd-analyze", "verify", str(UNIT)], capture_output=True, text=True)
-    problems = [line for line in result.stderr.splitlines()
-                if line.strip() and "is not executable" not in line and "No such file" not in line]
+    problems = [
+        line
+        for line in result.stderr.splitlines()
+        if line.strip() and "is not executable" not in line and "No such file" not in line
+    ]
     assert problems == [], result.stderr  # only the not-yet-installed ExecStart may be missing here
 
 
@@ -51,7 +54,7 @@ def receive_all(sock: socket.socket) -> list[str]:
     while True:
         try:
             got.append(sock.recv(4096).decode())
-        except (socket.timeout, BlockingIOError):
+        except (TimeoutError, BlockingIOError):
             return got
 
 

@@ -19,8 +19,13 @@ from edgesight.trainer.dataset import Dataset, import_dataset
 
 
 def _digests(*roots: Path) -> Counter:
-    return Counter(hashlib.sha256(p.read_bytes()).hexdigest() for root in roots if root.exists()
-                   for p in root.rglob("*") if p.is_file())
+    return Counter(
+        hashlib.sha256(p.read_bytes()).hexdigest()
+        for root in roots
+        if root.exists()
+        for p in root.rglob("*")
+        if p.is_file()
+    )
 
 
 @pytest.fixture
@@ -55,8 +60,13 @@ def test_bad_files_rejected_duplicates_reported_nothing_deleted(messy: Path, tmp
 
     with (out / "rejects.csv").open() as handle:
         rejects = {Path(row["original"]).name: row for row in csv.DictReader(handle)}
-    expected = {"truncated.jpg": "truncated", "animated.gif": "animated GIF", "favicon.ico": "ICO",
-                "notes.png": "not an image", "tiny.jpg": "too small"}
+    expected = {
+        "truncated.jpg": "truncated",
+        "animated.gif": "animated GIF",
+        "favicon.ico": "ICO",
+        "notes.png": "not an image",
+        "tiny.jpg": "too small",
+    }
     assert set(rejects) == set(expected)
     for name, fragment in expected.items():
         assert fragment in rejects[name]["reason"], rejects[name]
@@ -107,8 +117,11 @@ def test_split_is_stratified_and_seeded(tmp_path: Path) -> None:
 
 
 def _voc_xml(filename: str, objects: list[tuple[str, tuple[int, int, int, int]]]) -> str:
-    body = "".join(f"<object><name>{name}</name><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax>"
-                   f"<ymax>{y1}</ymax></bndbox></object>" for name, (x0, y0, x1, y1) in objects)
+    body = "".join(
+        f"<object><name>{name}</name><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax>"
+        f"<ymax>{y1}</ymax></bndbox></object>"
+        for name, (x0, y0, x1, y1) in objects
+    )
     return f"<annotation><filename>{filename}</filename>{body}</annotation>"
 
 
@@ -122,7 +135,8 @@ def voc(tmp_path: Path) -> Path:
         (src / "Annotations" / f"img{i}.xml").write_text(_voc_xml(f"img{i}.jpg", [(label, (10, 10, 120, 140))]))
     write_jpeg(src / "Images" / "both.jpg", photo(320, 160))
     (src / "Annotations" / "both.xml").write_text(
-        _voc_xml("both.jpg", [("cat", (0, 0, 80, 80)), ("dog", (80, 80, 160, 160))]))
+        _voc_xml("both.jpg", [("cat", (0, 0, 80, 80)), ("dog", (80, 80, 160, 160))])
+    )
     write_jpeg(src / "Images" / "unlabelled.jpg", photo(321, 160))
     (src / "labels.txt").write_text("dog\ncat\n")
     return src
@@ -150,8 +164,9 @@ def test_pascal_voc_crop_objects(voc: Path, tmp_path: Path, cli) -> None:
 
 
 def test_missing_and_empty_sources_are_one_line_errors(tmp_path: Path, cli) -> None:
-    assert_one_line_error(cli("data", "import", tmp_path / "nowhere", tmp_path / "ds"), "nowhere",
-                          "no such dataset folder", code=2)
+    assert_one_line_error(
+        cli("data", "import", tmp_path / "nowhere", tmp_path / "ds"), "nowhere", "no such dataset folder", code=2
+    )
     (tmp_path / "empty" / "cls").mkdir(parents=True)
     assert_one_line_error(cli("data", "import", tmp_path / "empty", tmp_path / "ds"), "no images found", code=2)
     (tmp_path / "junk" / "cls").mkdir(parents=True)

@@ -10,16 +10,15 @@ import random
 import cv2
 import numpy as np
 import pytest
-
 from conftest import testdata_path
 from daemon_helpers import Subscriber, retained
 from http_helpers import start_daemon
 from videos import pan_frames, write_video
 
-from edgesight.device.core.bundle import write_bundle
 from edgesight.device.classify import Classifier
-from edgesight.device.drift import BINS, DriftMonitor, Reference, js_distance, score_bin
+from edgesight.device.core.bundle import write_bundle
 from edgesight.device.core.preprocess import InputContract
+from edgesight.device.drift import DriftMonitor, Reference, js_distance, score_bin
 
 PREFIX = "edgesight/drifty"
 
@@ -39,18 +38,32 @@ def test_score_bins_cover_zero_to_one():
 
 
 def test_reference_from_manifest_and_refusals(caplog):
-    good = {"test_distribution": {"score_histogram": [0, 0, 0, 0, 0, 1, 2, 3, 4, 10],
-                                  "class_frequencies": {"cat": 15, "dog": 5}}}
+    good = {
+        "test_distribution": {
+            "score_histogram": [0, 0, 0, 0, 0, 1, 2, 3, 4, 10],
+            "class_frequencies": {"cat": 15, "dog": 5},
+        }
+    }
     ref = Reference.from_manifest(good)
     assert ref.score_histogram[-1] == 10.0 and ref.class_frequencies == {"cat": 15.0, "dog": 5.0}
-    trainer_format = {"test_distribution": {  # what trainer/measure.py score_distribution writes
-        "images": 6, "top1_score_histogram": {"edges": [round(i / 10, 2) for i in range(11)],
-                                              "counts": [0, 0, 0, 0, 1, 1, 0, 0, 2, 2]},
-        "predicted_class_frequency": {"circle": 0.5, "square": 0.3333, "triangle": 0.1667}}}
+    trainer_format = {
+        "test_distribution": {  # what trainer/measure.py score_distribution writes
+            "images": 6,
+            "top1_score_histogram": {
+                "edges": [round(i / 10, 2) for i in range(11)],
+                "counts": [0, 0, 0, 0, 1, 1, 0, 0, 2, 2],
+            },
+            "predicted_class_frequency": {"circle": 0.5, "square": 0.3333, "triangle": 0.1667},
+        }
+    }
     ref = Reference.from_manifest(trainer_format)
     assert ref.score_histogram == (0, 0, 0, 0, 1, 1, 0, 0, 2, 2) and ref.class_frequencies["circle"] == 0.5
-    odd_edges = {"test_distribution": {"top1_score_histogram": {"edges": [0, 0.5, 1], "counts": [1, 2]},
-                                       "predicted_class_frequency": {}}}
+    odd_edges = {
+        "test_distribution": {
+            "top1_score_histogram": {"edges": [0, 0.5, 1], "counts": [1, 2]},
+            "predicted_class_frequency": {},
+        }
+    }
     assert Reference.from_manifest(odd_edges) is None
     assert Reference.from_manifest({}) is None  # a bundle without it: monitoring off, no error
     assert Reference.from_manifest({"test_distribution": {"score_histogram": [1, 2], "class_frequencies": {}}}) is None
@@ -61,8 +74,9 @@ def test_alert_raised_above_bound_and_cleared_only_below_clear_below():
     rng = random.Random(4)
     known = [("cat", rng.uniform(0.8, 1.0)) for _ in range(400)]
     alerts: list[dict] = []
-    monitor = DriftMonitor(Reference.from_results(known), window=100, bound=0.35, min_samples=50,
-                           check_every=5, on_alert=alerts.append)
+    monitor = DriftMonitor(
+        Reference.from_results(known), window=100, bound=0.35, min_samples=50, check_every=5, on_alert=alerts.append
+    )
     for label, score in known[:150]:
         monitor.add(label, score)
     assert not monitor.active and monitor.report().score < 0.2 and alerts == []
@@ -102,19 +116,35 @@ def drift_setup(tmp_path_factory):
     classifier = Classifier.open(model, testdata_path("models", "imagenet_labels.txt"))
     top1 = [classifier.classify(frame).best for frame in cat]
     reference = Reference.from_results([(p.label, p.score) for p in top1])
-    bundle = write_bundle(tmp / "bundle", {"model.tflite": model}, labels, name="cat-watch", version="1",
-                          architecture={"name": "mobilenet_v2", "alpha": 1.0, "input_size": 224},
-                          contract=V2_CONTRACT, background_index=0,
-                          extra={"test_distribution": reference.as_manifest()})
-    return {"tmp": tmp, "bundle": bundle, "cat": write_video(tmp / "cat.avi", cat),
-            "face": write_video(tmp / "face.avi", face),
-            "face_then_cat": write_video(tmp / "face_then_cat.avi", face + cat + cat)}
+    bundle = write_bundle(
+        tmp / "bundle",
+        {"model.tflite": model},
+        labels,
+        name="cat-watch",
+        version="1",
+        architecture={"name": "mobilenet_v2", "alpha": 1.0, "input_size": 224},
+        contract=V2_CONTRACT,
+        background_index=0,
+        extra={"test_distribution": reference.as_manifest()},
+    )
+    return {
+        "tmp": tmp,
+        "bundle": bundle,
+        "cat": write_video(tmp / "cat.avi", cat),
+        "face": write_video(tmp / "face.avi", face),
+        "face_then_cat": write_video(tmp / "face_then_cat.avi", face + cat + cat),
+    }
 
 
 def run_daemon(setup, broker, video, name):
     """Run the daemon over ``video`` to its end; return (alert messages seen live, final stats)."""
     subscriber = Subscriber(broker.port, f"{PREFIX}/#")
-    daemon = start_daemon(setup["tmp"], setup["bundle"], None, video, f"""
+    daemon = start_daemon(
+        setup["tmp"],
+        setup["bundle"],
+        None,
+        video,
+        f"""
 [mqtt]
 host = "127.0.0.1"
 port = {broker.port}
@@ -126,7 +156,9 @@ window = 40
 min_samples = 30
 check_every = 5
 bound = 0.35
-""", name=name)
+""",
+        name=name,
+    )
     try:
         assert daemon.wait(90) == 0, daemon.log()[-3000:]
         subscriber.wait_topic("/availability", lambda m: m.text == "offline", timeout=10)

@@ -11,11 +11,11 @@ import json
 import os
 
 import pytest
-
 from accel_models import build_fake_libedgetpu, install_fake_compiler, make_bundle, tiny_models
 from conftest import assert_one_line_error, testdata_path
-from edgesight.device.core.bundle import load_bundle
+
 from edgesight.device.classify import Classifier
+from edgesight.device.core.bundle import load_bundle
 from edgesight.device.core.errors import EdgesightError
 from edgesight.device.runtimes import available_runtimes, unavailable_reason
 from edgesight.device.runtimes.edgetpu import INSTALL_HINT as RUNTIME_HINT
@@ -53,8 +53,11 @@ def tpu_bundle(models, compiled, tmp_path_factory):
 
 def tpu_env(fake_lib, trace, attached: bool) -> dict:
     """Environment for a CLI run that finds the fake libedgetpu.so.1 by its real name."""
-    return {"LD_LIBRARY_PATH": str(fake_lib.parent), "FAKE_EDGETPU_ATTACHED": "1" if attached else "0",
-            "FAKE_EDGETPU_TRACE": str(trace)}
+    return {
+        "LD_LIBRARY_PATH": str(fake_lib.parent),
+        "FAKE_EDGETPU_ATTACHED": "1" if attached else "0",
+        "FAKE_EDGETPU_TRACE": str(trace),
+    }
 
 
 def test_compiler_output_is_parsed_into_op_counts(compiled, models):
@@ -72,10 +75,17 @@ def test_compiler_output_is_parsed_into_op_counts(compiled, models):
 def test_parse_log_when_every_op_maps():
     from edgesight.trainer.edgetpu import parse_compiler_log
 
-    text = ("Edge TPU Compiler version 16.0.384591198\nNumber of Edge TPU subgraphs: 1\n"
-            "Total number of operations: 71\nOperation log: m_edgetpu.log\nCompilation succeeded!\n")
-    assert parse_compiler_log(text) == {"compiler_version": "16.0.384591198", "subgraphs": 1, "total_ops": 71,
-                                        "ops_on_tpu": 71, "ops_on_cpu": 0}
+    text = (
+        "Edge TPU Compiler version 16.0.384591198\nNumber of Edge TPU subgraphs: 1\n"
+        "Total number of operations: 71\nOperation log: m_edgetpu.log\nCompilation succeeded!\n"
+    )
+    assert parse_compiler_log(text) == {
+        "compiler_version": "16.0.384591198",
+        "subgraphs": 1,
+        "total_ops": 71,
+        "ops_on_tpu": 71,
+        "ops_on_cpu": 0,
+    }
 
 
 def test_compiler_refuses_a_float_model(models, tmp_path, monkeypatch):
@@ -96,8 +106,12 @@ def test_compiler_missing_says_how_to_install_it(models, tmp_path, monkeypatch):
         compile_edgetpu(models["int8"], tmp_path / "out")
     message = str(caught.value)
     assert "\n" not in message
-    for fragment in ("edgetpu_compiler not found", "coral-edgetpu-stable", "apt-get install edgetpu-compiler",
-                     "x86_64"):
+    for fragment in (
+        "edgetpu_compiler not found",
+        "coral-edgetpu-stable",
+        "apt-get install edgetpu-compiler",
+        "x86_64",
+    ):
         assert fragment in message
     assert not (tmp_path / "out").exists()
 
@@ -123,8 +137,15 @@ def test_delegate_loads_when_a_tpu_is_attached(tpu_bundle, fake_lib, images_dir,
 
 def test_no_tpu_attached_falls_back_to_the_cpu_model_with_a_warning(cli, tpu_bundle, fake_lib, images_dir, tmp_path):
     trace = tmp_path / "trace.txt"
-    result = cli("predict", tpu_bundle, images_dir / "cat.bmp", "--runtime", "edgetpu", "--json",
-                 env=tpu_env(fake_lib, trace, attached=False))
+    result = cli(
+        "predict",
+        tpu_bundle,
+        images_dir / "cat.bmp",
+        "--runtime",
+        "edgetpu",
+        "--json",
+        env=tpu_env(fake_lib, trace, attached=False),
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["top"][0]["label"]
     warnings = [line for line in result.stderr.splitlines() if line.strip()]
@@ -137,8 +158,14 @@ def test_no_tpu_attached_falls_back_to_the_cpu_model_with_a_warning(cli, tpu_bun
 
 def test_runtime_library_not_installed_falls_back_and_says_how_to_install(cli, tpu_bundle, images_dir):
     # The real loader with no libedgetpu.so.1 on this machine: OSError inside LiteRT's Delegate.
-    result = cli("predict", tpu_bundle, images_dir / "cat.bmp", "--runtime", "edgetpu",
-                 env={"LD_LIBRARY_PATH": "", "EDGESIGHT_EDGETPU_LIB": ""})
+    result = cli(
+        "predict",
+        tpu_bundle,
+        images_dir / "cat.bmp",
+        "--runtime",
+        "edgetpu",
+        env={"LD_LIBRARY_PATH": "", "EDGESIGHT_EDGETPU_LIB": ""},
+    )
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "libedgetpu.so.1 not installed" in lines[0] and RUNTIME_HINT in lines[0]
@@ -158,8 +185,14 @@ def test_auto_picks_the_tpu_when_attached_and_the_cpu_when_not(cli, tpu_bundle, 
 def test_bare_edgetpu_model_without_a_tpu_is_a_one_line_error(cli, compiled, fake_lib, images_dir, tmp_path):
     labels = tmp_path / "labels.txt"
     labels.write_text("a\nb\nc\nd\ne\n")
-    result = cli("predict", compiled[0], images_dir / "cat.bmp", "--labels", labels,
-                 env=tpu_env(fake_lib, tmp_path / "t", attached=False))
+    result = cli(
+        "predict",
+        compiled[0],
+        images_dir / "cat.bmp",
+        "--labels",
+        labels,
+        env=tpu_env(fake_lib, tmp_path / "t", attached=False),
+    )
     assert_one_line_error(result, "no Edge TPU attached", code=1)
 
 

@@ -8,9 +8,9 @@ import os
 import cv2
 import numpy as np
 import pytest
-
 from accel_models import install_fake_compiler
 from conftest import assert_one_line_error
+
 from edgesight.device.core.bundle import sha256_file
 
 pytestmark = pytest.mark.slow
@@ -38,9 +38,25 @@ def run_dir(tmp_path_factory):
     write_photos(root / "photos")
     imported = run_cli("data", "import", root / "photos", root / "dataset")
     assert imported.returncode == 0, imported.stderr
-    trained = run_cli("train", root / "dataset", "--out", root / "run", "--size", "96", "--alpha", "0.35",
-                      "--weights", "none", "--epochs-head", "1", "--epochs-finetune", "0", "--batch-size", "16",
-                      timeout=300)
+    trained = run_cli(
+        "train",
+        root / "dataset",
+        "--out",
+        root / "run",
+        "--size",
+        "96",
+        "--alpha",
+        "0.35",
+        "--weights",
+        "none",
+        "--epochs-head",
+        "1",
+        "--epochs-finetune",
+        "0",
+        "--batch-size",
+        "16",
+        timeout=300,
+    )
     assert trained.returncode == 0, trained.stderr
     return root / "run"
 
@@ -48,8 +64,20 @@ def run_dir(tmp_path_factory):
 def test_export_writes_onnx_and_edgetpu_models_with_hashes_and_results(cli, run_dir, tmp_path):
     install_fake_compiler(tmp_path / "bin")
     bundle = tmp_path / "bundle"
-    result = cli("export", run_dir, "--out", bundle, "--onnx", "--edgetpu", "--quant", "int8", "--quant", "float",
-                 env={"PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"}, timeout=300)
+    result = cli(
+        "export",
+        run_dir,
+        "--out",
+        bundle,
+        "--onnx",
+        "--edgetpu",
+        "--quant",
+        "int8",
+        "--quant",
+        "float",
+        env={"PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"},
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "ops on the Edge TPU" in result.stdout and "top-1 agreement" in result.stdout
     manifest = json.loads((bundle / "manifest.json").read_text())
@@ -65,8 +93,11 @@ def test_export_writes_onnx_and_edgetpu_models_with_hashes_and_results(cli, run_
 
 def test_export_without_the_compiler_stops_before_converting(cli, run_dir, tmp_path):
     bundle = tmp_path / "bundle"
-    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if not (p and os.path.exists(
-        os.path.join(p, "edgetpu_compiler"))))
+    path = os.pathsep.join(
+        p
+        for p in os.environ["PATH"].split(os.pathsep)
+        if not (p and os.path.exists(os.path.join(p, "edgetpu_compiler")))
+    )
     result = cli("export", run_dir, "--out", bundle, "--edgetpu", env={"PATH": path, "EDGETPU_COMPILER": ""})
     assert_one_line_error(result, "edgetpu_compiler not found", "apt-get install edgetpu-compiler", code=1)
     assert not bundle.exists()

@@ -11,11 +11,10 @@ import time
 import uuid
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from conftest import assert_one_line_error, free_port, testdata_path
 from daemon_helpers import write_config
 from http_helpers import decode_jpeg, mjpeg_frames, request, serving_cat_video, start_daemon, wait_healthy
+from prometheus_client.parser import text_string_to_metric_families
 from videos import cat_video
 
 TOKEN = "test-token-" + uuid.uuid4().hex[:8]
@@ -24,8 +23,9 @@ TOKEN = "test-token-" + uuid.uuid4().hex[:8]
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A running daemon with [http] on (token required), MQTT off; yields its base URL."""
-    with serving_cat_video(tmp_path_factory.mktemp("http"), TOKEN, (480, 270),
-                           "max_upload_mb = 0.5\nmjpeg_fps = 10.0") as base:
+    with serving_cat_video(
+        tmp_path_factory.mktemp("http"), TOKEN, (480, 270), "max_upload_mb = 0.5\nmjpeg_fps = 10.0"
+    ) as base:
         yield base
 
 
@@ -88,8 +88,11 @@ def test_metrics_parse_as_prometheus_text(server):
     assert families["edgesight_frames"].samples[0].value > 0
     stages = {s.labels["stage"] for s in families["edgesight_stage_latency_seconds"].samples}
     assert {"capture", "preprocess", "infer", "total"} <= stages
-    buckets = [s for s in families["edgesight_stage_latency_seconds"].samples
-               if s.name.endswith("_bucket") and s.labels["stage"] == "infer"]
+    buckets = [
+        s
+        for s in families["edgesight_stage_latency_seconds"].samples
+        if s.name.endswith("_bucket") and s.labels["stage"] == "infer"
+    ]
     assert buckets[-1].labels["le"] == "+Inf" and buckets[-1].value > 0
     assert "edgesight_dropped_frames" in families and "edgesight_mqtt_reconnects" in families
     info = families["edgesight_model_info"].samples[0].labels
@@ -130,11 +133,21 @@ def test_upload_raw_jpeg_is_classified(server):
 def test_upload_multipart_form_is_classified(server):
     boundary = "----edgesight" + uuid.uuid4().hex
     image = testdata_path("images", "cat.bmp").read_bytes()
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n"
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"cat.bmp\"\r\n"
-            f"Content-Type: image/bmp\r\n\r\n").encode() + image + f"\r\n--{boundary}--\r\n".encode()
-    reply = request(server + "/api/classify", token=TOKEN, data=body,
-                    headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="note"\r\n\r\nhello\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="cat.bmp"\r\n'
+            f"Content-Type: image/bmp\r\n\r\n"
+        ).encode()
+        + image
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    reply = request(
+        server + "/api/classify",
+        token=TOKEN,
+        data=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
     assert reply.status == 200, reply.body
     result = reply.json()
     assert result["name"] == "cat.bmp" and result["top"][0]["label"] == "Egyptian cat"
@@ -171,7 +184,9 @@ def test_unknown_paths_are_404(server):
 
 def v1_http_config(path, http_lines: str):
     """A config on the tiny shared model and the photo folder, MQTT off, [http] as given."""
-    return write_config(path, f"""
+    return write_config(
+        path,
+        f"""
 [model]
 path = "{testdata_path("models", "mobilenet_v1_0.25_128_quant.tflite")}"
 labels = "{testdata_path("models", "imagenet_labels.txt")}"
@@ -182,7 +197,8 @@ enabled = false
 [http]
 enabled = true
 {http_lines}
-""")
+""",
+    )
 
 
 def test_non_loopback_bind_without_token_is_refused(tmp_path, cli):
@@ -202,9 +218,9 @@ def test_port_in_use_is_one_line_error(tmp_path, cli):
 def test_healthz_is_503_before_frames_and_after_they_stop(v2_model, imagenet_labels, images_dir):
     """The board over real HTTP with a real classifier's results: healthy only while frames arrive."""
     from edgesight.device.classify import Classifier
+    from edgesight.device.core.preprocess import read_image
     from edgesight.device.http import HttpSettings, StatusBoard, StatusServer
     from edgesight.device.pipeline import FrameResult
-    from edgesight.device.core.preprocess import read_image
     from edgesight.device.sources import Frame
 
     classifier = Classifier.open(v2_model, imagenet_labels)
@@ -217,8 +233,14 @@ def test_healthz_is_503_before_frames_and_after_they_stop(v2_model, imagenet_lab
         assert request(server.url + "/snapshot.jpg").status == 503
         image = read_image(images_dir / "cat.bmp")
         result = classifier.classify(image)
-        board(FrameResult(Frame(1, image, time.time(), 1.0), result, dict(result.latency_ms, total=9.0),
-                          {"name": classifier.name, "version": ""}))
+        board(
+            FrameResult(
+                Frame(1, image, time.time(), 1.0),
+                result,
+                dict(result.latency_ms, total=9.0),
+                {"name": classifier.name, "version": ""},
+            )
+        )
         assert request(server.url + "/healthz").status == 200
         assert request(server.url + "/api/latest").json()["top"][0]["label"] == "Egyptian cat"
         assert request(server.url + "/api/classify", data=b"x", headers={"Content-Type": "image/png"}).status == 503
@@ -234,8 +256,12 @@ def test_reload_switches_the_page_and_uploads_to_the_new_model(tmp_path, broker)
 
     video = cat_video(tmp_path / "cat.avi", testdata_path("images", "cat_720p.jpg"), count=20, size=(320, 180))
     port = free_port()
-    daemon = start_daemon(tmp_path, testdata_path("models", "mobilenet_v2_1.0_224_quant.tflite"),
-                          testdata_path("models", "imagenet_labels.txt"), video, f"""
+    daemon = start_daemon(
+        tmp_path,
+        testdata_path("models", "mobilenet_v2_1.0_224_quant.tflite"),
+        testdata_path("models", "imagenet_labels.txt"),
+        video,
+        f"""
 loop = true
 realtime = true
 [mqtt]
@@ -247,7 +273,8 @@ commands = ["reload"]
 [http]
 enabled = true
 port = {port}
-""")
+""",
+    )
     base = f"http://127.0.0.1:{port}"
     subscriber = Subscriber(broker.port, "edgesight/reloady/#")
     try:
@@ -275,11 +302,18 @@ port = {port}
 
 
 def test_metrics_carry_drift_and_capture_figures_when_the_daemon_has_them():
-    from edgesight.device.http import StatusBoard
     from prometheus_client import generate_latest
 
-    board = StatusBoard(lambda: {"drift": {"score": 0.42, "active": True}, "capture": {"saved": 7},
-                                 "dropped": 3, "mqtt": {"reconnects": 2}})
+    from edgesight.device.http import StatusBoard
+
+    board = StatusBoard(
+        lambda: {
+            "drift": {"score": 0.42, "active": True},
+            "capture": {"saved": 7},
+            "dropped": 3,
+            "mqtt": {"reconnects": 2},
+        }
+    )
     families = {f.name: f for f in text_string_to_metric_families(generate_latest(board.registry).decode())}
     assert families["edgesight_drift_score"].samples[0].value == 0.42
     assert families["edgesight_drift_alert"].samples[0].value == 1.0

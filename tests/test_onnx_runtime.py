@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 import pytest
-
 from accel_models import LABELS, fitted_images, make_bundle, tiny_models
 from conftest import assert_one_line_error, testdata_path
-from edgesight.device.core.bundle import load_bundle
+
 from edgesight.device.classify import Classifier
+from edgesight.device.core.bundle import load_bundle
 from edgesight.device.runtimes import available_runtimes
 
 
@@ -91,10 +91,15 @@ def test_bare_onnx_model_with_labels(cli, models, images_dir, tmp_path):
 
 def test_onnx_runtime_errors_are_one_line(cli, models, bundle, images_dir, tmp_path):
     without_onnx = make_bundle(models, tmp_path / "no-onnx", onnx=False)
-    assert_one_line_error(cli("predict", without_onnx, images_dir / "cat.bmp", "--runtime", "onnx"),
-                          "model.onnx", code=1)
-    assert_one_line_error(cli("predict", models["onnx"], images_dir / "cat.bmp", "--runtime", "litert"),
-                          "model.onnx", "onnx runtime, not litert", code=2)
+    assert_one_line_error(
+        cli("predict", without_onnx, images_dir / "cat.bmp", "--runtime", "onnx"), "model.onnx", code=1
+    )
+    assert_one_line_error(
+        cli("predict", models["onnx"], images_dir / "cat.bmp", "--runtime", "litert"),
+        "model.onnx",
+        "onnx runtime, not litert",
+        code=2,
+    )
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not a protobuf at all")
     assert_one_line_error(cli("info", broken), "broken.onnx", "not a loadable ONNX model", code=1)
@@ -106,11 +111,11 @@ def test_nchw_onnx_models_get_the_same_rgb_pixels(tmp_path):
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
-        [helper.make_node("GlobalAveragePool", ["x"], ["pooled"]),
-         helper.make_node("Flatten", ["pooled"], ["scores"])],
+        [helper.make_node("GlobalAveragePool", ["x"], ["pooled"]), helper.make_node("Flatten", ["pooled"], ["scores"])],
         "channel_means",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 8, 8])],
-        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 3])])
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 3])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     path = tmp_path / "means.onnx"
@@ -131,8 +136,12 @@ def test_onnx_of_a_quantized_tflite_model_keeps_the_oracle(tmp_path, v1_model, i
     import sys
 
     onnx_path = tmp_path / "v1.onnx"
-    subprocess.run([sys.executable, "-m", "tf2onnx.convert", "--tflite", str(v1_model), "--output",
-                    str(onnx_path)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "tf2onnx.convert", "--tflite", str(v1_model), "--output", str(onnx_path)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     result = cli("predict", onnx_path, testdata_path("images", "cat.bmp"), "--labels", imagenet_labels, "--json")
     assert result.returncode == 0, result.stderr
     best = json.loads(result.stdout.splitlines()[0])["top"][0]

@@ -7,8 +7,8 @@ scores are floors (a few hundredths below the documented figure), through the AP
 import json
 
 import pytest
-
 from conftest import testdata_path
+
 from edgesight.device.classify import Classifier
 from edgesight.device.core.preprocess import read_image
 
@@ -20,8 +20,15 @@ ORACLE = [
     (V2, "centre", "cat.bmp", 286, "Egyptian cat", 0.85),
     (V2, "centre", "cat_720p.jpg", 286, "Egyptian cat", 0.88),
     (V2, "centre", "hot_dog.jpg", 935, "hotdog, hot dog, red hot", 0.95),
-    (V2, "centre", "dragonfly.bmp", 320, "dragonfly, darning needle, devil's darning needle, sewing needle, "
-                                         "snake feeder, snake doctor, mosquito hawk, skeeter hawk", 0.94),
+    (
+        V2,
+        "centre",
+        "dragonfly.bmp",
+        320,
+        "dragonfly, darning needle, devil's darning needle, sewing needle, "
+        "snake feeder, snake doctor, mosquito hawk, skeeter hawk",
+        0.94,
+    ),
     (V2, "centre", "sunflower.bmp", 986, "daisy", 0.96),
     (V1, "centre", "cat.bmp", 286, "Egyptian cat", 0.50),
     (V1, "centre", "cat_720p.jpg", 286, "Egyptian cat", 0.57),
@@ -46,9 +53,11 @@ def classifiers():
 
     def get(model: str, fit: str) -> Classifier:
         if (model, fit) not in cache:
-            cache[model, fit] = Classifier.open(testdata_path("models", model),
-                                                testdata_path("models", "imagenet_labels.txt"), fit=fit)
+            cache[model, fit] = Classifier.open(
+                testdata_path("models", model), testdata_path("models", "imagenet_labels.txt"), fit=fit
+            )
         return cache[model, fit]
+
     return get
 
 
@@ -80,12 +89,22 @@ def test_background_class_is_flagged_and_never_reported(classifiers):
 def test_cli_reproduces_oracle(cli, model, fit):
     rows = [row for row in ORACLE if row[0] == model and row[1] == fit]
     images = [testdata_path("images", row[2]) for row in rows]
-    result = cli("predict", testdata_path("models", model), *images, "--labels",
-                 testdata_path("models", "imagenet_labels.txt"), "--crop", fit, "--json", "--top-k", "3")
+    result = cli(
+        "predict",
+        testdata_path("models", model),
+        *images,
+        "--labels",
+        testdata_path("models", "imagenet_labels.txt"),
+        "--crop",
+        fit,
+        "--json",
+        "--top-k",
+        "3",
+    )
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(lines) == len(rows)
-    for line, (_, _, image, index, label, floor) in zip(lines, rows):
+    for line, (_, _, image, index, _label, floor) in zip(lines, rows):
         assert line["path"].endswith(image)
         assert len(line["top"]) == 3
         best = line["top"][0]

@@ -7,20 +7,25 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import testdata_path
+from videos import cat_video
+
 from edgesight.device.classify import Classifier, Prediction
 from edgesight.device.core.errors import BundleError
 from edgesight.device.pipeline import STAGES, Pipeline, plan_workers
 from edgesight.device.smoothing import StateSmoother
 from edgesight.device.sources import open_source
-from videos import cat_video
 
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory) -> Path:
-    return cat_video(tmp_path_factory.mktemp("v") / "cat.avi", testdata_path("images", "cat_720p.jpg"),
-                     count=24, size=(640, 360), fps=30)
+    return cat_video(
+        tmp_path_factory.mktemp("v") / "cat.avi",
+        testdata_path("images", "cat_720p.jpg"),
+        count=24,
+        size=(640, 360),
+        fps=30,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +88,7 @@ def test_swap_refuses_a_bad_model_and_keeps_the_old_one(tmp_path, video, make_v2
     seen = []
     pipeline = Pipeline(source, make_v2, workers=2, on_result=lambda r: seen.append(r.model["name"]), max_frames=60)
     import threading
+
     runner = threading.Thread(target=pipeline.run)
     runner.start()
     while len(seen) < 5:
@@ -114,6 +120,7 @@ def test_stop_from_another_thread_returns_quickly(video, make_v2):
     source = open_source(str(video), loop=True, realtime=True)
     pipeline = Pipeline(source, make_v2, workers=2)
     import threading
+
     threading.Timer(0.5, pipeline.stop).start()
     t0 = time.monotonic()
     pipeline.run()

@@ -34,12 +34,15 @@ def test_tall_frames_are_cropped_top_and_bottom():
     assert fit_to_size(frame, 8, 8, "centre").min() == 255
 
 
-@pytest.mark.parametrize("dtype,scale,zp,mean,std,expected", [
-    ("uint8", 0.0078125, 128, 128.0, 128.0, [0, 128, 255]),      # raw pixels fast path
-    ("int8", 1.0, -128, 0.0, 1.0, [-128, 0, 127]),              # pixels - 128 fast path
-    ("uint8", 0.5, 10, 0.0, 1.0, [10, 255, 255]),               # general affine path, clipped
-    ("float32", 0.0, 0, 127.5, 127.5, [-1.0, 0.00392, 1.0]),    # MobileNet [-1, 1]
-])
+@pytest.mark.parametrize(
+    "dtype,scale,zp,mean,std,expected",
+    [
+        ("uint8", 0.0078125, 128, 128.0, 128.0, [0, 128, 255]),  # raw pixels fast path
+        ("int8", 1.0, -128, 0.0, 1.0, [-128, 0, 127]),  # pixels - 128 fast path
+        ("uint8", 0.5, 10, 0.0, 1.0, [10, 255, 255]),  # general affine path, clipped
+        ("float32", 0.0, 0, 127.5, 127.5, [-1.0, 0.00392, 1.0]),  # MobileNet [-1, 1]
+    ],
+)
 def test_quantize_pixels(dtype, scale, zp, mean, std, expected):
     contract = InputContract(1, 3, dtype, scale, zp, mean, std)
     pixels = np.array([[[0, 0, 0], [128, 128, 128], [255, 255, 255]]], np.uint8)
@@ -69,8 +72,8 @@ def test_prepare_converts_colour_after_resizing_without_changing_pixels(fit):
 @pytest.mark.parametrize("dtype,expected", [("uint8", [0, 128, 255]), ("int8", [-128, 0, 127])])
 def test_integer_input_without_quantization_takes_pixels(dtype, expected):
     """tf2onnx of a quantized TFLite model gives a uint8 input with no scale: no division by zero."""
-    from edgesight.device.core.bundle import ModelSpec
     from edgesight.device.classify import contract_for
+    from edgesight.device.core.bundle import ModelSpec
     from edgesight.device.runtimes import TensorInfo
 
     contract = contract_for(ModelSpec(model_path=None, labels=(), contract=None), TensorInfo((1, 1, 3, 3), dtype))

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from accel_models import make_bundle, tiny_models
 from conftest import assert_one_line_error, testdata_path
+
 from edgesight.device.classify import Classifier
 from edgesight.device.core.errors import UsageError
 from edgesight.device.runtimes import AUTO_ORDER, RUNTIME_CHOICES, RUNTIMES, unavailable_reason
@@ -25,9 +25,17 @@ def test_every_runtime_is_registered_and_ordered_for_auto():
     assert RUNTIME_CHOICES[0] == "auto"
 
 
-@pytest.mark.parametrize("name, kind", [("model.tflite", "litert"), ("model_fp16.tflite", "litert"),
-                                        ("model_edgetpu.tflite", "edgetpu"), ("model.onnx", "onnx"),
-                                        ("model.trt10.3.0.orin-sm87.fp16.engine", "tensorrt"), ("x.plan", "tensorrt")])
+@pytest.mark.parametrize(
+    "name, kind",
+    [
+        ("model.tflite", "litert"),
+        ("model_fp16.tflite", "litert"),
+        ("model_edgetpu.tflite", "edgetpu"),
+        ("model.onnx", "onnx"),
+        ("model.trt10.3.0.orin-sm87.fp16.engine", "tensorrt"),
+        ("x.plan", "tensorrt"),
+    ],
+)
 def test_a_model_file_names_its_runtime(name, kind):
     assert kind_for_file(Path(name)) == kind
 
@@ -55,8 +63,10 @@ def test_daemon_config_selects_the_runtime(cli, bundle, tmp_path, images_dir):
     config = tmp_path / "edgesight.toml"
 
     def use(runtime: str) -> None:
-        config.write_text(f'[model]\npath = "{bundle}"\nruntime = "{runtime}"\n'
-                          f'[source]\nspec = "{images_dir}"\n[mqtt]\nenabled = false\n')
+        config.write_text(
+            f'[model]\npath = "{bundle}"\nruntime = "{runtime}"\n'
+            f'[source]\nspec = "{images_dir}"\n[mqtt]\nenabled = false\n'
+        )
 
     use("onnx")
     checked = cli("run", "--config", config, "--check")
@@ -73,8 +83,10 @@ def test_daemon_config_selects_the_runtime(cli, bundle, tmp_path, images_dir):
 def test_daemon_workers_share_one_runtime_decision(cli, bundle, tmp_path, images_dir):
     """Two workers, runtime = edgetpu, no TPU: the fallback is decided (and warned about) once."""
     config = tmp_path / "edgesight.toml"
-    config.write_text(f'[model]\npath = "{bundle}"\nruntime = "edgetpu"\nworkers = 2\n'
-                      f'[source]\nspec = "{images_dir}"\n[mqtt]\nenabled = false\n')
+    config.write_text(
+        f'[model]\npath = "{bundle}"\nruntime = "edgetpu"\nworkers = 2\n'
+        f'[source]\nspec = "{images_dir}"\n[mqtt]\nenabled = false\n'
+    )
     result = cli("run", "--config", config, "--max-frames", "6")
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("running model.tflite on the CPU") == 1, result.stderr

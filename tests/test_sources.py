@@ -12,18 +12,23 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from conftest import testdata_path
+from videos import cat_video, write_video
+
 from edgesight.device.core.errors import SourceError, UsageError
 from edgesight.device.sources import Backoff, jetson_csi_pipeline, open_source
 from edgesight.device.sources.opencv import OpenCVSource
-from videos import cat_video, write_video
 
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory) -> Path:
-    return cat_video(tmp_path_factory.mktemp("v") / "cat.avi", testdata_path("images", "cat_720p.jpg"),
-                     count=12, size=(320, 180), fps=30)
+    return cat_video(
+        tmp_path_factory.mktemp("v") / "cat.avi",
+        testdata_path("images", "cat_720p.jpg"),
+        count=12,
+        size=(320, 180),
+        fps=30,
+    )
 
 
 def read_all(source, limit: int = 1000) -> list:

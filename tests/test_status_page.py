@@ -16,7 +16,6 @@ from pathlib import Path
 
 import cv2
 import pytest
-
 from http_helpers import serving_cat_video
 
 TOKEN = "page-" + uuid.uuid4().hex[:8]
@@ -30,9 +29,22 @@ def chromium(url: str, profile: Path, *mode: str) -> subprocess.CompletedProcess
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    args = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            f"--user-data-dir={profile}", "--window-size=1280,900", "--virtual-time-budget=5000", *mode, url]
+    args = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--window-size=1280,900",
+        "--virtual-time-budget=5000",
+        *mode,
+        url,
+    ]
     return subprocess.run(args, capture_output=True, text=True, timeout=90)
 
 

@@ -11,7 +11,6 @@ import json
 import os
 
 import pytest
-
 from accel_models import FAKES, make_bundle, tiny_models
 from conftest import assert_one_line_error, testdata_path
 
@@ -57,8 +56,9 @@ def test_build_engine_then_run_it_on_the_tensorrt_runtime(cli, bundle, images_di
 def test_engine_for_another_tensorrt_version_is_refused_then_rebuilt(cli, bundle, images_dir):
     assert cli("build-engine", bundle, env=jetson("8.6.2")).returncode == 0
     refused = cli("predict", bundle, images_dir / "cat.bmp", "--runtime", "tensorrt", env=jetson("10.3.0"))
-    assert_one_line_error(refused, "built for TensorRT 8.6.2, this is TensorRT 10.3.0",
-                          f"edgesight build-engine {bundle}", code=1)
+    assert_one_line_error(
+        refused, "built for TensorRT 8.6.2, this is TensorRT 10.3.0", f"edgesight build-engine {bundle}", code=1
+    )
     auto = cli("predict", bundle, images_dir / "cat.bmp", "--json", env=jetson("10.3.0"))
     assert auto.returncode == 0 and "built for TensorRT 8.6.2" in auto.stderr  # warned, ran on LiteRT
     rebuilt = cli("build-engine", bundle, env=jetson("10.3.0"))
@@ -102,8 +102,11 @@ def test_build_engine_errors_are_one_line(cli, bundle, models, tmp_path, images_
     assert_one_line_error(cli("build-engine", bundle, "--int8", env=jetson()), "--calibration", code=2)
     no_gpu = cli("build-engine", bundle, env={**jetson(), "FAKE_CUDA_DEVICES": "0"})
     assert_one_line_error(no_gpu, "CUDA", code=1)
-    assert_one_line_error(cli("predict", bundle, images_dir, "--runtime", "tensorrt", env=jetson()),
-                          "no TensorRT engine for TensorRT 10.3.0 on orin-sm87", "build-engine")
+    assert_one_line_error(
+        cli("predict", bundle, images_dir, "--runtime", "tensorrt", env=jetson()),
+        "no TensorRT engine for TensorRT 10.3.0 on orin-sm87",
+        "build-engine",
+    )
 
 
 def test_auto_without_tensorrt_installed_is_silent(cli, bundle, images_dir):
@@ -115,13 +118,28 @@ def test_auto_without_tensorrt_installed_is_silent(cli, bundle, images_dir):
 def test_bench_compares_every_runtime_of_the_machine_in_one_table(cli, bundle, tmp_path):
     assert cli("build-engine", bundle, "--fp16", env=jetson()).returncode == 0
     out = tmp_path / "bench.json"
-    result = cli("bench", bundle, "--runtime", "all", "--runs", "5", "--warmup", "1", "--threads", "1",
-                 "--skip", "preprocess,limit,sequential,pipeline,cold_start", "--no-progress", "--json", out,
-                 env=jetson())
+    result = cli(
+        "bench",
+        bundle,
+        "--runtime",
+        "all",
+        "--runs",
+        "5",
+        "--warmup",
+        "1",
+        "--threads",
+        "1",
+        "--skip",
+        "preprocess,limit,sequential,pipeline,cold_start",
+        "--no-progress",
+        "--json",
+        out,
+        env=jetson(),
+    )
     assert result.returncode == 0, result.stderr
     rows = json.loads(out.read_text())["models"]
     assert [row["runtime"]["name"] for row in rows] == ["tensorrt", "ai_edge_litert", "onnxruntime"]
     assert rows[0]["path"].endswith("model.trt10.3.0.orin-sm87.fp16.engine")
     assert all(row["invoke"]["1"]["n"] == 5 for row in rows)
-    table = result.stdout[result.stdout.index("Invoke latency"):]
+    table = result.stdout[result.stdout.index("Invoke latency") :]
     assert "tensorrt 10.3.0" in table and "onnxruntime" in table and "ai_edge_litert" in table

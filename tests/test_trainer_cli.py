@@ -7,10 +7,10 @@ import json
 import subprocess
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from conftest import assert_one_line_error, run_cli
 from trainer_images import write_shapes
 
@@ -30,11 +30,13 @@ def dataset(tmp_path_factory) -> Path:
 
 
 def test_train_refuses_missing_and_empty_datasets(tmp_path: Path) -> None:
-    assert_one_line_error(run_cli("train", tmp_path / "nowhere", "--out", tmp_path / "run"), "nowhere",
-                          "no such dataset folder", code=2)
+    assert_one_line_error(
+        run_cli("train", tmp_path / "nowhere", "--out", tmp_path / "run"), "nowhere", "no such dataset folder", code=2
+    )
     (tmp_path / "empty").mkdir()
-    assert_one_line_error(run_cli("train", tmp_path / "empty", "--out", tmp_path / "run"), "dataset.json",
-                          "data import", code=2)
+    assert_one_line_error(
+        run_cli("train", tmp_path / "empty", "--out", tmp_path / "run"), "dataset.json", "data import", code=2
+    )
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "dataset.json").write_text('{"labels": ["a"], "samples": []}')
     assert_one_line_error(run_cli("train", tmp_path / "bad", "--out", tmp_path / "run"), "no samples", code=2)
@@ -43,8 +45,9 @@ def test_train_refuses_missing_and_empty_datasets(tmp_path: Path) -> None:
 
 def test_train_refuses_bad_weights_and_settings(dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    assert_one_line_error(run_cli("train", dataset, "--out", out, "--weights", tmp_path / "missing.h5"),
-                          "weights", "missing.h5", code=2)
+    assert_one_line_error(
+        run_cli("train", dataset, "--out", out, "--weights", tmp_path / "missing.h5"), "weights", "missing.h5", code=2
+    )
     assert_one_line_error(run_cli("train", dataset, "--out", out, "--alpha", "0.6"), "alpha", "0.35", code=2)
     assert_one_line_error(run_cli("train", dataset, "--out", out, "--size", "300"), "size", "96", code=2)
     assert_one_line_error(run_cli("train", dataset, "--out", out, "--resume"), "nothing to resume", code=2)
@@ -55,22 +58,29 @@ def test_train_refuses_bad_weights_and_settings(dataset: Path, tmp_path: Path) -
 
 
 def test_train_refuses_bad_config_files(dataset: Path, tmp_path: Path) -> None:
-    cases = {"unknown.toml": ("learning_rate = 0.1\n", "unknown key 'learning_rate'"),
-             "type.toml": ('epochs_head = "ten"\n', "'epochs_head' must be int"),
-             "range.toml": ("dropout = 1.5\n", "dropout"),
-             "syntax.toml": ("alpha = = 1\n", "not valid TOML")}
+    cases = {
+        "unknown.toml": ("learning_rate = 0.1\n", "unknown key 'learning_rate'"),
+        "type.toml": ('epochs_head = "ten"\n', "'epochs_head' must be int"),
+        "range.toml": ("dropout = 1.5\n", "dropout"),
+        "syntax.toml": ("alpha = = 1\n", "not valid TOML"),
+    }
     for name, (text, fragment) in cases.items():
         path = tmp_path / name
         path.write_text(text)
-        assert_one_line_error(run_cli("train", dataset, "--out", tmp_path / "run", "--config", path),
-                              name, fragment, code=2)
-    assert_one_line_error(run_cli("train", dataset, "--out", tmp_path / "run", "--config", tmp_path / "no.toml"),
-                          "no.toml", "no such config file", code=2)
+        assert_one_line_error(
+            run_cli("train", dataset, "--out", tmp_path / "run", "--config", path), name, fragment, code=2
+        )
+    assert_one_line_error(
+        run_cli("train", dataset, "--out", tmp_path / "run", "--config", tmp_path / "no.toml"),
+        "no.toml",
+        "no such config file",
+        code=2,
+    )
 
 
 def test_config_file_and_flags_layer_over_defaults(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
-    path.write_text("[train]\nalpha = 0.5\nsize = 128\nflip = false\nfit = \"center\"\n")
+    path.write_text('[train]\nalpha = 0.5\nsize = 128\nflip = false\nfit = "center"\n')
     cfg = load(path)
     assert (cfg.alpha, cfg.size, cfg.flip, cfg.fit, cfg.epochs_head) == (0.5, 128, False, "centre", 15)
     assert from_mapping({"size": 96}, "flags", cfg).size == 96
@@ -94,8 +104,22 @@ def test_tune_writes_ranked_csv_and_a_best_config_train_accepts(dataset: Path, t
     space = tmp_path / "space.toml"
     space.write_text("lr_head = [0.0001, 0.01]\ndropout = [0.1, 0.4]\n")
     out = tmp_path / "tune"
-    result = run_cli("tune", dataset, "--out", out, "--space", space, "--trials", "2", *TINY,
-                     "--epochs-head", "2", "--epochs-finetune", "0", timeout=400)
+    result = run_cli(
+        "tune",
+        dataset,
+        "--out",
+        out,
+        "--space",
+        space,
+        "--trials",
+        "2",
+        *TINY,
+        "--epochs-head",
+        "2",
+        "--epochs-finetune",
+        "0",
+        timeout=400,
+    )
     assert result.returncode == 0, result.stderr
     assert "rank" in result.stdout and "best.toml" in result.stdout
     with (out / "tune.csv").open() as handle:
@@ -115,8 +139,24 @@ def test_tune_writes_ranked_csv_and_a_best_config_train_accepts(dataset: Path, t
 def test_interrupted_run_resumes_from_its_checkpoint(dataset: Path, tmp_path: Path) -> None:
     """Kill a run once phase 1 is saved, then --resume finishes it without redoing phase 1."""
     out = tmp_path / "run"
-    args = [sys.executable, "-m", "edgesight.device.cli", "train", str(dataset), "--out", str(out), *TINY,
-            "--epochs-head", "2", "--epochs-finetune", "40", "--patience", "40", "--unfreeze", "5"]
+    args = [
+        sys.executable,
+        "-m",
+        "edgesight.device.cli",
+        "train",
+        str(dataset),
+        "--out",
+        str(out),
+        *TINY,
+        "--epochs-head",
+        "2",
+        "--epochs-finetune",
+        "40",
+        "--patience",
+        "40",
+        "--unfreeze",
+        "5",
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 240
@@ -140,8 +180,22 @@ def test_interrupted_run_resumes_from_its_checkpoint(dataset: Path, tmp_path: Pa
 @pytest.mark.slow
 def test_kfold_reports_mean_and_std_over_folds(dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "kfold"
-    result = run_cli("train", dataset, "--out", out, "--kfold", "3", *TINY, "--epochs-head", "2",
-                     "--epochs-finetune", "1", "--unfreeze", "5", timeout=400)
+    result = run_cli(
+        "train",
+        dataset,
+        "--out",
+        out,
+        "--kfold",
+        "3",
+        *TINY,
+        "--epochs-head",
+        "2",
+        "--epochs-finetune",
+        "1",
+        "--unfreeze",
+        "5",
+        timeout=400,
+    )
     assert result.returncode == 0, result.stderr
     assert "3-fold accuracy" in result.stdout and "+/-" in result.stdout
     summary = json.loads((out / "kfold.json").read_text())

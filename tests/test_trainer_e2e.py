@@ -14,13 +14,30 @@ import pytest
 from conftest import assert_one_line_error, run_cli
 from trainer_images import SHAPE_CLASSES, write_shapes
 
-from edgesight.device.core.bundle import load_bundle
 from edgesight.device.classify import Classifier
+from edgesight.device.core.bundle import load_bundle
 
 pytestmark = pytest.mark.slow
-TRAIN_FLAGS = ("--arch", "mobilenet_v2", "--alpha", "0.35", "--size", "96", "--weights", "none",
-               "--epochs-head", "3", "--epochs-finetune", "1", "--unfreeze", "10", "--batch-size", "16",
-               "--lr-head", "0.01")
+TRAIN_FLAGS = (
+    "--arch",
+    "mobilenet_v2",
+    "--alpha",
+    "0.35",
+    "--size",
+    "96",
+    "--weights",
+    "none",
+    "--epochs-head",
+    "3",
+    "--epochs-finetune",
+    "1",
+    "--unfreeze",
+    "10",
+    "--batch-size",
+    "16",
+    "--lr-head",
+    "0.01",
+)
 AGREEMENT_FLOOR = 0.8  # int8 vs float top-1 on the test split
 
 
@@ -29,9 +46,11 @@ def trained(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("e2e")
     src = write_shapes(root / "shapes", per_class=20)
     dataset, run, bundle = root / "dataset", root / "run", root / "bundle"
-    for args in (("data", "import", src, dataset),
-                 ("train", dataset, "--out", run, *TRAIN_FLAGS),
-                 ("export", run, "--out", bundle)):
+    for args in (
+        ("data", "import", src, dataset),
+        ("train", dataset, "--out", run, *TRAIN_FLAGS),
+        ("export", run, "--out", bundle),
+    ):
         result = run_cli(*args, timeout=600)
         assert result.returncode == 0, f"{args[0]} failed:\n{result.stdout}\n{result.stderr}"
         assert "Traceback" not in result.stderr
@@ -87,8 +106,8 @@ def test_float_and_int8_agree_on_the_test_photos(trained) -> None:
     float_model = Classifier.open(trained["bundle"], model_file="model_float.tflite")
     assert int8.contract.dtype == "uint8" and float_model.contract.dtype == "float32"
     assert spec.background_index is None
-    from edgesight.trainer.dataset import Dataset
     from edgesight.device.core.preprocess import read_image
+    from edgesight.trainer.dataset import Dataset
 
     paths, _ = Dataset.load(trained["dataset"]).subset("all")
     same = [int8.classify(read_image(p)).best.index == float_model.classify(read_image(p)).best.index for p in paths]
@@ -97,8 +116,9 @@ def test_float_and_int8_agree_on_the_test_photos(trained) -> None:
 
 def test_evaluate_writes_report_and_confusion_png(trained, tmp_path: Path) -> None:
     report = tmp_path / "report"
-    result = run_cli("evaluate", trained["bundle"], trained["dataset"], "--report", report, "--split", "all",
-                     timeout=300)
+    result = run_cli(
+        "evaluate", trained["bundle"], trained["dataset"], "--report", report, "--split", "all", timeout=300
+    )
     assert result.returncode == 0, result.stderr
     assert "macro F1" in result.stdout and "confusion matrix" in result.stdout
     png = (report / "confusion.png").read_bytes()
@@ -115,7 +135,11 @@ def test_evaluate_writes_report_and_confusion_png(trained, tmp_path: Path) -> No
 
 
 def test_export_refuses_a_directory_that_is_not_a_run(trained, tmp_path: Path) -> None:
-    assert_one_line_error(run_cli("export", trained["dataset"], "--out", tmp_path / "b"), "not a finished training run",
-                          code=2)
-    assert_one_line_error(run_cli("train", trained["dataset"], "--out", trained["run"], *TRAIN_FLAGS),
-                          "already holds a trained model", code=2)
+    assert_one_line_error(
+        run_cli("export", trained["dataset"], "--out", tmp_path / "b"), "not a finished training run", code=2
+    )
+    assert_one_line_error(
+        run_cli("train", trained["dataset"], "--out", trained["run"], *TRAIN_FLAGS),
+        "already holds a trained model",
+        code=2,
+    )

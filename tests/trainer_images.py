@@ -34,8 +34,9 @@ def write_shapes(root: Path, per_class: int = 20, seed: int = 0, size: int = 128
     for kind in SHAPE_CLASSES:
         (root / kind).mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
-            cv2.imwrite(str(root / kind / f"{kind}_{i:03d}.jpg"), shape_image(kind, rng, size),
-                        [cv2.IMWRITE_JPEG_QUALITY, 92])
+            cv2.imwrite(
+                str(root / kind / f"{kind}_{i:03d}.jpg"), shape_image(kind, rng, size), [cv2.IMWRITE_JPEG_QUALITY, 92]
+            )
     return root
 
 

@@ -20,8 +20,8 @@ def pan_frames(image: np.ndarray, count: int, size: tuple[int, int]) -> list[np.
     for i in range(count):
         t = i / max(1, count - 1)
         x0 = int((w - cw) * t)
-        y0 = int((h - ch) * (0.5 + 0.5 * np.sin(2 * np.pi * t)) )
-        crop = image[y0:y0 + ch, x0:x0 + cw]
+        y0 = int((h - ch) * (0.5 + 0.5 * np.sin(2 * np.pi * t)))
+        crop = image[y0 : y0 + ch, x0 : x0 + cw]
         frames.append(cv2.resize(crop, size, interpolation=cv2.INTER_AREA))
     return frames
 
@@ -40,8 +40,9 @@ def write_video(path: Path, frames: list[np.ndarray], fps: float = 30.0) -> Path
     return path
 
 
-def cat_video(path: Path, source_image: Path, count: int = 30, size: tuple[int, int] = (640, 360),
-              fps: float = 30.0) -> Path:
+def cat_video(
+    path: Path, source_image: Path, count: int = 30, size: tuple[int, int] = (640, 360), fps: float = 30.0
+) -> Path:
     """A short panning video of ``cat_720p.jpg`` (the shared v2 model says 'Egyptian cat')."""
     image = cv2.imread(str(source_image))
     if image is None:

@@ -12,13 +12,16 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ..device.core.tomlfile import read_toml
 from ..device.core.errors import ConfigError
 from ..device.core.preprocess import normalise_fit
+from ..device.core.tomlfile import read_toml
 
 ARCHS = ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large")
-ALPHAS = {"mobilenet_v2": (0.35, 0.5, 0.75, 1.0, 1.3, 1.4),
-          "mobilenet_v3_small": (0.75, 1.0), "mobilenet_v3_large": (0.75, 1.0)}
+ALPHAS = {
+    "mobilenet_v2": (0.35, 0.5, 0.75, 1.0, 1.3, 1.4),
+    "mobilenet_v3_small": (0.75, 1.0),
+    "mobilenet_v3_large": (0.75, 1.0),
+}
 MIN_SIZE, MAX_SIZE = 96, 224
 
 
@@ -55,7 +58,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         return validate(dataclasses.replace(self, **changes), "settings")
 
 
@@ -96,6 +99,7 @@ def load(path: str | Path, base: TrainConfig | None = None) -> TrainConfig:
 
 def validate(cfg: TrainConfig, where: str) -> TrainConfig:
     """Range checks with the key named; returns ``cfg`` with the fit spelling normalised."""
+
     def bad(key: str, why: str) -> ConfigError:
         return ConfigError(f"{where}: {key} {getattr(cfg, key)!r} {why}")
 

@@ -17,11 +17,12 @@ import logging
 import os
 import shutil
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -98,9 +99,13 @@ class ImportResult:
 
 # --------------------------------------------------------------------------- discovery
 
+
 def _visible_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file()
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
 
 
 def _find_voc(src: Path) -> tuple[Path, Path] | None:
@@ -137,8 +142,9 @@ def _voc_objects(xml_path: Path) -> list[tuple[str, tuple[int, int, int, int]]]:
     return objects
 
 
-def discover(src: Path, dataset_dir: Path,
-             crop_objects: bool) -> tuple[list[Candidate], list[Reject], list[str] | None]:
+def discover(
+    src: Path, dataset_dir: Path, crop_objects: bool
+) -> tuple[list[Candidate], list[Reject], list[str] | None]:
     """List candidate samples from a folder-per-class or a Pascal VOC layout.
 
     Returns the candidates, the files already known to be unusable (no annotation, several
@@ -155,12 +161,18 @@ def discover(src: Path, dataset_dir: Path,
     if voc is None:
         if crop_objects:
             raise UsageError(f"{src}: --crop-objects needs the Pascal VOC layout (Images/ + Annotations/)")
-        class_dirs = [d for d in sorted(src.iterdir()) if d.is_dir() and not d.name.startswith(".")
-                      and d.resolve() != dataset_dir.resolve()]
+        class_dirs = [
+            d
+            for d in sorted(src.iterdir())
+            if d.is_dir() and not d.name.startswith(".") and d.resolve() != dataset_dir.resolve()
+        ]
         for class_dir in class_dirs:
             # JSON sidecars (the device's retraining captures) are metadata, not samples: skip, not reject
-            candidates.extend(Candidate(path, class_dir.name) for path in _visible_files(class_dir)
-                              if path.suffix.lower() not in SIDECAR_SUFFIXES)
+            candidates.extend(
+                Candidate(path, class_dir.name)
+                for path in _visible_files(class_dir)
+                if path.suffix.lower() not in SIDECAR_SUFFIXES
+            )
         loose = [p.name for p in src.iterdir() if p.is_file() and p.name != LABELS and not p.name.startswith(".")]
         if loose:
             log.warning("%s: ignoring %d file(s) outside class folders (e.g. %s)", src, len(loose), loose[0])
@@ -182,8 +194,11 @@ def discover(src: Path, dataset_dir: Path,
             rejects.append(Reject(image_path, "", f"{xml_path.name} names no object"))
         elif not crop_objects:
             if len(names) > 1:
-                rejects.append(Reject(image_path, "", f"{xml_path.name} has several classes ({', '.join(names)}); "
-                                                      "use --crop-objects"))
+                rejects.append(
+                    Reject(
+                        image_path, "", f"{xml_path.name} has several classes ({', '.join(names)}); use --crop-objects"
+                    )
+                )
             else:
                 candidates.append(Candidate(image_path, names[0]))
         else:
@@ -208,6 +223,7 @@ def discover(src: Path, dataset_dir: Path,
 
 
 # --------------------------------------------------------------------------- checks
+
 
 def _sniff(path: Path) -> str | None:
     """A reason to refuse the file by its container format, or None to go on and decode it."""
@@ -255,6 +271,7 @@ def check_file(candidate: Candidate, min_size: int) -> Sample | Reject:
 
 
 # --------------------------------------------------------------------------- duplicates
+
 
 def _groups(samples: list[Sample], near_distance: int) -> list[list[int]]:
     """Indices grouped by identical content or perceptual-hash distance <= ``near_distance``."""
@@ -306,6 +323,7 @@ def find_duplicates(samples: list[Sample], near_distance: int) -> tuple[list[Sam
 
 # --------------------------------------------------------------------------- split
 
+
 def parse_split(text: str) -> tuple[float, float, float]:
     """``80/10/10`` or ``0.8,0.1,0.1`` -> fractions of train/val/test that sum to 1."""
     parts = text.replace(",", "/").split("/")
@@ -349,6 +367,7 @@ def assign_splits(samples: list[Sample], fractions: tuple[float, float, float], 
 
 # --------------------------------------------------------------------------- writing
 
+
 def _move_aside(reject: Reject, dataset_dir: Path, src: Path) -> None:
     """Move a rejected file under ``rejects/`` keeping its relative path; never overwrite."""
     path = reject.path
@@ -381,9 +400,18 @@ def _append_csv(path: Path, header: list[str], rows: Iterable[list[Any]]) -> Non
         writer.writerows(rows)
 
 
-def import_dataset(src: str | Path, dataset_dir: str | Path, *, split: tuple[float, float, float] = (0.8, 0.1, 0.1),
-                   seed: int = 0, min_size: int = 32, near_distance: int = 4, crop_objects: bool = False,
-                   move_rejects: bool = True, workers: int | None = None) -> ImportResult:
+def import_dataset(
+    src: str | Path,
+    dataset_dir: str | Path,
+    *,
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+    min_size: int = 32,
+    near_distance: int = 4,
+    crop_objects: bool = False,
+    move_rejects: bool = True,
+    workers: int | None = None,
+) -> ImportResult:
     """Check, de-duplicate and split ``src`` into the dataset directory ``dataset_dir``.
 
     Args:
@@ -416,8 +444,7 @@ def import_dataset(src: str | Path, dataset_dir: str | Path, *, split: tuple[flo
     samples: list[Sample] = []
     with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 2))) as pool:
         checked = pool.map(lambda c: check_file(c, min_size), candidates)
-        for result in tqdm(checked, total=len(candidates), desc="checking", unit="img", leave=False,
-                           disable=None):
+        for result in tqdm(checked, total=len(candidates), desc="checking", unit="img", leave=False, disable=None):
             (samples if isinstance(result, Sample) else rejects).append(result)
     samples, duplicates = find_duplicates(samples, near_distance)
     if move_rejects:
@@ -426,8 +453,9 @@ def import_dataset(src: str | Path, dataset_dir: str | Path, *, split: tuple[flo
                 _move_aside(reject, dataset_dir, src)
     if not samples:
         _write_rejects(dataset_dir, rejects)
-        raise EdgesightError(f"{src}: no usable images ({len(rejects)} rejected; reasons in "
-                             f"{dataset_dir / REJECTS_CSV})")
+        raise EdgesightError(
+            f"{src}: no usable images ({len(rejects)} rejected; reasons in {dataset_dir / REJECTS_CSV})"
+        )
     labels = order or sorted({s.label for s in samples})
     assign_splits(samples, split, seed)
     _write_rejects(dataset_dir, rejects)
@@ -438,19 +466,32 @@ def import_dataset(src: str | Path, dataset_dir: str | Path, *, split: tuple[flo
 def _write_rejects(dataset_dir: Path, rejects: list[Reject]) -> None:
     """Append this import's rejects to ``rejects.csv`` (earlier imports' rows are kept)."""
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    _append_csv(dataset_dir / REJECTS_CSV, ["time", "original", "moved_to", "label", "reason"],
-                ([now, str(r.path), str(r.moved_to or ""), r.label, r.reason] for r in rejects))
+    _append_csv(
+        dataset_dir / REJECTS_CSV,
+        ["time", "original", "moved_to", "label", "reason"],
+        ([now, str(r.path), str(r.moved_to or ""), r.label, r.reason] for r in rejects),
+    )
 
 
-def _write(dataset_dir: Path, src: Path, labels: list[str], samples: list[Sample], rejects: list[Reject],
-           duplicates: list[Duplicate], split: tuple[float, float, float], seed: int, min_size: int,
-           near_distance: int) -> None:
+def _write(
+    dataset_dir: Path,
+    src: Path,
+    labels: list[str],
+    samples: list[Sample],
+    rejects: list[Reject],
+    duplicates: list[Duplicate],
+    split: tuple[float, float, float],
+    seed: int,
+    min_size: int,
+    near_distance: int,
+) -> None:
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     with (dataset_dir / DUPLICATES_CSV).open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["kind", "path", "label", "kept", "phash_distance", "labels"])
-        writer.writerows([d.kind, str(d.path), d.label, str(d.kept or ""), d.distance, " ".join(d.labels)]
-                         for d in duplicates)
+        writer.writerows(
+            [d.kind, str(d.path), d.label, str(d.kept or ""), d.distance, " ".join(d.labels)] for d in duplicates
+        )
     (dataset_dir / LABELS).write_text("".join(f"{label}\n" for label in labels), encoding="utf-8")
     manifest = {
         "schema_version": SCHEMA_VERSION,
@@ -461,22 +502,46 @@ def _write(dataset_dir: Path, src: Path, labels: list[str], samples: list[Sample
         "min_size": min_size,
         "near_distance": near_distance,
         "labels": labels,
-        "samples": [{"path": _rel(s.path, dataset_dir), "label": s.label, "split": s.split, "width": s.width,
-                     "height": s.height, "sha256": s.sha256, **({"origin": str(s.origin)} if s.origin else {})}
-                    for s in sorted(samples, key=lambda s: (labels.index(s.label), str(s.path)))],
-        "duplicates": [{**asdict(d), "path": str(d.path), "kept": str(d.kept) if d.kept else None,
-                        "labels": list(d.labels)} for d in duplicates],
-        "rejects": [{"path": str(r.path), "moved_to": str(r.moved_to) if r.moved_to else None,
-                     "label": r.label, "reason": r.reason} for r in rejects],
+        "samples": [
+            {
+                "path": _rel(s.path, dataset_dir),
+                "label": s.label,
+                "split": s.split,
+                "width": s.width,
+                "height": s.height,
+                "sha256": s.sha256,
+                **({"origin": str(s.origin)} if s.origin else {}),
+            }
+            for s in sorted(samples, key=lambda s: (labels.index(s.label), str(s.path)))
+        ],
+        "duplicates": [
+            {**asdict(d), "path": str(d.path), "kept": str(d.kept) if d.kept else None, "labels": list(d.labels)}
+            for d in duplicates
+        ],
+        "rejects": [
+            {
+                "path": str(r.path),
+                "moved_to": str(r.moved_to) if r.moved_to else None,
+                "label": r.label,
+                "reason": r.reason,
+            }
+            for r in rejects
+        ],
     }
     tmp = dataset_dir / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     tmp.replace(dataset_dir / MANIFEST)
-    log.info("dataset %s: %d samples, %d rejected, %d duplicates/conflicts", dataset_dir, len(samples),
-             len(rejects), len(duplicates))
+    log.info(
+        "dataset %s: %d samples, %d rejected, %d duplicates/conflicts",
+        dataset_dir,
+        len(samples),
+        len(rejects),
+        len(duplicates),
+    )
 
 
 # --------------------------------------------------------------------------- reading
+
 
 @dataclass(frozen=True)
 class Dataset:
@@ -490,7 +555,7 @@ class Dataset:
     manifest: dict[str, Any]
 
     @classmethod
-    def load(cls, dataset_dir: str | Path) -> "Dataset":
+    def load(cls, dataset_dir: str | Path) -> Dataset:
         root = Path(dataset_dir)
         path = root / MANIFEST
         if not root.exists():

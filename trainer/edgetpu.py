@@ -117,10 +117,14 @@ def compile_edgetpu(tflite_path: Path, out_dir: Path) -> tuple[Path, dict]:
     output = proc.stdout + "\n" + proc.stderr
     compiled = out_dir / f"{tflite_path.stem}_edgetpu.tflite"
     if proc.returncode != 0 or not compiled.exists():
-        reason = next((line.strip() for line in reversed(output.splitlines())
-                       if line.strip() and "child process" not in line), f"exit code {proc.returncode}")
-        raise EdgesightError(f"{tflite_path}: edgetpu_compiler failed ({reason}); it needs a full-integer "
-                             f"(int8/uint8) model with static shapes")
+        reason = next(
+            (line.strip() for line in reversed(output.splitlines()) if line.strip() and "child process" not in line),
+            f"exit code {proc.returncode}",
+        )
+        raise EdgesightError(
+            f"{tflite_path}: edgetpu_compiler failed ({reason}); it needs a full-integer "
+            f"(int8/uint8) model with static shapes"
+        )
     log_file = out_dir / f"{tflite_path.stem}_edgetpu.log"
     text = output + ("\n" + log_file.read_text(encoding="utf-8", errors="replace") if log_file.exists() else "")
     details = parse_compiler_log(text)
@@ -128,6 +132,10 @@ def compile_edgetpu(tflite_path: Path, out_dir: Path) -> tuple[Path, dict]:
     if details.get("ops_on_tpu", 0) == 0:
         log.warning("edgetpu_compiler mapped no operations to the Edge TPU: the model would run on the CPU")
     elif details.get("ops_on_cpu"):
-        log.warning("%d of %d operations stay on the CPU (see %s)", details["ops_on_cpu"],
-                    details.get("total_ops", 0), details["log_file"])
+        log.warning(
+            "%d of %d operations stay on the CPU (see %s)",
+            details["ops_on_cpu"],
+            details.get("total_ops", 0),
+            details["log_file"],
+        )
     return compiled, details

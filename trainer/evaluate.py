@@ -46,8 +46,9 @@ def run_models(bundle_dir: Path, dataset: Dataset, split: str, top_k: int = 3) -
 
     spec = load_bundle(bundle_dir)
     if tuple(dataset.labels) != spec.labels:
-        raise UsageError(f"{dataset.root}: its labels {list(dataset.labels)} differ from the bundle's "
-                         f"{list(spec.labels)}")
+        raise UsageError(
+            f"{dataset.root}: its labels {list(dataset.labels)} differ from the bundle's {list(spec.labels)}"
+        )
     paths, targets = dataset.subset(split)
     if not paths:
         raise UsageError(f"{dataset.root}: the {split} split is empty")
@@ -57,19 +58,29 @@ def run_models(bundle_dir: Path, dataset: Dataset, split: str, top_k: int = 3) -
     default = spec.manifest["default_model"]
     result = Evaluation(spec.labels, paths, targets, scores, default)
     precisions = {f: spec.manifest.get("models", {}).get(f, {}).get("precision", f) for f in files}
-    result.metrics = {"split": split, "images": len(paths),
-                      "models": {f: {"precision": precisions[f], **summarise(s, targets, top_k)}
-                                 for f, s in scores.items()}}
+    result.metrics = {
+        "split": split,
+        "images": len(paths),
+        "models": {f: {"precision": precisions[f], **summarise(s, targets, top_k)} for f, s in scores.items()},
+    }
     float_file = next((f for f in files if precisions[f] == "float"), None)
     if float_file:
-        result.metrics["agreement_with_float"] = {f: agreement(scores[float_file], s)
-                                                  for f, s in scores.items() if f != float_file}
+        result.metrics["agreement_with_float"] = {
+            f: agreement(scores[float_file], s) for f, s in scores.items() if f != float_file
+        }
     predicted = scores[default].argmax(axis=1)
     indices = list(range(len(spec.labels)))
     p, r, f1, support = precision_recall_fscore_support(targets, predicted, labels=indices, zero_division=0)
-    result.per_class = [{"label": label, "precision": round(float(p[i]), 4), "recall": round(float(r[i]), 4),
-                         "f1": round(float(f1[i]), 4), "support": int(support[i])}
-                        for i, label in enumerate(spec.labels)]
+    result.per_class = [
+        {
+            "label": label,
+            "precision": round(float(p[i]), 4),
+            "recall": round(float(r[i]), 4),
+            "f1": round(float(f1[i]), 4),
+            "support": int(support[i]),
+        }
+        for i, label in enumerate(spec.labels)
+    ]
     result.metrics["macro_f1"] = round(float(np.mean(f1)), 4)
     result.confusion = confusion_matrix(targets, predicted, labels=indices)
     return result
@@ -81,9 +92,17 @@ def worst_mistakes(result: Evaluation, limit: int) -> list[dict[str, Any]]:
     predicted = scores.argmax(axis=1)
     wrong = np.flatnonzero(predicted != result.targets)
     order = wrong[np.argsort(-scores[wrong, predicted[wrong]], kind="stable")][:limit]
-    return [{"index": int(i), "path": str(result.paths[i]), "true": result.labels[result.targets[i]],
-             "predicted": result.labels[predicted[i]], "score": round(float(scores[i, predicted[i]]), 4),
-             "true_score": round(float(scores[i, result.targets[i]]), 4)} for i in order]
+    return [
+        {
+            "index": int(i),
+            "path": str(result.paths[i]),
+            "true": result.labels[result.targets[i]],
+            "predicted": result.labels[predicted[i]],
+            "score": round(float(scores[i, predicted[i]]), 4),
+            "true_score": round(float(scores[i, result.targets[i]]), 4),
+        }
+        for i in order
+    ]
 
 
 def _find_run(bundle_manifest: dict[str, Any], run_dir: str | Path | None) -> Path | None:
@@ -95,9 +114,17 @@ def _find_run(bundle_manifest: dict[str, Any], run_dir: str | Path | None) -> Pa
     return None
 
 
-def evaluate(bundle_dir: str | Path, dataset_dir: str | Path, *, split: str = "test",
-             report_dir: str | Path | None = None, run_dir: str | Path | None = None, top_k: int = 3,
-             worst: int = 8, gradcam: bool = True) -> dict[str, Any]:
+def evaluate(
+    bundle_dir: str | Path,
+    dataset_dir: str | Path,
+    *,
+    split: str = "test",
+    report_dir: str | Path | None = None,
+    run_dir: str | Path | None = None,
+    top_k: int = 3,
+    worst: int = 8,
+    gradcam: bool = True,
+) -> dict[str, Any]:
     """Evaluate and write the report; returns the metrics (also saved as ``metrics.json``)."""
     from .report import write_report
 
@@ -110,8 +137,7 @@ def evaluate(bundle_dir: str | Path, dataset_dir: str | Path, *, split: str = "t
     mistakes = worst_mistakes(result, worst)
     size = spec.contract.height if spec.contract else 160
     fit = spec.contract.fit if spec.contract else "centre"
-    thumbs = {m["index"]: fit_to_size(to_rgb(read_image(result.paths[m["index"]])), size, size, fit)
-              for m in mistakes}
+    thumbs = {m["index"]: fit_to_size(to_rgb(read_image(result.paths[m["index"]])), size, size, fit) for m in mistakes}
     heatmaps: dict[int, np.ndarray] = {}
     run = _find_run(spec.manifest, run_dir) if gradcam else None
     if run is not None and mistakes:
@@ -119,7 +145,8 @@ def evaluate(bundle_dir: str | Path, dataset_dir: str | Path, *, split: str = "t
 
         _, keras = load_tensorflow()
 
-        from .explain import gradcam as grad_cam, overlay
+        from .explain import gradcam as grad_cam
+        from .explain import overlay
 
         model = keras.models.load_model(run / "model.keras")
         for m in mistakes:
@@ -127,10 +154,16 @@ def evaluate(bundle_dir: str | Path, dataset_dir: str | Path, *, split: str = "t
             heatmaps[m["index"]] = overlay(thumbs[m["index"]], grad_cam(model, thumbs[m["index"]], predicted))
     elif gradcam and mistakes:
         log.warning("no run directory with model.keras found; the report has no Grad-CAM (pass --run RUN_DIR)")
-    metrics = {**result.metrics, "per_class": result.per_class,
-               "confusion_matrix": result.confusion.tolist() if result.confusion is not None else [],
-               "worst_mistakes": mistakes, "bundle": str(bundle_dir.resolve()), "dataset": str(dataset.root.resolve()),
-               "default_model": result.default_model, "gradcam": bool(heatmaps)}
+    metrics = {
+        **result.metrics,
+        "per_class": result.per_class,
+        "confusion_matrix": result.confusion.tolist() if result.confusion is not None else [],
+        "worst_mistakes": mistakes,
+        "bundle": str(bundle_dir.resolve()),
+        "dataset": str(dataset.root.resolve()),
+        "default_model": result.default_model,
+        "gradcam": bool(heatmaps),
+    }
     write_report(report_dir, spec.manifest, result, metrics, thumbs, heatmaps)
     (report_dir / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
     return metrics

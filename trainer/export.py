@@ -13,9 +13,10 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -47,8 +48,9 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     if not run_dir.is_dir():
         raise UsageError(f"{run_dir}: no such run directory")
     if not info_path.is_file() or not (run_dir / MODEL_FILE).is_file():
-        raise UsageError(f"{run_dir}: not a finished training run (needs {RUN_CONFIG} and {MODEL_FILE}; "
-                         "run 'edgesight train' first)")
+        raise UsageError(
+            f"{run_dir}: not a finished training run (needs {RUN_CONFIG} and {MODEL_FILE}; run 'edgesight train' first)"
+        )
     try:
         return json.loads(info_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -62,6 +64,7 @@ def representative(images: np.ndarray) -> Callable[[], Iterator[list[np.ndarray]
     exactly 0..255 and the input quantization comes out as (1.0, 0) / (1.0, -128): the device
     then feeds raw pixels with no arithmetic.
     """
+
     def generate() -> Iterator[list[np.ndarray]]:
         for i, image in enumerate(images):
             sample = image.astype(np.float32)[np.newaxis]
@@ -69,6 +72,7 @@ def representative(images: np.ndarray) -> Callable[[], Iterator[list[np.ndarray]
                 sample[0, 0, 0, :] = 0.0
                 sample[0, 0, -1, :] = 255.0
             yield [sample]
+
     return generate
 
 
@@ -89,9 +93,18 @@ def convert(saved_model: Path, quant: str, io: str, calibration: np.ndarray) -> 
     return converter.convert()
 
 
-def export(run_dir: str | Path, out_dir: str | Path, *, quants: list[str] | None = None, io: str = "uint8",
-           onnx: bool = False, edgetpu: bool = False, name: str | None = None, version: str | None = None,
-           dataset_dir: str | Path | None = None) -> dict[str, Any]:
+def export(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    quants: list[str] | None = None,
+    io: str = "uint8",
+    onnx: bool = False,
+    edgetpu: bool = False,
+    name: str | None = None,
+    version: str | None = None,
+    dataset_dir: str | Path | None = None,
+) -> dict[str, Any]:
     """Convert, measure and bundle; returns the manifest that was written."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     quants = list(dict.fromkeys(quants or QUANTS))
@@ -142,11 +155,19 @@ def export(run_dir: str | Path, out_dir: str | Path, *, quants: list[str] | None
     for quant, filename in files.items():
         classifier = open_variant(spec, out_dir / filename)
         scores[quant] = score_frames(classifier, test_x, order="RGB")
-        quantization[filename] = {"precision": quant, "input": [classifier.runtime.input.dtype,
-                                                                round(float(classifier.runtime.input.scale), 6),
-                                                                int(classifier.runtime.input.zero_point)]}
-    metrics: dict[str, Any] = {"split": "test", "runtime": classifier.runtime.name,
-                               **{quant: summarise(s, test_y) for quant, s in scores.items()}}
+        quantization[filename] = {
+            "precision": quant,
+            "input": [
+                classifier.runtime.input.dtype,
+                round(float(classifier.runtime.input.scale), 6),
+                int(classifier.runtime.input.zero_point),
+            ],
+        }
+    metrics: dict[str, Any] = {
+        "split": "test",
+        "runtime": classifier.runtime.name,
+        **{quant: summarise(s, test_y) for quant, s in scores.items()},
+    }
     if "float" in scores:
         metrics["agreement_with_float"] = {q: agreement(scores["float"], s) for q, s in scores.items() if q != "float"}
     metrics["keras_float_accuracy"] = info.get("metrics", {}).get("test_accuracy")
@@ -154,8 +175,13 @@ def export(run_dir: str | Path, out_dir: str | Path, *, quants: list[str] | None
     extra: dict[str, Any] = {
         "models": quantization,
         "test_distribution": {"model": files[default_quant], **score_distribution(scores[default_quant], labels)},
-        "training": {"run_dir": str(run_dir.resolve()), "dataset": str(dataset.root.resolve()),
-                     "config": cfg, "metrics": info.get("metrics", {}), "trained": info.get("created")},
+        "training": {
+            "run_dir": str(run_dir.resolve()),
+            "dataset": str(dataset.root.resolve()),
+            "config": cfg,
+            "metrics": info.get("metrics", {}),
+            "trained": info.get("created"),
+        },
     }
     extra_files: dict[str, Path] = {}
     if onnx:
@@ -174,16 +200,30 @@ def export(run_dir: str | Path, out_dir: str | Path, *, quants: list[str] | None
             os.replace(tpu_path, target)
         extra["edgetpu"] = tpu_info
         extra_files["model_edgetpu.tflite"] = target
-    architecture = {"family": cfg["arch"], "alpha": cfg["alpha"], "input_size": size,
-                    "num_classes": len(labels), "weights": _weights_name(cfg["weights"]),
-                    "normalisation": "in graph: Rescaling(1/127.5, offset=-1); feed RGB pixels 0..255"}
+    architecture = {
+        "family": cfg["arch"],
+        "alpha": cfg["alpha"],
+        "input_size": size,
+        "num_classes": len(labels),
+        "weights": _weights_name(cfg["weights"]),
+        "normalisation": "in graph: Rescaling(1/127.5, offset=-1); feed RGB pixels 0..255",
+    }
     created = datetime.now(timezone.utc)
-    write_bundle(out_dir, {f: out_dir / f for f in files.values()}, list(labels), name=name or run_dir.name,
-                 version=version or created.strftime("%Y.%m.%d-%H%M"), architecture=architecture,
-                 contract=contract, background_index=None, metrics=metrics, extra_files=extra_files, extra=extra)
+    write_bundle(
+        out_dir,
+        {f: out_dir / f for f in files.values()},
+        list(labels),
+        name=name or run_dir.name,
+        version=version or created.strftime("%Y.%m.%d-%H%M"),
+        architecture=architecture,
+        contract=contract,
+        background_index=None,
+        metrics=metrics,
+        extra_files=extra_files,
+        extra=extra,
+    )
     return json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
 
 
 def _weights_name(weights: str) -> str:
     return weights if weights in ("imagenet", "none") else Path(weights).name
-

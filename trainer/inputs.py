@@ -38,8 +38,9 @@ def load_images(paths: list[Path], size: int, fit: Fit, workers: int | None = No
     out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
         images = pool.map(lambda p: fitted_image(p, size, fit), paths)
-        for i, image in enumerate(tqdm(images, total=len(paths), desc="loading", unit="img", leave=False,
-                                       disable=None)):
+        for i, image in enumerate(
+            tqdm(images, total=len(paths), desc="loading", unit="img", leave=False, disable=None)
+        ):
             out[i] = image
     return out
 
@@ -59,16 +60,19 @@ def augmenter(cfg: Any) -> Any | None:
     if cfg.zoom:
         layers.append(keras.layers.RandomZoom((-cfg.zoom * strength, 0.0), fill_mode="reflect", seed=cfg.seed))
     if cfg.contrast:
-        layers.append(keras.layers.RandomContrast(min(1.0, cfg.contrast * strength), value_range=(0, 255),
-                                                  seed=cfg.seed))
+        layers.append(
+            keras.layers.RandomContrast(min(1.0, cfg.contrast * strength), value_range=(0, 255), seed=cfg.seed)
+        )
     if cfg.brightness:
-        layers.append(keras.layers.RandomBrightness(min(1.0, cfg.brightness * strength), value_range=(0, 255),
-                                                    seed=cfg.seed))
+        layers.append(
+            keras.layers.RandomBrightness(min(1.0, cfg.brightness * strength), value_range=(0, 255), seed=cfg.seed)
+        )
     return keras.Sequential(layers, name="augment") if layers else None
 
 
-def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool = False, augment: Any = None,
-                 seed: int = 0) -> Any:
+def make_dataset(
+    x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool = False, augment: Any = None, seed: int = 0
+) -> Any:
     """A batched ``tf.data.Dataset`` of (float32 pixels 0..255, label), augmented when asked."""
     import tensorflow as tf
 
@@ -77,6 +81,8 @@ def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool
         data = data.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     data = data.batch(batch_size).map(lambda a, b: (tf.cast(a, tf.float32), b), num_parallel_calls=tf.data.AUTOTUNE)
     if augment is not None:
-        data = data.map(lambda a, b: (tf.clip_by_value(augment(a, training=True), 0.0, 255.0), b),
-                        num_parallel_calls=tf.data.AUTOTUNE)
+        data = data.map(
+            lambda a, b: (tf.clip_by_value(augment(a, training=True), 0.0, 255.0), b),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
     return data.prefetch(tf.data.AUTOTUNE)

@@ -8,12 +8,12 @@ the score matrix into the numbers that go into the manifest and the report.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
-from ..device.core.bundle import ModelSpec
 from ..device.classify import Classifier
+from ..device.core.bundle import ModelSpec
 
 
 def score_frames(classifier: Classifier, frames: Iterable[np.ndarray], order: str = "BGR") -> np.ndarray:
@@ -33,17 +33,21 @@ def summarise(scores: np.ndarray, targets: np.ndarray, k: int = 3) -> dict[str, 
         return {"images": 0}
     k = min(k, scores.shape[1])
     top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return {"images": int(len(targets)),
-            "accuracy": round(float(np.mean(top[:, 0] == targets)), 4),
-            f"top{k}_accuracy": round(float(np.mean(np.any(top == targets[:, None], axis=1))), 4)}
+    return {
+        "images": int(len(targets)),
+        "accuracy": round(float(np.mean(top[:, 0] == targets)), 4),
+        f"top{k}_accuracy": round(float(np.mean(np.any(top == targets[:, None], axis=1))), 4),
+    }
 
 
 def agreement(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     """How often two models pick the same top-1, and their largest score difference."""
     if not len(a):
         return {"top1_agreement": float("nan"), "max_score_diff": float("nan")}
-    return {"top1_agreement": round(float(np.mean(a.argmax(1) == b.argmax(1))), 4),
-            "max_score_diff": round(float(np.max(np.abs(a - b))), 4)}
+    return {
+        "top1_agreement": round(float(np.mean(a.argmax(1) == b.argmax(1))), 4),
+        "max_score_diff": round(float(np.max(np.abs(a - b))), 4),
+    }
 
 
 def score_distribution(scores: np.ndarray, labels: tuple[str, ...] | list[str]) -> dict[str, object]:
@@ -56,7 +60,8 @@ def score_distribution(scores: np.ndarray, labels: tuple[str, ...] | list[str]) 
     counts, edges = np.histogram(np.clip(top1, 0.0, 1.0), bins=10, range=(0.0, 1.0))
     predicted = np.bincount(scores.argmax(axis=1), minlength=len(labels)) if len(scores) else np.zeros(len(labels))
     total = max(1, len(scores))
-    return {"images": int(len(scores)),
-            "top1_score_histogram": {"edges": [round(float(e), 2) for e in edges],
-                                     "counts": [int(c) for c in counts]},
-            "predicted_class_frequency": {label: round(float(n) / total, 4) for label, n in zip(labels, predicted)}}
+    return {
+        "images": int(len(scores)),
+        "top1_score_histogram": {"edges": [round(float(e), 2) for e in edges], "counts": [int(c) for c in counts]},
+        "predicted_class_frequency": {label: round(float(n) / total, 4) for label, n in zip(labels, predicted)},
+    }

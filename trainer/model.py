@@ -24,30 +24,39 @@ def _backbone(cfg: Any) -> Any:
     shape = (cfg.size, cfg.size, 3)
     weights = cfg.weights
     if weights == "none":
-        log.warning("--weights none: the backbone starts from random weights; expect poor accuracy "
-                    "unless the dataset is large (use imagenet or a local weights file)")
+        log.warning(
+            "--weights none: the backbone starts from random weights; expect poor accuracy "
+            "unless the dataset is large (use imagenet or a local weights file)"
+        )
     keras_weights = {"imagenet": "imagenet", "none": None}.get(weights)
     common = dict(input_shape=shape, alpha=cfg.alpha, include_top=False, weights=keras_weights)
     if cfg.arch == "mobilenet_v2":
         build = keras.applications.MobileNetV2
     else:
-        build = keras.applications.MobileNetV3Small if cfg.arch == "mobilenet_v3_small" else \
-            keras.applications.MobileNetV3Large
+        build = (
+            keras.applications.MobileNetV3Small
+            if cfg.arch == "mobilenet_v3_small"
+            else keras.applications.MobileNetV3Large
+        )
         common["include_preprocessing"] = False  # the shared normalise layer does the same scaling
     try:
         backbone = build(**common)
     except Exception as exc:  # noqa: BLE001 - keras raises ValueError/OSError/URL errors alike
         if weights == "imagenet":
-            raise EdgesightError(f"could not get the ImageNet weights for {cfg.arch} alpha {cfg.alpha} at "
-                                 f"{cfg.size} px ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); "
-                                 "offline, pass --weights PATH") from None
+            raise EdgesightError(
+                f"could not get the ImageNet weights for {cfg.arch} alpha {cfg.alpha} at "
+                f"{cfg.size} px ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); "
+                "offline, pass --weights PATH"
+            ) from None
         raise EdgesightError(f"{cfg.arch} alpha {cfg.alpha} at {cfg.size} px: {exc}") from None
     if keras_weights is None and weights != "none":
         try:
             backbone.load_weights(str(Path(weights)))
         except Exception as exc:  # noqa: BLE001 - h5py/keras raise many types for a wrong file
-            raise EdgesightError(f"{weights}: does not load into {cfg.arch} alpha {cfg.alpha} without top "
-                                 f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from None
+            raise EdgesightError(
+                f"{weights}: does not load into {cfg.arch} alpha {cfg.alpha} without top "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+            ) from None
     return backbone
 
 
@@ -61,8 +70,12 @@ def build_model(cfg: Any, num_classes: int) -> Any:
     x = backbone(x, training=False)  # inference-mode BatchNorm (set_trainable keeps BN layers frozen too)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = keras.layers.Dropout(cfg.dropout, seed=cfg.seed, name="dropout")(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="classifier",
-                                 kernel_regularizer=keras.regularizers.L2(cfg.l2) if cfg.l2 else None)(x)
+    outputs = keras.layers.Dense(
+        num_classes,
+        activation="softmax",
+        name="classifier",
+        kernel_regularizer=keras.regularizers.L2(cfg.l2) if cfg.l2 else None,
+    )(x)
     return keras.Model(pixels, outputs, name=f"{cfg.arch}_{cfg.alpha:g}_{cfg.size}")
 
 

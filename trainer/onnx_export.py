@@ -60,8 +60,9 @@ def _scores(runtime: Any, rgb: np.ndarray, mean: float, std: float) -> np.ndarra
     return dequantize(runtime.infer(tensor), runtime.output)
 
 
-def compare_with_tflite(onnx_path: Path, tflite_path: Path, images: list[np.ndarray], *,
-                        mean: float = 0.0, std: float = 1.0) -> dict:
+def compare_with_tflite(
+    onnx_path: Path, tflite_path: Path, images: list[np.ndarray], *, mean: float = 0.0, std: float = 1.0
+) -> dict:
     """Run the ONNX model (onnxruntime) and a TFLite model (LiteRT) on the same images; compare.
 
     Args:
@@ -86,9 +87,19 @@ def compare_with_tflite(onnx_path: Path, tflite_path: Path, images: list[np.ndar
             raise EdgesightError(f"{onnx_path}: {a.shape[0]} outputs but {tflite_path.name} has {b.shape[0]}")
         agree += int(np.argmax(a) == np.argmax(b))
         diffs.append(float(np.max(np.abs(a - b))))
-    result = {"images": len(images), "top1_agreement": agree / len(images), "max_score_diff": max(diffs),
-              "mean_score_diff": float(np.mean(diffs)),
-              "onnxruntime": onnx_rt.version, "litert": f"{tflite_rt.name} {tflite_rt.version}"}
-    log.info("ONNX vs %s on %d images: top-1 agreement %.3f, max score difference %.5f", Path(tflite_path).name,
-             len(images), result["top1_agreement"], result["max_score_diff"])
+    result = {
+        "images": len(images),
+        "top1_agreement": agree / len(images),
+        "max_score_diff": max(diffs),
+        "mean_score_diff": float(np.mean(diffs)),
+        "onnxruntime": onnx_rt.version,
+        "litert": f"{tflite_rt.name} {tflite_rt.version}",
+    }
+    log.info(
+        "ONNX vs %s on %d images: top-1 agreement %.3f, max score difference %.5f",
+        Path(tflite_path).name,
+        len(images),
+        result["top1_agreement"],
+        result["max_score_diff"],
+    )
     return result

@@ -27,8 +27,9 @@ def plot_confusion(confusion: np.ndarray, labels: tuple[str, ...], path: Path, t
 
     side = max(4.0, 0.6 * len(labels) + 2.5)
     fig, ax = plt.subplots(figsize=(side, side), dpi=110)
-    ConfusionMatrixDisplay(confusion, display_labels=list(labels)).plot(ax=ax, cmap="Blues", colorbar=False,
-                                                                        xticks_rotation=45)
+    ConfusionMatrixDisplay(confusion, display_labels=list(labels)).plot(
+        ax=ax, cmap="Blues", colorbar=False, xticks_rotation=45
+    )
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path)
@@ -72,18 +73,34 @@ def _table(rows: list[list[Any]], header: list[str]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def write_report(report_dir: Path, manifest: dict[str, Any], result: "Evaluation", metrics: dict[str, Any],
-                 thumbs: dict[int, np.ndarray], heatmaps: dict[int, np.ndarray]) -> Path:
+def write_report(
+    report_dir: Path,
+    manifest: dict[str, Any],
+    result: Evaluation,
+    metrics: dict[str, Any],
+    thumbs: dict[int, np.ndarray],
+    heatmaps: dict[int, np.ndarray],
+) -> Path:
     """Write ``confusion.png``, ``per_class.png``, ``images/`` and ``report.html`` into ``report_dir``."""
     images = report_dir / "images"
     images.mkdir(parents=True, exist_ok=True)
     labels = result.labels
-    plot_confusion(result.confusion, labels, report_dir / "confusion.png",
-                   f"{manifest['name']} {result.default_model} on {metrics['split']} ({metrics['images']} images)")
+    plot_confusion(
+        result.confusion,
+        labels,
+        report_dir / "confusion.png",
+        f"{manifest['name']} {result.default_model} on {metrics['split']} ({metrics['images']} images)",
+    )
     plot_per_class(result.per_class, report_dir / "per_class.png")
-    models = [[f, m["precision"], m.get("accuracy", ""), next((v for k, v in m.items() if k.startswith("top")
-                                                               and k.endswith("_accuracy")), "")]
-              for f, m in metrics["models"].items()]
+    models = [
+        [
+            f,
+            m["precision"],
+            m.get("accuracy", ""),
+            next((v for k, v in m.items() if k.startswith("top") and k.endswith("_accuracy")), ""),
+        ]
+        for f, m in metrics["models"].items()
+    ]
     agree = [[f, a["top1_agreement"], a["max_score_diff"]] for f, a in metrics.get("agreement_with_float", {}).items()]
     per_class = [[r["label"], r["precision"], r["recall"], r["f1"], r["support"]] for r in result.per_class]
     confusion = [[labels[i], *row] for i, row in enumerate(result.confusion.tolist())]
@@ -94,33 +111,41 @@ def write_report(report_dir: Path, manifest: dict[str, Any], result: "Evaluation
         heat = ""
         if i in heatmaps:
             heat = f'<img src="{_save_rgb(images / f"gradcam_{i}.jpg", heatmaps[i])}" alt="Grad-CAM">'
-        cards.append(f'<div class="card"><img src="{photo}" alt="photo">{heat}<p>true <b>{html.escape(m["true"])}</b>, '
-                     f'predicted <b>{html.escape(m["predicted"])}</b> {m["score"]:.2f}<br>'
-                     f'<small>{html.escape(Path(m["path"]).name)}</small></p></div>')
-    agree_html = (_table(agree, ["file", "top-1 agreement", "max score difference"]) if agree
-                  else "<p>No float model in the bundle.</p>")
-    gradcam_note = ("Heat maps: Grad-CAM of the predicted class from the run's Keras model."
-                    if heatmaps else "No Grad-CAM: the run directory with model.keras was not found.")
+        cards.append(
+            f'<div class="card"><img src="{photo}" alt="photo">{heat}<p>true <b>{html.escape(m["true"])}</b>, '
+            f"predicted <b>{html.escape(m['predicted'])}</b> {m['score']:.2f}<br>"
+            f"<small>{html.escape(Path(m['path']).name)}</small></p></div>"
+        )
+    agree_html = (
+        _table(agree, ["file", "top-1 agreement", "max score difference"])
+        if agree
+        else "<p>No float model in the bundle.</p>"
+    )
+    gradcam_note = (
+        "Heat maps: Grad-CAM of the predicted class from the run's Keras model."
+        if heatmaps
+        else "No Grad-CAM: the run directory with model.keras was not found."
+    )
     page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>edgesight evaluation: {html.escape(manifest['name'])}</title>
+<html><head><meta charset="utf-8"><title>edgesight evaluation: {html.escape(manifest["name"])}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#eee}}
 .card{{display:inline-block;vertical-align:top;margin:6px;width:340px}}.card img{{width:160px;margin-right:4px}}</style>
 </head><body>
-<h1>{html.escape(manifest['name'])} {html.escape(str(manifest['version']))}</h1>
-<p>{html.escape(str(manifest['architecture']))}<br>split <b>{html.escape(metrics['split'])}</b> of
-{html.escape(metrics['dataset'])}: {metrics['images']} images, run with the device runtime (LiteRT).
-Default model <b>{html.escape(result.default_model)}</b>: macro F1 {metrics['macro_f1']:.3f}.</p>
-<h2>Models</h2>{_table(models, ['file', 'precision', 'accuracy', 'top-k accuracy'])}
+<h1>{html.escape(manifest["name"])} {html.escape(str(manifest["version"]))}</h1>
+<p>{html.escape(str(manifest["architecture"]))}<br>split <b>{html.escape(metrics["split"])}</b> of
+{html.escape(metrics["dataset"])}: {metrics["images"]} images, run with the device runtime (LiteRT).
+Default model <b>{html.escape(result.default_model)}</b>: macro F1 {metrics["macro_f1"]:.3f}.</p>
+<h2>Models</h2>{_table(models, ["file", "precision", "accuracy", "top-k accuracy"])}
 <h2>Agreement with the float model</h2>{agree_html}
 <h2>Per class ({html.escape(result.default_model)})</h2>
-{_table(per_class, ['class', 'precision', 'recall', 'F1', 'support'])}
+{_table(per_class, ["class", "precision", "recall", "F1", "support"])}
 <img src="per_class.png" alt="per-class bars">
 <h2>Confusion matrix</h2><p>Rows: true class; columns: predicted.</p>
 {_table(confusion, [CORNER, *labels])}
 <img src="confusion.png" alt="confusion matrix">
 <h2>Most confident mistakes</h2><p>{gradcam_note}</p>
-{''.join(cards) or '<p>None: every image was classified correctly.</p>'}
+{"".join(cards) or "<p>None: every image was classified correctly.</p>"}
 </body></html>
 """
     out = report_dir / "report.html"

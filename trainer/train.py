@@ -84,9 +84,11 @@ def _class_weights(y: np.ndarray, num_classes: int) -> dict[int, float] | None:
 def _compile(model: Any, lr: float, cfg: TrainConfig) -> None:
     import keras
 
-    model.compile(optimizer=keras.optimizers.Adam(lr),
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
-                  metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(lr),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+        metrics=["accuracy"],
+    )
 
 
 def compute_features(model: Any, x: np.ndarray, cfg: TrainConfig | None = None) -> np.ndarray:
@@ -110,7 +112,7 @@ def compute_features(model: Any, x: np.ndarray, cfg: TrainConfig | None = None) 
             out.append(features(x[:, :, ::-1]))
         augment = augmenter(cfg)
         for _ in range(cfg.views if augment is not None else 0):
-            out.append(np.concatenate([features(_augment_batch(augment, x[i:i + 64])) for i in range(0, len(x), 64)]))
+            out.append(np.concatenate([features(_augment_batch(augment, x[i : i + 64])) for i in range(0, len(x), 64)]))
     return np.stack(out)
 
 
@@ -148,25 +150,32 @@ def _set_aside_broken_backup(backup: Path) -> None:
 def _callbacks(cfg: TrainConfig, phase: str, run_dir: Path | None, monitor: str, finetune: bool) -> list[Any]:
     import keras
 
-    callbacks: list[Any] = [keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.patience,
-                                                          restore_best_weights=True, verbose=0)]
+    callbacks: list[Any] = [
+        keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.patience, restore_best_weights=True, verbose=0)
+    ]
     if finetune:
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.3,
-                                                           patience=max(1, cfg.patience // 2), min_lr=1e-7))
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=monitor, factor=0.3, patience=max(1, cfg.patience // 2), min_lr=1e-7
+            )
+        )
     if run_dir is not None:
         backup = run_dir / "backup" / phase
         _set_aside_broken_backup(backup)
         callbacks.append(keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True))
-        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs" / phase), write_graph=False,
-                                                     profile_batch=0))
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs" / phase), write_graph=False, profile_batch=0))
         if finetune:
-            callbacks.append(keras.callbacks.ModelCheckpoint(str(run_dir / BEST_WEIGHTS), monitor=monitor,
-                                                             save_best_only=True, save_weights_only=True))
+            callbacks.append(
+                keras.callbacks.ModelCheckpoint(
+                    str(run_dir / BEST_WEIGHTS), monitor=monitor, save_best_only=True, save_weights_only=True
+                )
+            )
     return callbacks
 
 
-def fit_head(model: Any, cfg: TrainConfig, train: Arrays, val: Arrays | None, run_dir: Path | None,
-             verbose: int) -> dict[str, list[float]]:
+def fit_head(
+    model: Any, cfg: TrainConfig, train: Arrays, val: Arrays | None, run_dir: Path | None, verbose: int
+) -> dict[str, list[float]]:
     """Phase 1: only the classifier head learns; the backbone is frozen."""
     from .model import head_model, set_trainable
 
@@ -181,22 +190,37 @@ def fit_head(model: Any, cfg: TrainConfig, train: Arrays, val: Arrays | None, ru
         assert train.features is not None
         repeats = len(train.features) // len(train)
         y = np.tile(train.onehot, (repeats, 1))
-        validation = (val.features[:len(val)], val.onehot) if monitor == "val_loss" else None  # type: ignore[index]
-        history = head.fit(train.features, y, validation_data=validation, epochs=cfg.epochs_head,
-                           batch_size=cfg.batch_size, shuffle=True, class_weight=weights, verbose=verbose,
-                           callbacks=_callbacks(cfg, "head", run_dir, monitor, finetune=False))
+        validation = (val.features[: len(val)], val.onehot) if monitor == "val_loss" else None  # type: ignore[index]
+        history = head.fit(
+            train.features,
+            y,
+            validation_data=validation,
+            epochs=cfg.epochs_head,
+            batch_size=cfg.batch_size,
+            shuffle=True,
+            class_weight=weights,
+            verbose=verbose,
+            callbacks=_callbacks(cfg, "head", run_dir, monitor, finetune=False),
+        )
     else:
         _compile(model, cfg.lr_head, cfg)
         data = make_dataset(train.x, train.onehot, cfg.batch_size, shuffle=True, augment=augmenter(cfg), seed=cfg.seed)
         validation = make_dataset(val.x, val.onehot, cfg.batch_size) if monitor == "val_loss" else None  # type: ignore[union-attr]
-        history = model.fit(data, validation_data=validation, epochs=cfg.epochs_head, class_weight=weights,
-                            verbose=verbose, shuffle=False,
-                            callbacks=_callbacks(cfg, "head", run_dir, monitor, finetune=False))
+        history = model.fit(
+            data,
+            validation_data=validation,
+            epochs=cfg.epochs_head,
+            class_weight=weights,
+            verbose=verbose,
+            shuffle=False,
+            callbacks=_callbacks(cfg, "head", run_dir, monitor, finetune=False),
+        )
     return {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
 
-def fine_tune(model: Any, cfg: TrainConfig, train: Arrays, val: Arrays | None, run_dir: Path | None,
-              verbose: int) -> dict[str, list[float]]:
+def fine_tune(
+    model: Any, cfg: TrainConfig, train: Arrays, val: Arrays | None, run_dir: Path | None, verbose: int
+) -> dict[str, list[float]]:
     """Phase 2: the top ``cfg.unfreeze`` backbone layers learn too, at ``cfg.lr_finetune``."""
     from .model import set_trainable
 
@@ -212,17 +236,26 @@ def fine_tune(model: Any, cfg: TrainConfig, train: Arrays, val: Arrays | None, r
     if validation is not None:
         before_loss = float(model.evaluate(validation, verbose=0)[0])
         before_weights = model.get_weights()
-    history = model.fit(data, validation_data=validation, epochs=cfg.epochs_finetune, class_weight=weights,
-                        verbose=verbose, shuffle=False,
-                        callbacks=_callbacks(cfg, "finetune", run_dir, monitor, finetune=True))
+    history = model.fit(
+        data,
+        validation_data=validation,
+        epochs=cfg.epochs_finetune,
+        class_weight=weights,
+        verbose=verbose,
+        shuffle=False,
+        callbacks=_callbacks(cfg, "finetune", run_dir, monitor, finetune=True),
+    )
     result = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     # On a few hundred photos fine-tuning can overfit from the first epoch; the phase-1 model is
     # then the best checkpoint, so keep it rather than the least-bad fine-tuned epoch.
     losses = result.get("val_loss", [])
     if before_loss is not None and losses and min(losses) >= before_loss:
         model.set_weights(before_weights)
-        log.warning("fine-tuning did not lower the validation loss (%.4f -> best %.4f); keeping the phase-1 model",
-                    before_loss, min(losses))
+        log.warning(
+            "fine-tuning did not lower the validation loss (%.4f -> best %.4f); keeping the phase-1 model",
+            before_loss,
+            min(losses),
+        )
         result["kept_phase1"] = [1.0]
     return result
 
@@ -249,8 +282,15 @@ def _check_run_dir(run_dir: Path, resume: bool) -> dict[str, Any]:
     return state
 
 
-def train(dataset_dir: str | Path, run_dir: str | Path, cfg: TrainConfig, *, resume: bool = False,
-          verbose: int | None = None, resume_overrides: dict[str, Any] | None = None) -> TrainResult:
+def train(
+    dataset_dir: str | Path,
+    run_dir: str | Path,
+    cfg: TrainConfig,
+    *,
+    resume: bool = False,
+    verbose: int | None = None,
+    resume_overrides: dict[str, Any] | None = None,
+) -> TrainResult:
     """Train on the dataset's train split (val for early stopping) and save the run directory.
 
     With ``resume`` the run's saved settings are used, changed only by ``resume_overrides``.
@@ -296,8 +336,9 @@ def train(dataset_dir: str | Path, run_dir: str | Path, cfg: TrainConfig, *, res
             if val_arrays is not None:
                 val_arrays.features = compute_features(model, val_arrays.x)[0]
         print(f"phase 1: head on a frozen {cfg.arch} backbone, {cfg.epochs_head} epoch(s) at most", flush=True)
-        history.update({f"head_{k}": v for k, v in fit_head(model, cfg, train_arrays, val_arrays, run_dir,
-                                                             verbose).items()})
+        history.update(
+            {f"head_{k}": v for k, v in fit_head(model, cfg, train_arrays, val_arrays, run_dir, verbose).items()}
+        )
         model.save_weights(run_dir / PHASE1_WEIGHTS)
         state["phase"] = "finetune"
         state["head_history"] = history
@@ -307,14 +348,20 @@ def train(dataset_dir: str | Path, run_dir: str | Path, cfg: TrainConfig, *, res
         history.update(state.get("head_history", {}))
         log.info("resuming %s in phase 2", run_dir)
     head_accuracy = accuracy(model, val_arrays) if val_arrays is not None else float("nan")
-    print(f"phase 2: top {cfg.unfreeze} backbone layers at lr {cfg.lr_finetune:g}, "
-          f"{cfg.epochs_finetune} epoch(s) at most", flush=True)
-    history.update({f"finetune_{k}": v for k, v in fine_tune(model, cfg, train_arrays, val_arrays, run_dir,
-                                                             verbose).items()})
-    metrics = {"train_accuracy": accuracy(model, train_arrays),
-               "val_accuracy_head_only": head_accuracy,
-               "val_accuracy": accuracy(model, val_arrays) if val_arrays is not None else float("nan"),
-               "test_accuracy": accuracy(model, test_arrays)}
+    print(
+        f"phase 2: top {cfg.unfreeze} backbone layers at lr {cfg.lr_finetune:g}, "
+        f"{cfg.epochs_finetune} epoch(s) at most",
+        flush=True,
+    )
+    history.update(
+        {f"finetune_{k}": v for k, v in fine_tune(model, cfg, train_arrays, val_arrays, run_dir, verbose).items()}
+    )
+    metrics = {
+        "train_accuracy": accuracy(model, train_arrays),
+        "val_accuracy_head_only": head_accuracy,
+        "val_accuracy": accuracy(model, val_arrays) if val_arrays is not None else float("nan"),
+        "test_accuracy": accuracy(model, test_arrays),
+    }
     model.save(run_dir / MODEL_FILE)
     seconds = time.perf_counter() - t0
     _write_run(run_dir, dataset, cfg, metrics, history, seconds)
@@ -323,8 +370,14 @@ def train(dataset_dir: str | Path, run_dir: str | Path, cfg: TrainConfig, *, res
     return TrainResult(run_dir, run_dir / MODEL_FILE, metrics, history, seconds)
 
 
-def _write_run(run_dir: Path, dataset: Dataset, cfg: TrainConfig, metrics: dict[str, float],
-               history: dict[str, list[float]], seconds: float) -> None:
+def _write_run(
+    run_dir: Path,
+    dataset: Dataset,
+    cfg: TrainConfig,
+    metrics: dict[str, float],
+    history: dict[str, list[float]],
+    seconds: float,
+) -> None:
     import keras
     import tensorflow as tf
 
@@ -342,8 +395,9 @@ def _write_run(run_dir: Path, dataset: Dataset, cfg: TrainConfig, metrics: dict[
     (run_dir / RUN_CONFIG).write_text(json.dumps(info, indent=1))
 
 
-def _carve_validation(train_idx: np.ndarray, y: np.ndarray, fraction: float,
-                      seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _carve_validation(
+    train_idx: np.ndarray, y: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Split a fold's training rows into (fit, validation), stratified; no validation if too small."""
     from sklearn.model_selection import train_test_split
 
@@ -354,8 +408,14 @@ def _carve_validation(train_idx: np.ndarray, y: np.ndarray, fraction: float,
     return np.sort(fit), np.sort(val)
 
 
-def kfold(dataset_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, k: int,
-          verbose: int | None = None, val_fraction: float = 0.1) -> dict[str, Any]:
+def kfold(
+    dataset_dir: str | Path,
+    out_dir: str | Path,
+    cfg: TrainConfig,
+    k: int,
+    verbose: int | None = None,
+    val_fraction: float = 0.1,
+) -> dict[str, Any]:
     """Stratified k-fold cross-validation over every sample of the dataset.
 
     Each fold trains exactly as ``train`` does, with ``val_fraction`` of its training rows as
@@ -402,21 +462,39 @@ def kfold(dataset_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, k: int
         head_acc = accuracy(model, Arrays(x[test_idx], y[test_idx], n))
         fine_tune(model, cfg, train, val, None, verbose)
         acc = accuracy(model, Arrays(x[test_idx], y[test_idx], n))
-        folds.append({"fold": fold, "train": len(fit_idx), "val": len(val_idx), "test": len(test_idx),
-                      "head_only_accuracy": round(head_acc, 4), "accuracy": round(acc, 4)})
-        print(f"fold {fold}/{k}: accuracy {acc:.3f} (head only {head_acc:.3f}) on {len(test_idx)} held-out images",
-              flush=True)
+        folds.append(
+            {
+                "fold": fold,
+                "train": len(fit_idx),
+                "val": len(val_idx),
+                "test": len(test_idx),
+                "head_only_accuracy": round(head_acc, 4),
+                "accuracy": round(acc, 4),
+            }
+        )
+        print(
+            f"fold {fold}/{k}: accuracy {acc:.3f} (head only {head_acc:.3f}) on {len(test_idx)} held-out images",
+            flush=True,
+        )
     accs = np.array([f["accuracy"] for f in folds])
     heads = np.array([f["head_only_accuracy"] for f in folds])
-    summary = {"k": k, "mean_accuracy": round(float(accs.mean()), 4), "std_accuracy": round(float(accs.std()), 4),
-               "head_only_mean_accuracy": round(float(heads.mean()), 4),
-               "head_only_std_accuracy": round(float(heads.std()), 4),
-               "val_fraction": val_fraction, "folds": folds, "config": cfg.to_dict(),
-               "dataset": str(dataset.root.resolve()),
-               "seconds": round(time.perf_counter() - t0, 1)}
+    summary = {
+        "k": k,
+        "mean_accuracy": round(float(accs.mean()), 4),
+        "std_accuracy": round(float(accs.std()), 4),
+        "head_only_mean_accuracy": round(float(heads.mean()), 4),
+        "head_only_std_accuracy": round(float(heads.std()), 4),
+        "val_fraction": val_fraction,
+        "folds": folds,
+        "config": cfg.to_dict(),
+        "dataset": str(dataset.root.resolve()),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
     (out_dir / "kfold.json").write_text(json.dumps(summary, indent=1))
     with (out_dir / "kfold.csv").open("w", encoding="utf-8") as handle:
         handle.write("fold,train,val,test,head_only_accuracy,accuracy\n")
-        handle.writelines(f"{f['fold']},{f['train']},{f['val']},{f['test']},{f['head_only_accuracy']},{f['accuracy']}\n"
-                          for f in folds)
+        handle.writelines(
+            f"{f['fold']},{f['train']},{f['val']},{f['test']},{f['head_only_accuracy']},{f['accuracy']}\n"
+            for f in folds
+        )
     return summary

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ..device.core.tomlfile import read_toml
 from ..device.core.errors import ConfigError, UsageError
+from ..device.core.tomlfile import read_toml
 from .backend import load_tensorflow
 from .config import TrainConfig, dump_toml, from_mapping
 
@@ -101,8 +101,16 @@ def _val_loss(history: dict[str, list[float]]) -> float:
     return float(min(losses)) if losses else float("nan")
 
 
-def tune(dataset_dir: str | Path, out_dir: str | Path, base: TrainConfig, *, method: str = "random",
-         trials: int = 10, minutes: float | None = None, space_file: str | Path | None = None) -> list[Trial]:
+def tune(
+    dataset_dir: str | Path,
+    out_dir: str | Path,
+    base: TrainConfig,
+    *,
+    method: str = "random",
+    trials: int = 10,
+    minutes: float | None = None,
+    space_file: str | Path | None = None,
+) -> list[Trial]:
     """Run trials until the budget is spent; write ``tune.csv`` (best first) and ``best.toml``."""
     from .dataset import Dataset
     from .train import train
@@ -138,8 +146,10 @@ def tune(dataset_dir: str | Path, out_dir: str | Path, base: TrainConfig, *, met
             log.warning("trial %d failed: %s", number, trial.error)
         trial.seconds = round(time.monotonic() - t0, 1)
         results.append(trial)
-        print(f"  val accuracy {trial.val_accuracy:.3f}, val loss {trial.val_loss:.3f} in {trial.seconds:.0f} s",
-              flush=True)
+        print(
+            f"  val accuracy {trial.val_accuracy:.3f}, val loss {trial.val_loss:.3f} in {trial.seconds:.0f} s",
+            flush=True,
+        )
         write_results(out_dir, results, list(space), base)
     return sorted(results, key=Trial.rank_key)
 
@@ -151,14 +161,35 @@ def write_results(out_dir: Path, results: list[Trial], keys: list[str], base: Tr
         writer = csv.writer(handle)
         writer.writerow(["rank", "trial", *keys, "val_accuracy", "val_loss", "seconds", "run_dir", "error"])
         for rank, t in enumerate(ranked, start=1):
-            writer.writerow([rank, t.number, *(t.params.get(k) for k in keys), round(t.val_accuracy, 4),
-                             round(t.val_loss, 4), t.seconds, t.run_dir, t.error])
+            writer.writerow(
+                [
+                    rank,
+                    t.number,
+                    *(t.params.get(k) for k in keys),
+                    round(t.val_accuracy, 4),
+                    round(t.val_loss, 4),
+                    t.seconds,
+                    t.run_dir,
+                    t.error,
+                ]
+            )
     best = ranked[0]
     if not best.error:
         config = from_mapping(best.params, "best trial", base).to_dict()
-        header = (f"# best of {len(results)} trial(s): trial {best.number}, val accuracy {best.val_accuracy:.4f}\n"
-                  f"# retrain with: edgesight train DATASET_DIR --out RUN_DIR --config {out_dir / 'best.toml'}\n")
+        header = (
+            f"# best of {len(results)} trial(s): trial {best.number}, val accuracy {best.val_accuracy:.4f}\n"
+            f"# retrain with: edgesight train DATASET_DIR --out RUN_DIR --config {out_dir / 'best.toml'}\n"
+        )
         (out_dir / "best.toml").write_text(header + dump_toml(config), encoding="utf-8")
-        (out_dir / "best.json").write_text(json.dumps({"trial": best.number, "run_dir": best.run_dir,
-                                                        "val_accuracy": best.val_accuracy, "params": best.params},
-                                                       indent=1), encoding="utf-8")
+        (out_dir / "best.json").write_text(
+            json.dumps(
+                {
+                    "trial": best.number,
+                    "run_dir": best.run_dir,
+                    "val_accuracy": best.val_accuracy,
+                    "params": best.params,
+                },
+                indent=1,
+            ),
+            encoding="utf-8",
+        )

@@ -38,29 +38,57 @@ def _thread_counts(text: str) -> list[int]:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("models", metavar="MODEL_OR_BUNDLE", nargs="+",
-                        help="bundle directories or .tflite files, measured side by side")
+    parser.add_argument(
+        "models",
+        metavar="MODEL_OR_BUNDLE",
+        nargs="+",
+        help="bundle directories or .tflite files, measured side by side",
+    )
     parser.add_argument("--labels", metavar="FILE", help="labels file for bare .tflite models")
-    parser.add_argument("--threads", default=None, metavar="LIST",
-                        help=f"interpreter thread counts for the invoke latency (default: "
-                             f"{','.join(map(str, default_thread_counts()))} on this machine)")
+    parser.add_argument(
+        "--threads",
+        default=None,
+        metavar="LIST",
+        help=f"interpreter thread counts for the invoke latency (default: "
+        f"{','.join(map(str, default_thread_counts()))} on this machine)",
+    )
     parser.add_argument("--runs", type=int, default=200, metavar="N", help="timed invokes per thread count (200)")
     parser.add_argument("--warmup", type=int, default=20, metavar="N", help="untimed invokes first (20)")
-    parser.add_argument("--source", metavar="FILE_OR_DIR",
-                        help="video file or image folder for the pipeline runs (default: a generated 720p video)")
-    parser.add_argument("--frames", type=int, default=300, metavar="N",
-                        help="frames per pipeline/sequential run, and the generated video's length (300)")
-    parser.add_argument("--runtime", default="all", metavar="LIST",
-                        help=f"runtimes to compare, comma-separated ({', '.join(RUNTIMES)}), or all (default): "
-                             f"every runtime this machine can run the model on")
+    parser.add_argument(
+        "--source",
+        metavar="FILE_OR_DIR",
+        help="video file or image folder for the pipeline runs (default: a generated 720p video)",
+    )
+    parser.add_argument(
+        "--frames",
+        type=int,
+        default=300,
+        metavar="N",
+        help="frames per pipeline/sequential run, and the generated video's length (300)",
+    )
+    parser.add_argument(
+        "--runtime",
+        default="all",
+        metavar="LIST",
+        help=f"runtimes to compare, comma-separated ({', '.join(RUNTIMES)}), or all (default): "
+        f"every runtime this machine can run the model on",
+    )
     parser.add_argument("--crop", choices=FITS + ("center",), default=None, help="frame fit (default: the model's)")
-    parser.add_argument("--all-variants", action="store_true",
-                        help="for a bundle, measure every .tflite it holds (int8, fp16, float ...)")
-    parser.add_argument("--mqtt", action="store_true",
-                        help="also measure capture-to-subscriber latency through a local mosquitto")
+    parser.add_argument(
+        "--all-variants",
+        action="store_true",
+        help="for a bundle, measure every .tflite it holds (int8, fp16, float ...)",
+    )
+    parser.add_argument(
+        "--mqtt", action="store_true", help="also measure capture-to-subscriber latency through a local mosquitto"
+    )
     parser.add_argument("--cold-runs", type=int, default=3, metavar="N", help="cold starts to time (3)")
-    parser.add_argument("--skip", default="", metavar="LIST",
-                        help=f"measurements to leave out: {','.join(s for s in STAGES if s != 'mqtt')}")
+    parser.add_argument(
+        "--skip",
+        default="",
+        metavar="LIST",
+        help=f"measurements to leave out: {','.join(s for s in STAGES if s != 'mqtt')}",
+    )
     parser.add_argument("--json", metavar="OUT", help="write every figure as JSON")
     parser.add_argument("--markdown", metavar="OUT", help="write the tables as Markdown")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -111,8 +139,10 @@ def check_args(args: argparse.Namespace) -> None:
     args.runtime = ["all"] if args.runtime.strip() == "all" else _names(args.runtime)
     unknown = [name for name in args.runtime if name not in RUNTIMES and name != "all"]
     if unknown or not args.runtime:
-        raise UsageError(f"--runtime: unknown runtime(s) {', '.join(unknown) or repr('')}; choose from "
-                         f"{', '.join(sorted(RUNTIMES))} or all")
+        raise UsageError(
+            f"--runtime: unknown runtime(s) {', '.join(unknown) or repr('')}; choose from "
+            f"{', '.join(sorted(RUNTIMES))} or all"
+        )
 
 
 def model_file_for(runtime: str, spec: ModelSpec) -> Path:
@@ -136,8 +166,10 @@ def targets(args: argparse.Namespace) -> list[Target]:
         labels = args.labels if spec.bundle_dir is None else None
         runtimes = available_runtimes(spec) if args.runtime == ["all"] else args.runtime
         if not runtimes:
-            raise EdgesightError(f"{model}: no runtime on this machine can run it "
-                                 f"(tried: {', '.join(sorted(RUNTIMES))}; see edgesight info {model})")
+            raise EdgesightError(
+                f"{model}: no runtime on this machine can run it "
+                f"(tried: {', '.join(sorted(RUNTIMES))}; see edgesight info {model})"
+            )
         seen: set[tuple[str, Path]] = set()
         for runtime in runtimes:
             for variant in variants:
@@ -145,8 +177,7 @@ def targets(args: argparse.Namespace) -> list[Target]:
                 key = (runtime, model_file_for(runtime, variant_spec))
                 if key not in seen:
                     seen.add(key)
-                    found.append(Target(model=str(model), labels=labels, runtime=runtime, model_file=variant,
-                                        fit=fit))
+                    found.append(Target(model=str(model), labels=labels, runtime=runtime, model_file=variant, fit=fit))
     return found
 
 
@@ -176,11 +207,25 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="edgesight-bench-") as tmp:
         workdir = Path(tmp)
         source = prepare_source(args, workdir)
-        settings = Settings(threads=args.threads, runs=args.runs, warmup=args.warmup,
-                            frames=args.frames, mqtt=args.mqtt, cold_runs=args.cold_runs,
-                            cold_image=cold_start_image(source, workdir), skip=frozenset(args.skip))
-        with tqdm(total=steps_per_target(settings) * len(chosen), desc="bench", unit="step", file=sys.stderr,
-                  disable=True if args.no_progress else None, leave=False) as bar:
+        settings = Settings(
+            threads=args.threads,
+            runs=args.runs,
+            warmup=args.warmup,
+            frames=args.frames,
+            mqtt=args.mqtt,
+            cold_runs=args.cold_runs,
+            cold_image=cold_start_image(source, workdir),
+            skip=frozenset(args.skip),
+        )
+        with tqdm(
+            total=steps_per_target(settings) * len(chosen),
+            desc="bench",
+            unit="step",
+            file=sys.stderr,
+            disable=True if args.no_progress else None,
+            leave=False,
+        ) as bar:
+
             def step(label: str) -> None:
                 bar.set_postfix_str(label, refresh=False)
                 bar.update()

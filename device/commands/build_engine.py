@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
-from ..core.bundle import load_bundle
 from ..classify import contract_for
+from ..core.bundle import load_bundle
 from ..core.errors import BundleError, UsageError
 from ..core.preprocess import list_images, prepare, read_image
 from ..runtimes import TensorInfo
@@ -24,16 +24,28 @@ from ..runtimes import tensorrt as trt_runtime
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", metavar="BUNDLE", help="bundle directory exported with --onnx")
     precision = parser.add_mutually_exclusive_group()
-    precision.add_argument("--fp16", dest="precision", action="store_const", const="fp16",
-                           help="allow FP16 kernels (recommended on a Jetson: about 2x faster, same top-1)")
-    precision.add_argument("--int8", dest="precision", action="store_const", const="int8",
-                           help="INT8 with entropy calibration on --calibration images")
+    precision.add_argument(
+        "--fp16",
+        dest="precision",
+        action="store_const",
+        const="fp16",
+        help="allow FP16 kernels (recommended on a Jetson: about 2x faster, same top-1)",
+    )
+    precision.add_argument(
+        "--int8",
+        dest="precision",
+        action="store_const",
+        const="int8",
+        help="INT8 with entropy calibration on --calibration images",
+    )
     parser.set_defaults(precision="fp32")
     parser.add_argument("--calibration", metavar="DIR", help="folder of representative images for --int8")
-    parser.add_argument("--calibration-images", type=int, default=100, metavar="N",
-                        help="at most N calibration images (default 100)")
-    parser.add_argument("--workspace", type=int, default=1024, metavar="MIB",
-                        help="builder workspace memory in MiB (default 1024)")
+    parser.add_argument(
+        "--calibration-images", type=int, default=100, metavar="N", help="at most N calibration images (default 100)"
+    )
+    parser.add_argument(
+        "--workspace", type=int, default=1024, metavar="MIB", help="builder workspace memory in MiB (default 1024)"
+    )
     parser.add_argument("--force", action="store_true", help="rebuild even if an up-to-date engine is cached")
 
 
@@ -54,8 +66,10 @@ def run(args: argparse.Namespace) -> int:
     bundle = Path(args.bundle)
     spec = load_bundle(bundle)  # verifies every file's sha256 first
     if trt_runtime.ONNX_FILE not in spec.manifest["files"]:
-        raise BundleError(f"{bundle}: bundle has no {trt_runtime.ONNX_FILE}; re-export it with "
-                          f"edgesight export RUN_DIR --out {bundle} --onnx")
+        raise BundleError(
+            f"{bundle}: bundle has no {trt_runtime.ONNX_FILE}; re-export it with "
+            f"edgesight export RUN_DIR --out {bundle} --onnx"
+        )
     onnx_path = spec.variant(trt_runtime.ONNX_FILE)
     entry = spec.manifest["files"][trt_runtime.ONNX_FILE]
     onnx_sha = entry.get("sha256", "") if isinstance(entry, dict) else str(entry)
@@ -65,24 +79,31 @@ def run(args: argparse.Namespace) -> int:
     for info in trt_runtime.cached_engines(bundle):
         reason = trt_runtime.mismatch(info, trt.__version__, device, onnx_sha)
         if info.path == target and reason is None and not args.force:
-            print(f"up to date: {target} (TensorRT {info.tensorrt_version}, {info.device}, {info.precision}, "
-                  f"built {info.built}); --force rebuilds it")
+            print(
+                f"up to date: {target} (TensorRT {info.tensorrt_version}, {info.device}, {info.precision}, "
+                f"built {info.built}); --force rebuilds it"
+            )
             return 0
         if reason is not None:
-            print(f"note: {info.path.name} is not usable here ({reason}); "
-                  f"{'rebuilding it' if info.path == target else 'left in place for the device it was built for'}")
+            print(
+                f"note: {info.path.name} is not usable here ({reason}); "
+                f"{'rebuilding it' if info.path == target else 'left in place for the device it was built for'}"
+            )
     calibration = None
     if args.precision == "int8":
         images = list_images([args.calibration])[: max(1, args.calibration_images)]
         size = spec.contract.height, spec.contract.width
         calibration = calibration_batches(images, spec, (1, *size, 3))
     t0 = time.perf_counter()
-    info = trt_runtime.build_engine(onnx_path, target, args.precision, onnx_sha256=onnx_sha,
-                                    calibration=calibration, workspace_mib=args.workspace)
+    info = trt_runtime.build_engine(
+        onnx_path, target, args.precision, onnx_sha256=onnx_sha, calibration=calibration, workspace_mib=args.workspace
+    )
     seconds = time.perf_counter() - t0
     engine = trt_runtime.open_runtime(target)  # prove it loads and runs before saying so
     engine.infer(np.zeros(engine.input.shape, engine.input.dtype))
-    print(f"engine: {target} ({target.stat().st_size / 2**20:.1f} MiB, TensorRT {info.tensorrt_version}, "
-          f"{info.device}, {info.precision}, built in {seconds:.1f} s, verified)")
-    print(f"run it: edgesight predict {bundle} IMAGE --runtime tensorrt   (or runtime = \"tensorrt\" in the config)")
+    print(
+        f"engine: {target} ({target.stat().st_size / 2**20:.1f} MiB, TensorRT {info.tensorrt_version}, "
+        f"{info.device}, {info.precision}, built in {seconds:.1f} s, verified)"
+    )
+    print(f'run it: edgesight predict {bundle} IMAGE --runtime tensorrt   (or runtime = "tensorrt" in the config)')
     return 0

@@ -13,8 +13,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL_OR_BUNDLE", help="bundle directory or .tflite file")
     parser.add_argument("--labels", metavar="FILE", help="labels file for a bare .tflite")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--runtime", choices=RUNTIME_CHOICES, default="auto",
-                        help="load the model on this runtime (default auto: the fastest available)")
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIME_CHOICES,
+        default="auto",
+        help="load the model on this runtime (default auto: the fastest available)",
+    )
 
 
 def describe(classifier: Classifier) -> dict:
@@ -27,12 +31,21 @@ def describe(classifier: Classifier) -> dict:
         "bundle": str(spec.bundle_dir) if spec.bundle_dir else None,
         "hashes_verified": spec.bundle_dir is not None,
         "runtime": {"name": runtime.name, "version": runtime.version},
-        "input": {"shape": list(runtime.input.shape), "dtype": runtime.input.dtype,
-                  "quantization": [runtime.input.scale, runtime.input.zero_point],
-                  "fit": contract.fit, "mean": contract.mean, "std": contract.std},
-        "output": {"shape": list(runtime.output.shape), "dtype": runtime.output.dtype,
-                   "quantization": [runtime.output.scale, runtime.output.zero_point],
-                   "classes": len(classifier.labels), "background_index": classifier.background_index},
+        "input": {
+            "shape": list(runtime.input.shape),
+            "dtype": runtime.input.dtype,
+            "quantization": [runtime.input.scale, runtime.input.zero_point],
+            "fit": contract.fit,
+            "mean": contract.mean,
+            "std": contract.std,
+        },
+        "output": {
+            "shape": list(runtime.output.shape),
+            "dtype": runtime.output.dtype,
+            "quantization": [runtime.output.scale, runtime.output.zero_point],
+            "classes": len(classifier.labels),
+            "background_index": classifier.background_index,
+        },
         "labels_preview": list(classifier.labels[:5]),
         "manifest": spec.manifest or None,
     }
@@ -54,14 +67,21 @@ def run(args: argparse.Namespace) -> int:
             print("arch:     " + ", ".join(f"{k}={v}" for k, v in arch.items()))
         for variant, figures in (manifest.get("metrics") or {}).items():
             if isinstance(figures, dict):
-                shown = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-                                  for k, v in figures.items() if not isinstance(v, (dict, list)))
+                shown = ", ".join(
+                    f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in figures.items()
+                    if not isinstance(v, (dict, list))
+                )
                 print(f"metrics:  {variant}: {shown}")
     print(f"runtime:  {info['runtime']['name']} {info['runtime']['version']}")
     i, o = info["input"], info["output"]
-    print(f"input:    {i['shape']} {i['dtype']} quant={tuple(i['quantization'])} fit={i['fit']} "
-          f"normalise=(x-{i['mean']:g})/{i['std']:g}")
-    print(f"output:   {o['shape']} {o['dtype']} quant={tuple(o['quantization'])} classes={o['classes']} "
-          f"background_index={o['background_index']}")
+    print(
+        f"input:    {i['shape']} {i['dtype']} quant={tuple(i['quantization'])} fit={i['fit']} "
+        f"normalise=(x-{i['mean']:g})/{i['std']:g}"
+    )
+    print(
+        f"output:   {o['shape']} {o['dtype']} quant={tuple(o['quantization'])} classes={o['classes']} "
+        f"background_index={o['background_index']}"
+    )
     print(f"labels:   {', '.join(info['labels_preview'])}{', ...' if o['classes'] > 5 else ''}")
     return 0

@@ -16,13 +16,22 @@ from ..runtimes import RUNTIME_CHOICES
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags every verb that loads a model shares."""
     parser.add_argument("--labels", metavar="FILE", help="labels file (one a line) for a bare .tflite")
-    parser.add_argument("--crop", choices=FITS + ("center", "stretch"), default=None,
-                        help="how a frame is fitted to the model: centre-crop (default) or stretch")
-    parser.add_argument("--threads", type=int, default=None, metavar="N",
-                        help="interpreter threads (default: all cores)")
-    parser.add_argument("--runtime", choices=RUNTIME_CHOICES, default="auto",
-                        help="inference runtime; auto (default) picks the fastest one this machine and "
-                             "bundle allow: tensorrt, edgetpu, litert, onnx")
+    parser.add_argument(
+        "--crop",
+        choices=FITS + ("center", "stretch"),
+        default=None,
+        help="how a frame is fitted to the model: centre-crop (default) or stretch",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, metavar="N", help="interpreter threads (default: all cores)"
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIME_CHOICES,
+        default="auto",
+        help="inference runtime; auto (default) picks the fastest one this machine and "
+        "bundle allow: tensorrt, edgetpu, litert, onnx",
+    )
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -39,15 +48,25 @@ def run(args: argparse.Namespace) -> int:
         raise EdgesightError("--top-k must be at least 1")
     images = list_images(args.paths)
     t0 = time.perf_counter()
-    classifier = Classifier.open(args.model, args.labels, num_threads=args.threads, fit=args.crop,
-                                 top_k=args.top_k, model_file=args.model_file, runtime=args.runtime)
+    classifier = Classifier.open(
+        args.model,
+        args.labels,
+        num_threads=args.threads,
+        fit=args.crop,
+        top_k=args.top_k,
+        model_file=args.model_file,
+        runtime=args.runtime,
+    )
     load_ms = (time.perf_counter() - t0) * 1e3
     failures = 0
     out = sys.stdout
     if not args.json:
-        print(f"# {classifier.spec.model_path} on {classifier.runtime.name} {classifier.runtime.version}, "
-              f"{classifier.contract.height}x{classifier.contract.width} {classifier.contract.dtype}, "
-              f"fit={classifier.contract.fit}, loaded in {load_ms:.0f} ms", file=out)
+        print(
+            f"# {classifier.spec.model_path} on {classifier.runtime.name} {classifier.runtime.version}, "
+            f"{classifier.contract.height}x{classifier.contract.width} {classifier.contract.dtype}, "
+            f"fit={classifier.contract.fit}, loaded in {load_ms:.0f} ms",
+            file=out,
+        )
     for path in images:
         t_read = time.perf_counter()
         try:
@@ -60,8 +79,9 @@ def run(args: argparse.Namespace) -> int:
         result = classifier.classify(frame)
         latency = {"read": round(read_ms, 3), **{k: round(v, 3) for k, v in result.latency_ms.items()}}
         if args.json:
-            out.write(json.dumps({"path": str(path), "top": [p.as_dict() for p in result.top],
-                                  "latency_ms": latency}) + "\n")
+            out.write(
+                json.dumps({"path": str(path), "top": [p.as_dict() for p in result.top], "latency_ms": latency}) + "\n"
+            )
         else:
             ranked = "  ".join(f"{p.label} ({p.index}) {p.score:.2f}" for p in result.top)
             print(f"{path}\t{ranked}\t[{latency['preprocess']:.1f}+{latency['infer']:.1f} ms]", file=out)

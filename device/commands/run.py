@@ -15,14 +15,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="TOML config (see systemd/edgesight.toml for every key)")
     parser.add_argument("--model", metavar="MODEL_OR_BUNDLE", help="bundle directory or .tflite ([model] path)")
     parser.add_argument("--labels", metavar="FILE", help="labels for a bare .tflite ([model] labels)")
-    parser.add_argument("--source", metavar="SPEC", help="camera index, picamera2[:N], URL, video file, folder or "
-                                                         "GStreamer pipeline ([source] spec)")
+    parser.add_argument(
+        "--source",
+        metavar="SPEC",
+        help="camera index, picamera2[:N], URL, video file, folder or GStreamer pipeline ([source] spec)",
+    )
     parser.add_argument("--broker", metavar="HOST[:PORT]", help="MQTT broker ([mqtt] host/port)")
     parser.add_argument("--device-id", metavar="ID", help="device id in topics ([mqtt] device_id)")
     parser.add_argument("--max-frames", type=int, metavar="N", help="stop cleanly after N classified frames")
     parser.add_argument("--loop", action="store_true", default=None, help="restart a video file at its end")
-    parser.add_argument("--realtime", action="store_true", default=None,
-                        help="pace a video file to its frame rate, dropping late frames like a camera")
+    parser.add_argument(
+        "--realtime",
+        action="store_true",
+        default=None,
+        help="pace a video file to its frame rate, dropping late frames like a camera",
+    )
     parser.add_argument("--workers", type=int, metavar="N", help="interpreters in parallel ([model] workers)")
     parser.add_argument("--no-mqtt", action="store_true", help="classify and log only ([mqtt] enabled = false)")
     parser.add_argument("--check", action="store_true", help="validate the config and load the model, then exit")
@@ -40,12 +47,20 @@ def build_config(args: argparse.Namespace) -> Config:
         host, port = parse_broker(args.broker)
     if args.max_frames is not None and args.max_frames < 1:
         raise UsageError("--max-frames: expected an integer >= 1")
-    config.override({
-        ("model", "path"): args.model, ("model", "labels"): args.labels, ("model", "workers"): args.workers,
-        ("source", "spec"): args.source, ("source", "loop"): args.loop, ("source", "realtime"): args.realtime,
-        ("mqtt", "host"): host, ("mqtt", "port"): port, ("mqtt", "device_id"): args.device_id,
-        ("mqtt", "enabled"): False if args.no_mqtt else None,
-    })
+    config.override(
+        {
+            ("model", "path"): args.model,
+            ("model", "labels"): args.labels,
+            ("model", "workers"): args.workers,
+            ("source", "spec"): args.source,
+            ("source", "loop"): args.loop,
+            ("source", "realtime"): args.realtime,
+            ("mqtt", "host"): host,
+            ("mqtt", "port"): port,
+            ("mqtt", "device_id"): args.device_id,
+            ("mqtt", "enabled"): False if args.no_mqtt else None,
+        }
+    )
     return config
 
 
@@ -61,8 +76,10 @@ def run(args: argparse.Namespace) -> int:
     daemon = Daemon(config, max_frames=args.max_frames, wait_for_device=not args.check)
     if args.check:
         c = daemon.pipeline.classifier
-        print(f"ok: {config.path or 'defaults'}; model {c.name} {c.version} on {c.runtime.name}; "
-              f"source {daemon.source.name}; {daemon.pipeline.workers} worker(s); topics {config.topic_prefix}/...")
+        print(
+            f"ok: {config.path or 'defaults'}; model {c.name} {c.version} on {c.runtime.name}; "
+            f"source {daemon.source.name}; {daemon.pipeline.workers} worker(s); topics {config.topic_prefix}/..."
+        )
         daemon.source.close()
         return 0
     on_stop_signals(daemon.request_stop)

@@ -27,8 +27,18 @@ LABELS = "labels.txt"
 DEFAULT_MODEL = "model.tflite"
 # Bare model files the device runtimes load (LiteRT/Edge TPU, ONNX Runtime, TensorRT engines).
 MODEL_SUFFIXES = (".tflite", ".onnx", ".engine", ".plan")
-REQUIRED_KEYS = ("schema_version", "name", "version", "created", "architecture", "input", "output",
-                 "files", "default_model", "metrics")
+REQUIRED_KEYS = (
+    "schema_version",
+    "name",
+    "version",
+    "created",
+    "architecture",
+    "input",
+    "output",
+    "files",
+    "default_model",
+    "metrics",
+)
 REQUIRED_INPUT_KEYS = ("size", "color", "fit", "mean", "std")
 
 
@@ -82,8 +92,9 @@ class ModelSpec:
             raise BundleError(f"{self.model_path}: a bare model has no variant {filename!r}")
         files = self.manifest.get("files", {})
         if filename not in files:
-            raise BundleError(f"{self.bundle_dir / MANIFEST}: bundle has no file {filename!r} "
-                              f"(it has {', '.join(sorted(files))})")
+            raise BundleError(
+                f"{self.bundle_dir / MANIFEST}: bundle has no file {filename!r} (it has {', '.join(sorted(files))})"
+            )
         return self.bundle_dir / filename
 
 
@@ -92,9 +103,16 @@ def _contract_from_manifest(section: dict[str, Any], where: Path) -> InputContra
         height, width = (int(v) for v in section["size"])
         if section["color"] != "RGB":
             raise BundleError(f"{where}: input.color must be RGB, not {section['color']!r}")
-        return InputContract(height=height, width=width, dtype=str(section.get("dtype", "uint8")),
-                             scale=float(section.get("scale", 0.0)), zero_point=int(section.get("zero_point", 0)),
-                             mean=float(section["mean"]), std=float(section["std"]), fit=normalise_fit(section["fit"]))
+        return InputContract(
+            height=height,
+            width=width,
+            dtype=str(section.get("dtype", "uint8")),
+            scale=float(section.get("scale", 0.0)),
+            zero_point=int(section.get("zero_point", 0)),
+            mean=float(section["mean"]),
+            std=float(section["std"]),
+            fit=normalise_fit(section["fit"]),
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{where}: bad input section ({exc})") from None
 
@@ -114,8 +132,10 @@ def read_manifest(bundle_dir: Path) -> dict[str, Any]:
     if missing:
         raise BundleError(f"{path}: missing key(s) {', '.join(missing)}")
     if manifest["schema_version"] != SCHEMA_VERSION:
-        raise BundleError(f"{path}: schema_version {manifest['schema_version']!r} is not supported "
-                          f"(this edgesight reads version {SCHEMA_VERSION})")
+        raise BundleError(
+            f"{path}: schema_version {manifest['schema_version']!r} is not supported "
+            f"(this edgesight reads version {SCHEMA_VERSION})"
+        )
     missing = [key for key in REQUIRED_INPUT_KEYS if key not in manifest["input"]]
     if missing:
         raise BundleError(f"{path}: missing key(s) input.{', input.'.join(missing)}")
@@ -148,15 +168,23 @@ def load_bundle(bundle_dir: str | Path, model_file: str | None = None) -> ModelS
     output = manifest["output"]
     num_classes = output.get("num_classes")
     if num_classes is not None and num_classes != len(labels):
-        raise BundleError(f"{bundle_dir / LABELS}: {len(labels)} labels but {MANIFEST} says "
-                          f"output.num_classes is {num_classes}")
+        raise BundleError(
+            f"{bundle_dir / LABELS}: {len(labels)} labels but {MANIFEST} says output.num_classes is {num_classes}"
+        )
     filename = model_file or manifest["default_model"]
     if filename not in manifest["files"]:
         raise BundleError(f"{bundle_dir / MANIFEST}: bundle has no model {filename!r}")
     contract = _contract_from_manifest(manifest["input"], bundle_dir / MANIFEST)
-    return ModelSpec(model_path=bundle_dir / filename, labels=tuple(labels), contract=contract,
-                     background_index=output.get("background_index"), name=str(manifest["name"]),
-                     version=str(manifest["version"]), bundle_dir=bundle_dir, manifest=manifest)
+    return ModelSpec(
+        model_path=bundle_dir / filename,
+        labels=tuple(labels),
+        contract=contract,
+        background_index=output.get("background_index"),
+        name=str(manifest["name"]),
+        version=str(manifest["version"]),
+        bundle_dir=bundle_dir,
+        manifest=manifest,
+    )
 
 
 def resolve_model(path: str | Path, labels: str | Path | None = None, model_file: str | None = None) -> ModelSpec:
@@ -168,8 +196,16 @@ def resolve_model(path: str | Path, labels: str | Path | None = None, model_file
     if path.is_dir():
         spec = load_bundle(path, model_file)
         if labels is not None:
-            spec = ModelSpec(spec.model_path, tuple(read_labels(Path(labels))), spec.contract,
-                             spec.background_index, spec.name, spec.version, spec.bundle_dir, spec.manifest)
+            spec = ModelSpec(
+                spec.model_path,
+                tuple(read_labels(Path(labels))),
+                spec.contract,
+                spec.background_index,
+                spec.name,
+                spec.version,
+                spec.bundle_dir,
+                spec.manifest,
+            )
         return spec
     if not path.exists():
         raise BundleError(f"{path}: no such model file or bundle directory")
@@ -178,15 +214,26 @@ def resolve_model(path: str | Path, labels: str | Path | None = None, model_file
     labels_path = Path(labels) if labels is not None else path.with_name(LABELS)
     label_list = tuple(read_labels(labels_path)) if labels_path.exists() or labels is not None else ()
     background = 0 if label_list and label_list[0].strip().lower() in ("background", "???") else None
-    return ModelSpec(model_path=path, labels=label_list, contract=None, background_index=background,
-                     name=path.stem, version="")
+    return ModelSpec(
+        model_path=path, labels=label_list, contract=None, background_index=background, name=path.stem, version=""
+    )
 
 
-def write_bundle(out_dir: str | Path, models: dict[str, Path], labels: list[str], *, name: str,
-                 version: str, architecture: dict[str, Any], contract: InputContract,
-                 background_index: int | None = None, metrics: dict[str, Any] | None = None,
-                 extra_files: dict[str, Path] | None = None, extra: dict[str, Any] | None = None,
-                 default_model: str = DEFAULT_MODEL) -> Path:
+def write_bundle(
+    out_dir: str | Path,
+    models: dict[str, Path],
+    labels: list[str],
+    *,
+    name: str,
+    version: str,
+    architecture: dict[str, Any],
+    contract: InputContract,
+    background_index: int | None = None,
+    metrics: dict[str, Any] | None = None,
+    extra_files: dict[str, Path] | None = None,
+    extra: dict[str, Any] | None = None,
+    default_model: str = DEFAULT_MODEL,
+) -> Path:
     """Write a bundle: copy model files in, write labels, hash everything, then the manifest last.
 
     The manifest is written last (and atomically) so a bundle interrupted mid-copy never looks
@@ -209,9 +256,16 @@ def write_bundle(out_dir: str | Path, models: dict[str, Path], labels: list[str]
         "version": version,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "architecture": architecture,
-        "input": {"size": [contract.height, contract.width], "color": "RGB", "fit": contract.fit,
-                  "mean": contract.mean, "std": contract.std, "dtype": contract.dtype,
-                  "scale": contract.scale, "zero_point": contract.zero_point},
+        "input": {
+            "size": [contract.height, contract.width],
+            "color": "RGB",
+            "fit": contract.fit,
+            "mean": contract.mean,
+            "std": contract.std,
+            "dtype": contract.dtype,
+            "scale": contract.scale,
+            "zero_point": contract.zero_point,
+        },
         "output": {"num_classes": len(labels), "background_index": background_index},
         "files": files,
         "default_model": default_model,

@@ -40,7 +40,7 @@ class InputContract:
     std: float = 1.0
     fit: Fit = "centre"
 
-    def with_fit(self, fit: str | None) -> "InputContract":
+    def with_fit(self, fit: str | None) -> InputContract:
         """Return a copy with another fit (any spelling :func:`normalise_fit` takes), or self when None.
 
         The spelling is settled here, where every override arrives, so no caller can hand
@@ -101,11 +101,11 @@ def fit_to_size(rgb: np.ndarray, height: int, width: int, fit: Fit = "centre") -
         if w / h > target:  # too wide: trim the sides
             new_w = max(1, round(h * target))
             x0 = (w - new_w) // 2
-            rgb = rgb[:, x0:x0 + new_w]
+            rgb = rgb[:, x0 : x0 + new_w]
         elif w / h < target:  # too tall: trim top and bottom
             new_h = max(1, round(w / target))
             y0 = (h - new_h) // 2
-            rgb = rgb[y0:y0 + new_h, :]
+            rgb = rgb[y0 : y0 + new_h, :]
     if rgb.shape[0] == height and rgb.shape[1] == width:
         return np.ascontiguousarray(rgb)
     return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)

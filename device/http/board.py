@@ -12,7 +12,8 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import cv2
 import numpy as np
@@ -65,9 +66,14 @@ class StatusBoard:
     pipeline stats (dropped frames, queue depths), MQTT reconnects, drift and capture state.
     """
 
-    def __init__(self, extra_stats: Callable[[], Mapping[str, Any]] | None = None, *,
-                 state: Callable[[], Mapping[str, Any] | None] | None = None,
-                 stale_after_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        extra_stats: Callable[[], Mapping[str, Any]] | None = None,
+        *,
+        state: Callable[[], Mapping[str, Any] | None] | None = None,
+        stale_after_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.extra_stats = extra_stats or (lambda: {})
         self.state = state or (lambda: None)  # the daemon's smoothed state payload, if any
         self.stale_after_s = stale_after_s
@@ -86,8 +92,13 @@ class StatusBoard:
         self.runtime: dict[str, Any] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         self._frames_metric = Counter("edgesight_frames", "Frames classified", registry=self.registry)
-        self._latency = Histogram("edgesight_stage_latency_seconds", "Per-stage latency of classified frames",
-                                  ["stage"], buckets=LATENCY_BUCKETS_S, registry=self.registry)
+        self._latency = Histogram(
+            "edgesight_stage_latency_seconds",
+            "Per-stage latency of classified frames",
+            ["stage"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
         self._stage_children: dict[str, Any] = {}
         self.registry.register(_DaemonCollector(self))
 
@@ -96,10 +107,15 @@ class StatusBoard:
         """Record the model (a ModelSpec) and runtime shown on the page and in /metrics."""
         if spec is not None:
             manifest = getattr(spec, "manifest", {}) or {}
-            self.model = {"name": getattr(spec, "name", ""), "version": getattr(spec, "version", ""),
-                          "path": str(getattr(spec, "model_path", "")), "labels": len(getattr(spec, "labels", ())),
-                          "architecture": manifest.get("architecture"), "metrics": manifest.get("metrics"),
-                          "created": manifest.get("created")}
+            self.model = {
+                "name": getattr(spec, "name", ""),
+                "version": getattr(spec, "version", ""),
+                "path": str(getattr(spec, "model_path", "")),
+                "labels": len(getattr(spec, "labels", ())),
+                "architecture": manifest.get("architecture"),
+                "metrics": manifest.get("metrics"),
+                "created": manifest.get("created"),
+            }
         if runtime is not None:
             self.runtime = {"name": getattr(runtime, "name", str(runtime)), "version": getattr(runtime, "version", "")}
 
@@ -125,8 +141,11 @@ class StatusBoard:
             total = latency.get("total")
             if total is None:
                 total = sum(v for k, v in latency.items() if k != "total")
-            point = {"t": round(now - self.started, 2), "fps": round(self.fps(), 2),
-                     "latency_ms": round(float(total), 2)}
+            point = {
+                "t": round(now - self.started, 2),
+                "fps": round(self.fps(), 2),
+                "latency_ms": round(float(total), 2),
+            }
             with self._lock:
                 self._history.append(point)
 
@@ -177,9 +196,16 @@ class StatusBoard:
             extra = {}
         with self._lock:
             history = list(self._history)
-        own = {"v": 1, "healthy": self.healthy(), "frames": self.frames, "fps": round(self.fps(), 2),
-               "uptime_s": round(self.uptime_s(), 1), "model": self.model or extra.get("model", {}),
-               "runtime": self.runtime or extra.get("runtime", {}), "history": history}
+        own = {
+            "v": 1,
+            "healthy": self.healthy(),
+            "frames": self.frames,
+            "fps": round(self.fps(), 2),
+            "uptime_s": round(self.uptime_s(), 1),
+            "model": self.model or extra.get("model", {}),
+            "runtime": self.runtime or extra.get("runtime", {}),
+            "history": history,
+        }
         return {**extra, **own}
 
     def snapshot_jpeg(self, quality: int = 80, max_width: int = 960) -> tuple[int, bytes] | None:
@@ -239,28 +265,39 @@ class _DaemonCollector:
             extra = {}
         yield GaugeMetricFamily("edgesight_fps", "Frames classified per second (5 s window)", value=board.fps())
         yield GaugeMetricFamily("edgesight_up", "1 while frames are being classified", value=float(board.healthy()))
-        yield GaugeMetricFamily("edgesight_uptime_seconds", "Seconds since the daemon started",
-                                value=board.uptime_s())
+        yield GaugeMetricFamily("edgesight_uptime_seconds", "Seconds since the daemon started", value=board.uptime_s())
         dropped = _total(_find(extra, "dropped", "dropped_frames", "drops"))
-        yield CounterMetricFamily("edgesight_dropped_frames", "Frames dropped (stale live frames, full queues)",
-                                  value=dropped or 0.0)
+        yield CounterMetricFamily(
+            "edgesight_dropped_frames", "Frames dropped (stale live frames, full queues)", value=dropped or 0.0
+        )
         reconnects = _num(_find(extra, "reconnects", "mqtt_reconnects"))
-        yield CounterMetricFamily("edgesight_mqtt_reconnects", "Times the MQTT connection was re-established",
-                                  value=reconnects or 0.0)
+        yield CounterMetricFamily(
+            "edgesight_mqtt_reconnects", "Times the MQTT connection was re-established", value=reconnects or 0.0
+        )
         source_reopens = _num(_find(extra, "source_reopens", "reopens"))
         if source_reopens is not None:
-            yield CounterMetricFamily("edgesight_source_reopens", "Times the frame source was reopened",
-                                      value=source_reopens)
+            yield CounterMetricFamily(
+                "edgesight_source_reopens", "Times the frame source was reopened", value=source_reopens
+            )
         drift = extra.get("drift")
         if isinstance(drift, Mapping) and _num(drift.get("score")) is not None:
-            yield GaugeMetricFamily("edgesight_drift_score", "Jensen-Shannon distance of live vs exported "
-                                    "top-1 score/class distributions (0..1)", value=float(drift["score"]))
-            yield GaugeMetricFamily("edgesight_drift_alert", "1 while the drift alert is raised",
-                                    value=float(bool(drift.get("active"))))
+            yield GaugeMetricFamily(
+                "edgesight_drift_score",
+                "Jensen-Shannon distance of live vs exported top-1 score/class distributions (0..1)",
+                value=float(drift["score"]),
+            )
+            yield GaugeMetricFamily(
+                "edgesight_drift_alert", "1 while the drift alert is raised", value=float(bool(drift.get("active")))
+            )
         capture = extra.get("capture")
         if isinstance(capture, Mapping):
-            yield CounterMetricFamily("edgesight_captures", "Frames saved for retraining",
-                                      value=float(capture.get("saved", 0)))
-        info = {"name": str(board.model.get("name", "")), "version": str(board.model.get("version", "")),
-                "runtime": str(board.runtime.get("name", "")), "runtime_version": str(board.runtime.get("version", ""))}
+            yield CounterMetricFamily(
+                "edgesight_captures", "Frames saved for retraining", value=float(capture.get("saved", 0))
+            )
+        info = {
+            "name": str(board.model.get("name", "")),
+            "version": str(board.model.get("version", "")),
+            "runtime": str(board.runtime.get("name", "")),
+            "runtime_version": str(board.runtime.get("version", "")),
+        }
         yield InfoMetricFamily("edgesight_model", "The model being run", value=info)

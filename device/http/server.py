@@ -18,12 +18,13 @@ import logging
 import mimetypes
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -69,8 +70,10 @@ def is_loopback(host: str) -> bool:
 def check_settings(settings: HttpSettings) -> None:
     """Refuse an open control surface: a non-loopback bind needs a token."""
     if not is_loopback(settings.host) and not settings.token:
-        raise ConfigError(f"[http] host {settings.host!r} is reachable from the network: set [http] token "
-                          "(or bind host = \"127.0.0.1\")")
+        raise ConfigError(
+            f"[http] host {settings.host!r} is reachable from the network: set [http] token "
+            '(or bind host = "127.0.0.1")'
+        )
     if not 0 <= settings.port <= 65535:
         raise ConfigError(f"[http] port: expected 0..65535, got {settings.port}")
     if settings.mjpeg_fps <= 0:
@@ -89,7 +92,8 @@ class UploadRefused(Exception):
 def image_from_multipart(content_type: str, body: bytes) -> tuple[bytes, str]:
     """(file bytes, file name) of the first file part of a ``multipart/form-data`` body."""
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
+    )
     if not message.is_multipart():
         raise UploadRefused(HTTPStatus.BAD_REQUEST, "multipart body could not be parsed (boundary missing?)")
     for part in message.iter_parts():
@@ -107,8 +111,13 @@ class StatusServer:
     reload. Uploads are classified one at a time so a burst cannot starve the pipeline of CPU.
     """
 
-    def __init__(self, board: StatusBoard, settings: HttpSettings,
-                 classifier_factory: Callable[[], Any] | None = None, web_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        board: StatusBoard,
+        settings: HttpSettings,
+        classifier_factory: Callable[[], Any] | None = None,
+        web_dir: Path | None = None,
+    ) -> None:
         check_settings(settings)
         self.board = board
         self.settings = settings
@@ -122,19 +131,25 @@ class StatusServer:
         self._thread: threading.Thread | None = None
 
     # -- life ------------------------------------------------------------------------------------
-    def start(self) -> "StatusServer":
+    def start(self) -> StatusServer:
         handler = type("Handler", (_Handler,), {"server_ref": self})
         try:
             self.httpd = ThreadingHTTPServer((self.settings.host, self.settings.port), handler)
         except OSError as exc:
-            raise EdgesightError(f"[http] cannot listen on {self.settings.host}:{self.settings.port} "
-                                 f"({exc.strerror or exc})") from None
+            raise EdgesightError(
+                f"[http] cannot listen on {self.settings.host}:{self.settings.port} ({exc.strerror or exc})"
+            ) from None
         self.httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="http", daemon=True)
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="http", daemon=True
+        )
         self._thread.start()
-        log.info("status page on http://%s:%d/%s", self.settings.host, self.port,
-                 " (token required)" if self.settings.token else "")
+        log.info(
+            "status page on http://%s:%d/%s",
+            self.settings.host,
+            self.port,
+            " (token required)" if self.settings.token else "",
+        )
         return self
 
     @property
@@ -170,10 +185,15 @@ class StatusServer:
                 self._classifier = self._factory()
             classifier = self._classifier
             result = classifier.classify(image, k=top_k)
-        return {"v": 1, "name": name, "width": int(image.shape[1]), "height": int(image.shape[0]),
-                "top": [p.as_dict() for p in result.top],
-                "latency_ms": {k: round(v, 3) for k, v in result.latency_ms.items()},
-                "model": {"name": classifier.spec.name, "version": classifier.spec.version}}
+        return {
+            "v": 1,
+            "name": name,
+            "width": int(image.shape[1]),
+            "height": int(image.shape[0]),
+            "top": [p.as_dict() for p in result.top],
+            "latency_ms": {k: round(v, 3) for k, v in result.latency_ms.items()},
+            "model": {"name": classifier.spec.name, "version": classifier.spec.version},
+        }
 
     def static_file(self, name: str) -> bytes | None:
         """A file of the page (``index.html``, ``app.js``, ``style.css``) from the package's web/."""
@@ -229,8 +249,11 @@ class _Handler(BaseHTTPRequestHandler):
         query = parse_qs(parts.query)
         if parts.path not in PUBLIC_PATHS and not self._authorised(query):
             self.close_connection = True
-            self._error(HTTPStatus.UNAUTHORIZED, "missing or wrong token: send 'Authorization: Bearer TOKEN' "
-                        "or ?token=TOKEN", {"WWW-Authenticate": 'Bearer realm="edgesight"'})
+            self._error(
+                HTTPStatus.UNAUTHORIZED,
+                "missing or wrong token: send 'Authorization: Bearer TOKEN' or ?token=TOKEN",
+                {"WWW-Authenticate": 'Bearer realm="edgesight"'},
+            )
             return None
         return parts.path, query
 
@@ -246,8 +269,11 @@ class _Handler(BaseHTTPRequestHandler):
         server, board = self.server_ref, self.server_ref.board
         if path == "/healthz":
             healthy = board.healthy()
-            self._send(HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE,
-                       b"ok\n" if healthy else b"no frames classified recently\n", "text/plain; charset=utf-8")
+            self._send(
+                HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE,
+                b"ok\n" if healthy else b"no frames classified recently\n",
+                "text/plain; charset=utf-8",
+            )
         elif path == "/metrics":
             self._send(HTTPStatus.OK, generate_latest(board.registry), CONTENT_TYPE_LATEST)
         elif path == "/api/stats":
@@ -303,8 +329,12 @@ class _Handler(BaseHTTPRequestHandler):
                 snap = server.board.snapshot_jpeg(server.settings.jpeg_quality)
                 if snap is not None and snap[0] != last_number:
                     last_number = snap[0]
-                    self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(snap[1])}\r\n"
-                                     f"X-Frame-Number: {snap[0]}\r\n\r\n".encode() + snap[1] + b"\r\n")
+                    self.wfile.write(
+                        f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(snap[1])}\r\n"
+                        f"X-Frame-Number: {snap[0]}\r\n\r\n".encode()
+                        + snap[1]
+                        + b"\r\n"
+                    )
                     self.wfile.flush()
                     sent += 1
                 server._stopping.wait(max(0.0, 1.0 / fps - (time.monotonic() - started)))
@@ -323,8 +353,10 @@ class _Handler(BaseHTTPRequestHandler):
             length = 0
         if self.command == "POST" and length > limit:
             self.close_connection = True
-            self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                        f"upload is {length} bytes; the limit is {limit} bytes ([http] max_upload_mb)")
+            self._error(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                f"upload is {length} bytes; the limit is {limit} bytes ([http] max_upload_mb)",
+            )
             return False
         return super().handle_expect_100()
 
@@ -363,14 +395,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             if length <= DRAIN_LIMIT:
                 self._drain(length)
-            raise UploadRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                                f"upload is {length} bytes; the limit is {limit} bytes ([http] max_upload_mb)")
+            raise UploadRefused(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                f"upload is {length} bytes; the limit is {limit} bytes ([http] max_upload_mb)",
+            )
         body = self.rfile.read(length)
         media = content_type.split(";")[0].strip().lower()
         if not media.startswith(UPLOAD_TYPES):
-            raise UploadRefused(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-                                f"Content-Type {media or '(none)'!r} is not an image; send image/jpeg, image/png, "
-                                "application/octet-stream or multipart/form-data")
+            raise UploadRefused(
+                HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                f"Content-Type {media or '(none)'!r} is not an image; send image/jpeg, image/png, "
+                "application/octet-stream or multipart/form-data",
+            )
         name = "upload"
         if media == "multipart/form-data":
             body, name = image_from_multipart(content_type, body)

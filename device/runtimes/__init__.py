@@ -131,6 +131,17 @@ def dequantize(raw: np.ndarray, info: TensorInfo) -> np.ndarray:
     return raw.astype(np.float32, copy=False)
 
 
-__all__ = ["Runtime", "RuntimeUnavailable", "TensorInfo", "RUNTIMES", "AUTO_ORDER", "RUNTIME_CHOICES",
-           "open_runtime", "runtime_module",
-           "unavailable_reason", "available_runtimes", "check_model_file", "dequantize"]
+__all__ = [
+    "Runtime",
+    "RuntimeUnavailable",
+    "TensorInfo",
+    "RUNTIMES",
+    "AUTO_ORDER",
+    "RUNTIME_CHOICES",
+    "open_runtime",
+    "runtime_module",
+    "unavailable_reason",
+    "available_runtimes",
+    "check_model_file",
+    "dequantize",
+]

@@ -71,8 +71,10 @@ def open_model(spec: Any, runtime: str = "auto", num_threads: int | None = None)
         if kind == "edgetpu" and runtime == "litert" and fallback is not None:
             return _open("litert", fallback, spec, num_threads, fallback=False), fallback  # the CPU twin
         if runtime not in ("auto", kind):
-            raise UsageError(f"{path}: this is a model for the {kind} runtime, not {runtime}; "
-                             f"pass the bundle directory to let {runtime} pick its own file")
+            raise UsageError(
+                f"{path}: this is a model for the {kind} runtime, not {runtime}; "
+                f"pass the bundle directory to let {runtime} pick its own file"
+            )
         chosen = _open(kind, path, spec, num_threads, fallback=True)
         return chosen, Path(getattr(chosen, "model_path", path))
     if runtime != "auto":
@@ -104,12 +106,23 @@ def open_model(spec: Any, runtime: str = "auto", num_threads: int | None = None)
             chosen = _open(kind, model, spec, num_threads, fallback=False)
         except RuntimeUnavailable as exc:
             # The bundle was built for this accelerator, so its absence is worth a warning.
-            log.warning("auto: %s has %s but %s cannot run it here (%s); trying the next runtime",
-                        spec.bundle_dir, model.name, kind, exc)
+            log.warning(
+                "auto: %s has %s but %s cannot run it here (%s); trying the next runtime",
+                spec.bundle_dir,
+                model.name,
+                kind,
+                exc,
+            )
             skipped.append(kind)
             continue
-        log.info("auto: running %s on %s %s%s", model.name, chosen.name, chosen.version,
-                 f" (skipped {', '.join(skipped)})" if skipped else "")
+        log.info(
+            "auto: running %s on %s %s%s",
+            model.name,
+            chosen.name,
+            chosen.version,
+            f" (skipped {', '.join(skipped)})" if skipped else "",
+        )
         return chosen, Path(getattr(chosen, "model_path", model))
-    raise RuntimeUnavailable(f"{spec.bundle_dir}: no installed runtime can run this bundle "
-                             f"(tried {', '.join(AUTO_ORDER)})")
+    raise RuntimeUnavailable(
+        f"{spec.bundle_dir}: no installed runtime can run this bundle (tried {', '.join(AUTO_ORDER)})"
+    )

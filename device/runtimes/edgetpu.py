@@ -25,9 +25,11 @@ log = logging.getLogger(__name__)
 MODEL_FILE = "model_edgetpu.tflite"
 # Where Coral's runtime installs the delegate; EDGESIGHT_EDGETPU_LIB overrides (non-standard installs).
 _LIBRARY = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
-INSTALL_HINT = ("install the Edge TPU runtime from Coral's apt repository "
-                "(deb https://packages.cloud.google.com/apt coral-edgetpu-stable main): "
-                "sudo apt-get install libedgetpu1-std")
+INSTALL_HINT = (
+    "install the Edge TPU runtime from Coral's apt repository "
+    "(deb https://packages.cloud.google.com/apt coral-edgetpu-stable main): "
+    "sudo apt-get install libedgetpu1-std"
+)
 
 
 def library_name() -> str:
@@ -51,8 +53,9 @@ def load_edgetpu_delegate(device: str | None = None) -> Any:
         # and its __del__ prints an "Exception ignored" traceback to stderr.
         ctypes.CDLL(library)
     except OSError as exc:
-        raise RuntimeUnavailable(f"Edge TPU runtime {library} not installed ({_first_line(exc)}); "
-                                 f"{INSTALL_HINT}") from None
+        raise RuntimeUnavailable(
+            f"Edge TPU runtime {library} not installed ({_first_line(exc)}); {INSTALL_HINT}"
+        ) from None
     try:
         return load_delegate(library, options)
     except ValueError as exc:
@@ -83,13 +86,20 @@ def model_for(spec: Any) -> Path:
     if path.name.endswith("_edgetpu.tflite"):
         return path
     if spec.bundle_dir is None:
-        raise BundleError(f"{path}: not an Edge TPU model (compile it with edgetpu_compiler, "
-                          f"or export the bundle with --edgetpu)")
+        raise BundleError(
+            f"{path}: not an Edge TPU model (compile it with edgetpu_compiler, or export the bundle with --edgetpu)"
+        )
     return spec.variant(MODEL_FILE)
 
 
-def open_runtime(model_path: Path, num_threads: int | None = None, *, fallback: Path | None = None,
-                 device: str | None = None, **_: Any) -> LiteRTRuntime:
+def open_runtime(
+    model_path: Path,
+    num_threads: int | None = None,
+    *,
+    fallback: Path | None = None,
+    device: str | None = None,
+    **_: Any,
+) -> LiteRTRuntime:
     """An interpreter for ``model_path`` with the Edge TPU delegate; the CPU ``fallback`` if it won't load.
 
     Raises:

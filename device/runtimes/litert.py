@@ -10,11 +10,12 @@ import importlib
 import importlib.metadata
 import logging
 import os
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -101,15 +102,17 @@ def default_threads() -> int:
 
 def _tensor_info(detail: dict) -> TensorInfo:
     scale, zero_point = detail.get("quantization", (0.0, 0)) or (0.0, 0)
-    return TensorInfo(tuple(int(x) for x in detail["shape"]), np.dtype(detail["dtype"]).name,
-                      float(scale), int(zero_point))
+    return TensorInfo(
+        tuple(int(x) for x in detail["shape"]), np.dtype(detail["dtype"]).name, float(scale), int(zero_point)
+    )
 
 
 class LiteRTRuntime:
     """One LiteRT interpreter; not thread-safe, so the pipeline gives each worker its own."""
 
-    def __init__(self, model_path: Path, num_threads: int | None = None, delegates: list | None = None,
-                 name_suffix: str = "") -> None:
+    def __init__(
+        self, model_path: Path, num_threads: int | None = None, delegates: list | None = None, name_suffix: str = ""
+    ) -> None:
         check_model_file(model_path)
         found = find_litert()
         self.name = found.name + name_suffix
@@ -119,8 +122,8 @@ class LiteRTRuntime:
         try:
             with quiet_native_stderr():
                 self._interpreter = found.interpreter_class(
-                    model_path=str(model_path), num_threads=self.num_threads,
-                    experimental_delegates=delegates or None)
+                    model_path=str(model_path), num_threads=self.num_threads, experimental_delegates=delegates or None
+                )
                 self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -128,8 +131,9 @@ class LiteRTRuntime:
         inputs = self._interpreter.get_input_details()
         outputs = self._interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
-            raise BundleError(f"{model_path}: expected one input and one output tensor, "
-                              f"found {len(inputs)} and {len(outputs)}")
+            raise BundleError(
+                f"{model_path}: expected one input and one output tensor, found {len(inputs)} and {len(outputs)}"
+            )
         self.input = _tensor_info(inputs[0])
         self.output = _tensor_info(outputs[0])
         if len(self.input.shape) != 4 or self.input.shape[3] != 3:

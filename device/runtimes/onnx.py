@@ -22,8 +22,13 @@ log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.onnx"
 # ONNX element type strings -> NumPy dtype names.
-_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8",
-           "tensor(int8)": "int8", "tensor(double)": "float64"}
+_DTYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(uint8)": "uint8",
+    "tensor(int8)": "int8",
+    "tensor(double)": "float64",
+}
 INSTALL_HINT = "pip install onnxruntime (or onnxruntime-gpu on a CUDA machine)"
 
 
@@ -69,8 +74,7 @@ class OnnxRuntime:
     inside :meth:`infer` keeps the one preprocessing definition unchanged for both.
     """
 
-    def __init__(self, model_path: Path, num_threads: int | None = None,
-                 providers: list[str] | None = None) -> None:
+    def __init__(self, model_path: Path, num_threads: int | None = None, providers: list[str] | None = None) -> None:
         check_model_file(model_path)
         ort = _import_onnxruntime()
         self.name = "onnxruntime"
@@ -90,8 +94,9 @@ class OnnxRuntime:
         self.providers = self._session.get_providers()
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1:
-            raise BundleError(f"{model_path}: expected one input and one output tensor, "
-                              f"found {len(inputs)} and {len(outputs)}")
+            raise BundleError(
+                f"{model_path}: expected one input and one output tensor, found {len(inputs)} and {len(outputs)}"
+            )
         shape = _static_shape(inputs[0].shape, model_path)
         self._channels_first = shape[1] == 3 and shape[3] != 3
         if self._channels_first:

@@ -17,10 +17,11 @@ import importlib
 import json
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -32,8 +33,10 @@ log = logging.getLogger(__name__)
 ONNX_FILE = "model.onnx"
 ENGINE_DIR = "engines"
 PRECISIONS = ("fp32", "fp16", "int8")
-INSTALL_HINT = ("TensorRT runs on NVIDIA GPUs: on a Jetson it comes with JetPack (sudo apt install "
-                "python3-libnvinfer; venv with --system-site-packages), plus pip install cuda-python")
+INSTALL_HINT = (
+    "TensorRT runs on NVIDIA GPUs: on a Jetson it comes with JetPack (sudo apt install "
+    "python3-libnvinfer; venv with --system-site-packages), plus pip install cuda-python"
+)
 
 
 # --------------------------------------------------------------------------- imports and CUDA
@@ -133,20 +136,32 @@ class EngineInfo:
     built: str
 
     @classmethod
-    def read(cls, engine_path: Path) -> "EngineInfo | None":
+    def read(cls, engine_path: Path) -> EngineInfo | None:
         sidecar = engine_path.with_suffix(".json")
         if not sidecar.exists():
             return None
         try:
             data = json.loads(sidecar.read_text(encoding="utf-8"))
-            return cls(engine_path, str(data["tensorrt_version"]), str(data["device"]), str(data["precision"]),
-                       str(data.get("onnx_sha256", "")), str(data.get("built", "")))
+            return cls(
+                engine_path,
+                str(data["tensorrt_version"]),
+                str(data["device"]),
+                str(data["precision"]),
+                str(data.get("onnx_sha256", "")),
+                str(data.get("built", "")),
+            )
         except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
             raise BundleError(f"{sidecar}: unreadable engine description ({exc})") from None
 
     def write(self) -> None:
-        data = {"tensorrt_version": self.tensorrt_version, "device": self.device, "precision": self.precision,
-                "onnx_sha256": self.onnx_sha256, "built": self.built, "engine": self.path.name}
+        data = {
+            "tensorrt_version": self.tensorrt_version,
+            "device": self.device,
+            "precision": self.precision,
+            "onnx_sha256": self.onnx_sha256,
+            "built": self.built,
+            "engine": self.path.name,
+        }
         self.path.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
@@ -196,10 +211,12 @@ def model_for(spec: Any) -> Path:
         stale.append(f"{info.path.name} ({reason})")
     hint = f"run: edgesight build-engine {spec.bundle_dir}"
     if stale:
-        raise RuntimeUnavailable(f"{spec.bundle_dir}/{ENGINE_DIR}: no usable engine: {'; '.join(stale)}; {hint}",
-                                 warn=True)
-    raise RuntimeUnavailable(f"{spec.bundle_dir}: no TensorRT engine for TensorRT {trt.__version__} on {device}; "
-                             f"{hint}")
+        raise RuntimeUnavailable(
+            f"{spec.bundle_dir}/{ENGINE_DIR}: no usable engine: {'; '.join(stale)}; {hint}", warn=True
+        )
+    raise RuntimeUnavailable(
+        f"{spec.bundle_dir}: no TensorRT engine for TensorRT {trt.__version__} on {device}; {hint}"
+    )
 
 
 # --------------------------------------------------------------------------- running an engine
@@ -226,15 +243,18 @@ class TensorRTRuntime:
         self._engine = self._trt_runtime.deserialize_cuda_engine(model_path.read_bytes())
         if self._engine is None:
             detail = self._logger.errors[-1] if self._logger.errors else "deserialization failed"
-            raise BundleError(f"{model_path}: not an engine this TensorRT {trt.__version__} can load ({detail}); "
-                              f"rebuild it with edgesight build-engine BUNDLE")
+            raise BundleError(
+                f"{model_path}: not an engine this TensorRT {trt.__version__} can load ({detail}); "
+                f"rebuild it with edgesight build-engine BUNDLE"
+            )
         self._context = self._engine.create_execution_context()
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
         inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         if len(inputs) != 1 or len(outputs) != 1:
-            raise BundleError(f"{model_path}: expected one input and one output tensor, "
-                              f"found {len(inputs)} and {len(outputs)}")
+            raise BundleError(
+                f"{model_path}: expected one input and one output tensor, found {len(inputs)} and {len(outputs)}"
+            )
         self._input_name, self._output_name = inputs[0], outputs[0]
         shape = tuple(1 if d < 0 else int(d) for d in self._engine.get_tensor_shape(self._input_name))
         if len(shape) != 4 or shape[3] != 3:
@@ -259,12 +279,26 @@ class TensorRTRuntime:
         cudart = self._cudart
         host_in = np.ascontiguousarray(tensor, dtype=self.input.dtype)
         kind = cudart.cudaMemcpyKind
-        _cuda_check(cudart, cudart.cudaMemcpyAsync(self._d_in, host_in.ctypes.data, self._in_bytes,
-                                                   kind.cudaMemcpyHostToDevice, self._stream), "cudaMemcpyAsync")
+        _cuda_check(
+            cudart,
+            cudart.cudaMemcpyAsync(
+                self._d_in, host_in.ctypes.data, self._in_bytes, kind.cudaMemcpyHostToDevice, self._stream
+            ),
+            "cudaMemcpyAsync",
+        )
         if not self._context.execute_async_v3(int(self._stream)):
             raise EdgesightError(f"{self.model_path}: TensorRT execution failed")
-        _cuda_check(cudart, cudart.cudaMemcpyAsync(self._host_out.ctypes.data, self._d_out, self._host_out.nbytes,
-                                                   kind.cudaMemcpyDeviceToHost, self._stream), "cudaMemcpyAsync")
+        _cuda_check(
+            cudart,
+            cudart.cudaMemcpyAsync(
+                self._host_out.ctypes.data,
+                self._d_out,
+                self._host_out.nbytes,
+                kind.cudaMemcpyDeviceToHost,
+                self._stream,
+            ),
+            "cudaMemcpyAsync",
+        )
         _cuda_check(cudart, cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
         return self._host_out[0].copy()
 
@@ -315,8 +349,13 @@ def _calibrator(trt: Any, cudart: Any, batches: Iterable[np.ndarray], cache_path
             batch = np.ascontiguousarray(batch, dtype=np.float32)
             if self.device is None:
                 self.device = _cuda_check(cudart, cudart.cudaMalloc(batch.nbytes), "cudaMalloc")
-            _cuda_check(cudart, cudart.cudaMemcpy(self.device, batch.ctypes.data, batch.nbytes,
-                                                  cudart.cudaMemcpyKind.cudaMemcpyHostToDevice), "cudaMemcpy")
+            _cuda_check(
+                cudart,
+                cudart.cudaMemcpy(
+                    self.device, batch.ctypes.data, batch.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
+                ),
+                "cudaMemcpy",
+            )
             self.count += 1
             return [int(self.device)]
 
@@ -329,8 +368,15 @@ def _calibrator(trt: Any, cudart: Any, batches: Iterable[np.ndarray], cache_path
     return _Calibrator()
 
 
-def build_engine(onnx_path: Path, out_path: Path, precision: str = "fp16", *, onnx_sha256: str = "",
-                 calibration: Iterable[np.ndarray] | None = None, workspace_mib: int = 1024) -> EngineInfo:
+def build_engine(
+    onnx_path: Path,
+    out_path: Path,
+    precision: str = "fp16",
+    *,
+    onnx_sha256: str = "",
+    calibration: Iterable[np.ndarray] | None = None,
+    workspace_mib: int = 1024,
+) -> EngineInfo:
     """Parse ``onnx_path``, build a serialized engine at ``out_path`` and describe it in a sidecar.
 
     Args:
@@ -381,8 +427,13 @@ def build_engine(onnx_path: Path, out_path: Path, precision: str = "fp16", *, on
         config.int8_calibrator = calibrator
         if profile is not None and hasattr(config, "set_calibration_profile"):
             config.set_calibration_profile(profile)
-    log.info("building a %s TensorRT %s engine for %s from %s (this takes minutes on a Jetson)",
-             precision, trt.__version__, device, onnx_path)
+    log.info(
+        "building a %s TensorRT %s engine for %s from %s (this takes minutes on a Jetson)",
+        precision,
+        trt.__version__,
+        device,
+        onnx_path,
+    )
     try:
         serialized = builder.build_serialized_network(network, config)
     finally:
@@ -397,7 +448,13 @@ def build_engine(onnx_path: Path, out_path: Path, precision: str = "fp16", *, on
     with tmp.open("wb") as handle:
         handle.write(serialized)
     tmp.replace(out_path)
-    info = EngineInfo(out_path, trt.__version__, device, precision, onnx_sha256,
-                      datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    info = EngineInfo(
+        out_path,
+        trt.__version__,
+        device,
+        precision,
+        onnx_sha256,
+        datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
     info.write()
     return info

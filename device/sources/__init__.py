@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -73,8 +74,14 @@ class ReopeningSource:
     so SIGTERM during an outage still stops the daemon quickly.
     """
 
-    def __init__(self, opener: Callable[[], Source], backoff: Backoff | None = None, *,
-                 name: str = "", wait_for_first: bool = False) -> None:
+    def __init__(
+        self,
+        opener: Callable[[], Source],
+        backoff: Backoff | None = None,
+        *,
+        name: str = "",
+        wait_for_first: bool = False,
+    ) -> None:
         self._opener = opener
         self.backoff = backoff or Backoff()
         self._closed = threading.Event()
@@ -137,8 +144,13 @@ class ReopeningSource:
         try:
             return self._opener()
         except (SourceError, OSError) as exc:
-            log.warning("source %s: reopen attempt %d failed (%s); next in %.1f s", self.name, attempt, exc,
-                        self.backoff.delay(attempt + 1))
+            log.warning(
+                "source %s: reopen attempt %d failed (%s); next in %.1f s",
+                self.name,
+                attempt,
+                exc,
+                self.backoff.delay(attempt + 1),
+            )
             return None
 
     def _close_inner(self) -> None:
@@ -166,17 +178,20 @@ def _open_raw(spec: str, *, realtime: bool, loop: bool, **opts) -> Source:
         raise SourceError("empty source spec; use a camera index, picamera2, a URL, a video file or a folder")
     if text == "picamera2" or text.startswith("picamera2:"):
         from .picamera2 import PicameraSource
+
         _, _, num = text.partition(":")
         if num and not num.isdigit():
             raise SourceError(f"source {spec!r}: camera number must be an integer, e.g. picamera2:1")
         return PicameraSource(int(num or 0), **opts)
     from .opencv import OpenCVSource
+
     if text == "jetson-csi" or text.startswith("jetson-csi:"):
         _, _, num = text.partition(":")
         if num and not num.isdigit():
             raise SourceError(f"source {spec!r}: sensor id must be an integer, e.g. jetson-csi:0")
-        pipeline = jetson_csi_pipeline(int(num or 0), opts.get("width") or 1280, opts.get("height") or 720,
-                                       int(opts.get("fps") or 30))
+        pipeline = jetson_csi_pipeline(
+            int(num or 0), opts.get("width") or 1280, opts.get("height") or 720, int(opts.get("fps") or 30)
+        )
         return OpenCVSource(pipeline, kind="gstreamer", **opts)
     if text.isdigit():
         return OpenCVSource(int(text), kind="usb", **opts)
@@ -187,6 +202,7 @@ def _open_raw(spec: str, *, realtime: bool, loop: bool, **opts) -> Source:
     path = Path(text).expanduser()
     if path.is_dir():
         from .images import ImageFolderSource
+
         return ImageFolderSource(path, realtime=realtime, loop=loop, fps=opts.get("fps"))
     if not path.exists():
         raise SourceError(f"{path}: no such video file or image folder")
@@ -196,12 +212,24 @@ def _open_raw(spec: str, *, realtime: bool, loop: bool, **opts) -> Source:
 def is_device_spec(spec: str) -> bool:
     """True for cameras and streams (which may come up late), False for files and folders."""
     text = spec.strip()
-    return (text.isdigit() or " ! " in text or text.lower().startswith(URL_SCHEMES)
-            or text.split(":")[0] in ("picamera2", "jetson-csi"))
+    return (
+        text.isdigit()
+        or " ! " in text
+        or text.lower().startswith(URL_SCHEMES)
+        or text.split(":")[0] in ("picamera2", "jetson-csi")
+    )
 
 
-def open_source(spec: str, *, realtime: bool = False, loop: bool = False, reopen: bool = True,
-                backoff: Backoff | None = None, wait_for_device: bool = False, **opts) -> Source:
+def open_source(
+    spec: str,
+    *,
+    realtime: bool = False,
+    loop: bool = False,
+    reopen: bool = True,
+    backoff: Backoff | None = None,
+    wait_for_device: bool = False,
+    **opts,
+) -> Source:
     """Open the source a SPEC names; see the module docstring for the forms.
 
     Args:
@@ -217,6 +245,7 @@ def open_source(spec: str, *, realtime: bool = False, loop: bool = False, reopen
     Raises:
         SourceError: the source cannot be opened now (a missing file, no such camera).
     """
+
     def opener() -> Source:
         return _open_raw(spec, realtime=realtime, loop=loop, **opts)
 
@@ -225,19 +254,20 @@ def open_source(spec: str, *, realtime: bool = False, loop: bool = False, reopen
     return ReopeningSource(opener, backoff, name=spec, wait_for_first=wait_for_device and is_device_spec(spec))
 
 
-def jetson_csi_pipeline(sensor_id: int = 0, width: int = 1280, height: int = 720, fps: int = 30,
-                        flip: int = 0) -> str:
+def jetson_csi_pipeline(sensor_id: int = 0, width: int = 1280, height: int = 720, fps: int = 30, flip: int = 0) -> str:
     """The usual GStreamer pipeline for a CSI camera on a Jetson (nvarguscamerasrc -> BGR appsink).
 
     The ISP delivers NV12 in NVMM memory; ``nvvidconv`` copies it to system memory as BGRx and
     ``videoconvert`` drops the x, so OpenCV gets BGR. ``drop=1 max-buffers=1`` keeps only the newest
     frame, which is what a live classifier wants. Use it as ``[source] spec``.
     """
-    return (f"nvarguscamerasrc sensor-id={sensor_id} ! "
-            f"video/x-raw(memory:NVMM), width=(int){width}, height=(int){height}, "
-            f"framerate=(fraction){fps}/1, format=(string)NV12 ! "
-            f"nvvidconv flip-method={flip} ! video/x-raw, format=(string)BGRx ! "
-            f"videoconvert ! video/x-raw, format=(string)BGR ! appsink drop=1 max-buffers=1")
+    return (
+        f"nvarguscamerasrc sensor-id={sensor_id} ! "
+        f"video/x-raw(memory:NVMM), width=(int){width}, height=(int){height}, "
+        f"framerate=(fraction){fps}/1, format=(string)NV12 ! "
+        f"nvvidconv flip-method={flip} ! video/x-raw, format=(string)BGRx ! "
+        f"videoconvert ! video/x-raw, format=(string)BGR ! appsink drop=1 max-buffers=1"
+    )
 
 
 __all__ = ["Frame", "Source", "Backoff", "ReopeningSource", "open_source", "jetson_csi_pipeline"]

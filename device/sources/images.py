@@ -62,8 +62,13 @@ class ImageFolderSource:
                 log.warning("skipping %s", exc)
                 skipped += 1
                 continue
-            return Frame(number=self._index, image=image, timestamp=time.time(),
-                         capture_ms=(time.perf_counter() - t0) * 1e3, order="BGR")
+            return Frame(
+                number=self._index,
+                image=image,
+                timestamp=time.time(),
+                capture_ms=(time.perf_counter() - t0) * 1e3,
+                order="BGR",
+            )
 
     def close(self) -> None:
         self._paths = []

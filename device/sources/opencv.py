@@ -24,9 +24,18 @@ class OpenCVSource:
     skipped (counted in ``dropped``), so it behaves like a camera for demos and soak tests.
     """
 
-    def __init__(self, target: int | str, kind: str, *, realtime: bool = False, loop: bool = False,
-                 width: int | None = None, height: int | None = None, fps: float | None = None,
-                 **_: object) -> None:
+    def __init__(
+        self,
+        target: int | str,
+        kind: str,
+        *,
+        realtime: bool = False,
+        loop: bool = False,
+        width: int | None = None,
+        height: int | None = None,
+        fps: float | None = None,
+        **_: object,
+    ) -> None:
         self.kind = kind
         self.target = target
         self.name = f"video:{target}" if kind == "usb" else str(target) if kind != "gstreamer" else "gstreamer"
@@ -52,10 +61,12 @@ class OpenCVSource:
                 cap = cv2.VideoCapture(self.target)
         if not cap.isOpened():
             cap.release()
-            hint = {"usb": "is the camera plugged in and is the user in the 'video' group?",
-                    "url": "is the stream reachable?",
-                    "gstreamer": "was OpenCV built with GStreamer (cv2.getBuildInformation())?",
-                    "file": "is it a video file OpenCV can decode?"}[self.kind]
+            hint = {
+                "usb": "is the camera plugged in and is the user in the 'video' group?",
+                "url": "is the stream reachable?",
+                "gstreamer": "was OpenCV built with GStreamer (cv2.getBuildInformation())?",
+                "file": "is it a video file OpenCV can decode?",
+            }[self.kind]
             raise SourceError(f"{self.name}: cannot open ({hint})")
         width, height, fps = self._requested
         if self.kind == "usb":

@@ -29,15 +29,26 @@ class PicameraSource:
 
     live = True
 
-    def __init__(self, camera_num: int = 0, *, width: int | None = None, height: int | None = None,
-                 fps: float | None = None, stream: str = "main", lores_width: int | None = None,
-                 lores_height: int | None = None, **_: object) -> None:
+    def __init__(
+        self,
+        camera_num: int = 0,
+        *,
+        width: int | None = None,
+        height: int | None = None,
+        fps: float | None = None,
+        stream: str = "main",
+        lores_width: int | None = None,
+        lores_height: int | None = None,
+        **_: object,
+    ) -> None:
         try:
             from picamera2 import Picamera2  # apt: python3-picamera2 (venv with --system-site-packages)
         except ImportError as exc:
             # not a camera outage but a set-up problem: retrying cannot fix it
-            raise UsageError("picamera2 is not installed: on Raspberry Pi OS run 'sudo apt install "
-                              f"python3-picamera2' and make the venv with --system-site-packages ({exc})") from None
+            raise UsageError(
+                "picamera2 is not installed: on Raspberry Pi OS run 'sudo apt install "
+                f"python3-picamera2' and make the venv with --system-site-packages ({exc})"
+            ) from None
         if stream not in ("main", "lores"):
             raise SourceError(f"picamera2: stream must be main or lores, not {stream!r}")
         self.name = f"picamera2:{camera_num}"
@@ -51,11 +62,16 @@ class PicameraSource:
         try:
             streams = {"main": {"size": size, "format": "RGB888"}}
             if stream == "lores":
-                streams["lores"] = {"size": (lores_width or DEFAULT_LORES[0], lores_height or DEFAULT_LORES[1]),
-                                    "format": "YUV420"}
+                streams["lores"] = {
+                    "size": (lores_width or DEFAULT_LORES[0], lores_height or DEFAULT_LORES[1]),
+                    "format": "YUV420",
+                }
             controls = {"FrameRate": float(fps)} if fps else None
-            config = self._camera.create_video_configuration(**streams, controls=controls) if controls \
+            config = (
+                self._camera.create_video_configuration(**streams, controls=controls)
+                if controls
                 else self._camera.create_video_configuration(**streams)
+            )
             self._camera.configure(config)
             self._camera.start()
         except Exception as exc:  # libcamera raises plain RuntimeError/ValueError subclasses
@@ -74,8 +90,13 @@ class PicameraSource:
         elif array.ndim == 3 and array.shape[2] == 4:
             array = array[:, :, :3]
         self._number += 1
-        return Frame(number=self._number, image=array, timestamp=time.time(),
-                     capture_ms=(time.perf_counter() - t0) * 1e3, order="BGR")
+        return Frame(
+            number=self._number,
+            image=array,
+            timestamp=time.time(),
+            capture_ms=(time.perf_counter() - t0) * 1e3,
+            order="BGR",
+        )
 
     def close(self) -> None:
         try:

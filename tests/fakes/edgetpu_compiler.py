@@ -54,7 +54,7 @@ def main() -> int:
     shutil.copyfile(model, compiled)
     # The last op(s) (e.g. SOFTMAX on an int8 tail) are the usual ones left on the CPU.
     table = []
-    tail = ops[len(ops) - cpu_ops:] if cpu_ops else []
+    tail = ops[len(ops) - cpu_ops :] if cpu_ops else []
     tail_counts: dict[str, int] = {}
     for op in tail:
         tail_counts[op["op_name"]] = tail_counts.get(op["op_name"], 0) + 1
@@ -64,8 +64,10 @@ def main() -> int:
             table.append(f"{name:<30} {count - on_cpu:<10} Mapped to Edge TPU")
         if on_cpu:
             table.append(f"{name:<30} {on_cpu:<10} More than one subgraph is not supported")
-    log_file.write_text(f"Edge TPU Compiler version {VERSION}\nInput: {model}\nOutput: {compiled}\n\n"
-                        f"Operator                       Count      Status\n\n" + "\n".join(table) + "\n")
+    log_file.write_text(
+        f"Edge TPU Compiler version {VERSION}\nInput: {model}\nOutput: {compiled}\n\n"
+        f"Operator                       Count      Status\n\n" + "\n".join(table) + "\n"
+    )
     size = model.stat().st_size / 1024
     print("Started a compilation timeout timer of 180 seconds.\n")
     print("Model compiled successfully in 412 ms.\n")
@@ -77,9 +79,11 @@ def main() -> int:
     print(f"Total number of operations: {len(ops)}")
     print(f"Operation log: {log_file}\n")
     if cpu_ops:
-        print("Model successfully compiled but not all operations are supported by the Edge TPU. A percentage of "
-              "the model will instead run on the CPU, which is slower. If possible, consider updating your model "
-              "to use only operations supported by the Edge TPU. For details, visit g.co/coral/model-reqs.")
+        print(
+            "Model successfully compiled but not all operations are supported by the Edge TPU. A percentage of "
+            "the model will instead run on the CPU, which is slower. If possible, consider updating your model "
+            "to use only operations supported by the Edge TPU. For details, visit g.co/coral/model-reqs."
+        )
         print(f"Number of operations that will run on Edge TPU: {len(ops) - cpu_ops}")
         print(f"Number of operations that will run on CPU: {cpu_ops}\n")
     if args.show_operations:

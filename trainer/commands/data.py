@@ -11,19 +11,35 @@ from ..dataset import DUPLICATES_CSV, REJECTS_CSV, SPLITS, Dataset, import_datas
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
     sub.required = True
-    imp = sub.add_parser("import", help="check a folder of labelled photos and write a split dataset manifest",
-                         description="SRC is a folder per class, or Images/ + Annotations/ (Pascal VOC) "
-                                     "[+ labels.txt]. Unusable files are moved to DATASET_DIR/rejects/, never deleted.")
+    imp = sub.add_parser(
+        "import",
+        help="check a folder of labelled photos and write a split dataset manifest",
+        description="SRC is a folder per class, or Images/ + Annotations/ (Pascal VOC) "
+        "[+ labels.txt]. Unusable files are moved to DATASET_DIR/rejects/, never deleted.",
+    )
     imp.add_argument("src", metavar="SRC", help="folder of labelled photos")
     imp.add_argument("dataset", metavar="DATASET_DIR", help="where the manifest, labels and reports go")
     imp.add_argument("--split", default="80/10/10", help="train/val/test proportions (default 80/10/10)")
     imp.add_argument("--seed", type=int, default=0, help="seed of the stratified split (default 0)")
-    imp.add_argument("--min-size", type=int, default=32, metavar="PX",
-                     help="reject images whose shorter side is below PX (default 32)")
-    imp.add_argument("--near-distance", type=int, default=4, metavar="BITS",
-                     help="perceptual-hash distance for near duplicates (default 4; -1 turns it off)")
-    imp.add_argument("--crop-objects", action="store_true",
-                     help="Pascal VOC: one sample per bounding box (crops written under DATASET_DIR/crops)")
+    imp.add_argument(
+        "--min-size",
+        type=int,
+        default=32,
+        metavar="PX",
+        help="reject images whose shorter side is below PX (default 32)",
+    )
+    imp.add_argument(
+        "--near-distance",
+        type=int,
+        default=4,
+        metavar="BITS",
+        help="perceptual-hash distance for near duplicates (default 4; -1 turns it off)",
+    )
+    imp.add_argument(
+        "--crop-objects",
+        action="store_true",
+        help="Pascal VOC: one sample per bounding box (crops written under DATASET_DIR/crops)",
+    )
     imp.add_argument("--no-move", action="store_true", help="list rejects without moving them aside")
     rep = sub.add_parser("report", help="class counts, imbalance, image sizes, duplicates and rejects")
     rep.add_argument("dataset", metavar="DATASET_DIR")
@@ -42,16 +58,24 @@ def _print_counts(labels: list[str] | tuple[str, ...], rows: list[tuple[str, str
 
 def run(args: argparse.Namespace) -> int:
     if args.action == "import":
-        result = import_dataset(args.src, args.dataset, split=parse_split(args.split), seed=args.seed,
-                                min_size=args.min_size, near_distance=args.near_distance,
-                                crop_objects=args.crop_objects, move_rejects=not args.no_move)
+        result = import_dataset(
+            args.src,
+            args.dataset,
+            split=parse_split(args.split),
+            seed=args.seed,
+            min_size=args.min_size,
+            near_distance=args.near_distance,
+            crop_objects=args.crop_objects,
+            move_rejects=not args.no_move,
+        )
         _print_counts(result.labels, [(s.label, s.split) for s in result.samples])
         kinds = Counter(d.kind for d in result.duplicates)
         where = "not moved" if args.no_move else f"moved to {result.dataset_dir / 'rejects'}"
-        print(f"rejected {len(result.rejects)} file(s) ({where}; "
-              f"reasons in {result.dataset_dir / REJECTS_CSV})")
-        print(f"left out {kinds['exact']} exact and {kinds['near']} near duplicate(s) and {kinds['conflict']} "
-              f"label-conflict file(s) (see {result.dataset_dir / DUPLICATES_CSV})")
+        print(f"rejected {len(result.rejects)} file(s) ({where}; reasons in {result.dataset_dir / REJECTS_CSV})")
+        print(
+            f"left out {kinds['exact']} exact and {kinds['near']} near duplicate(s) and {kinds['conflict']} "
+            f"label-conflict file(s) (see {result.dataset_dir / DUPLICATES_CSV})"
+        )
         print(f"wrote {result.dataset_dir / 'dataset.json'}")
         return 0
     return report(Dataset.load(args.dataset))
@@ -67,9 +91,14 @@ def report(dataset: Dataset) -> int:
     print(f"imbalance ratio (largest/smallest class): {largest / smallest:.2f}")
     edges = [0, 64, 128, 256, 512, 1024, 2048, 10**9]
     sides = [min(row["width"], row["height"]) for row in manifest["samples"]]
-    print("shorter side (px):  " + "  ".join(
-        f"{lo}-{hi - 1 if hi < 10**9 else ''}: {sum(lo <= s < hi for s in sides)}"
-        for lo, hi in zip(edges, edges[1:]) if any(lo <= s < hi for s in sides)))
+    print(
+        "shorter side (px):  "
+        + "  ".join(
+            f"{lo}-{hi - 1 if hi < 10**9 else ''}: {sum(lo <= s < hi for s in sides)}"
+            for lo, hi in zip(edges, edges[1:])
+            if any(lo <= s < hi for s in sides)
+        )
+    )
     duplicates = manifest.get("duplicates", [])
     kinds = Counter(d["kind"] for d in duplicates)
     print(f"duplicates left out: {kinds['exact']} exact, {kinds['near']} near; label conflicts: {kinds['conflict']}")

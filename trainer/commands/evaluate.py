@@ -10,11 +10,16 @@ from ..dataset import EVAL_SPLITS
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", metavar="BUNDLE", help="bundle directory made by 'edgesight export'")
     parser.add_argument("dataset", metavar="DATASET_DIR", help="a dataset made by 'edgesight data import'")
-    parser.add_argument("--split", default="test", choices=EVAL_SPLITS,
-                        help="which split (default test; heldout = val + test, the photos never trained on)")
+    parser.add_argument(
+        "--split",
+        default="test",
+        choices=EVAL_SPLITS,
+        help="which split (default test; heldout = val + test, the photos never trained on)",
+    )
     parser.add_argument("--report", metavar="DIR", help="report folder (default BUNDLE/report)")
-    parser.add_argument("--run", metavar="RUN_DIR", help="run directory for Grad-CAM (default: the one the "
-                                                         "bundle was exported from)")
+    parser.add_argument(
+        "--run", metavar="RUN_DIR", help="run directory for Grad-CAM (default: the one the bundle was exported from)"
+    )
     parser.add_argument("--top-k", type=int, default=3, metavar="K", help="top-k accuracy (default 3)")
     parser.add_argument("--worst", type=int, default=8, metavar="N", help="mistakes shown in the report (default 8)")
     parser.add_argument("--no-gradcam", action="store_true", help="skip Grad-CAM (no TensorFlow needed)")
@@ -23,8 +28,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..evaluate import evaluate
 
-    metrics = evaluate(args.bundle, args.dataset, split=args.split, report_dir=args.report, run_dir=args.run,
-                       top_k=args.top_k, worst=args.worst, gradcam=not args.no_gradcam)
+    metrics = evaluate(
+        args.bundle,
+        args.dataset,
+        split=args.split,
+        report_dir=args.report,
+        run_dir=args.run,
+        top_k=args.top_k,
+        worst=args.worst,
+        gradcam=not args.no_gradcam,
+    )
     print(f"{metrics['split']} split: {metrics['images']} images, device runtime (LiteRT)")
     for filename, m in metrics["models"].items():
         topk = next((f"{k.split('_')[0]} {v:.3f}" for k, v in m.items() if k.startswith("top")), "")
@@ -35,8 +48,10 @@ def run(args: argparse.Namespace) -> int:
     width = max(9, *(len(label) for label in labels))
     print(f"\n{'class':<{width}}  precision  recall     f1  support")
     for row in metrics["per_class"]:
-        print(f"{row['label']:<{width}}  {row['precision']:>9.3f}  {row['recall']:>6.3f}  {row['f1']:>5.3f}  "
-              f"{row['support']:>7}")
+        print(
+            f"{row['label']:<{width}}  {row['precision']:>9.3f}  {row['recall']:>6.3f}  {row['f1']:>5.3f}  "
+            f"{row['support']:>7}"
+        )
     print(f"{'macro F1':<{width}}  {metrics['macro_f1']:>24.3f}")
     print(f"\nconfusion matrix ({metrics['default_model']}; rows true, columns predicted)")
     cell = max(4, *(len(label[:8]) for label in labels))
@@ -44,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     for label, row in zip(labels, metrics["confusion_matrix"]):
         print(f"{label:<{width}}  " + " ".join(f"{n:>{cell}}" for n in row))
     report = args.report or f"{args.bundle}/report"
-    print(f"\nreport: {report}/report.html ({len(metrics['worst_mistakes'])} mistakes shown"
-          f"{', with Grad-CAM' if metrics['gradcam'] else ''})")
+    print(
+        f"\nreport: {report}/report.html ({len(metrics['worst_mistakes'])} mistakes shown"
+        f"{', with Grad-CAM' if metrics['gradcam'] else ''})"
+    )
     return 0

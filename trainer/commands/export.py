@@ -10,41 +10,71 @@ from ..export import IO_TYPES, QUANTS
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory made by 'edgesight train'")
     parser.add_argument("--out", metavar="BUNDLE_DIR", required=True, help="bundle directory to write")
-    parser.add_argument("--quant", action="append", choices=QUANTS, metavar="|".join(QUANTS),
-                        help="model(s) to write; repeatable (default: all three; the first of int8, fp16, "
-                             "float given becomes model.tflite)")
-    parser.add_argument("--io", choices=IO_TYPES, default="uint8",
-                        help="int8 model input/output type (default uint8, as Coral/TFLite examples use)")
+    parser.add_argument(
+        "--quant",
+        action="append",
+        choices=QUANTS,
+        metavar="|".join(QUANTS),
+        help="model(s) to write; repeatable (default: all three; the first of int8, fp16, "
+        "float given becomes model.tflite)",
+    )
+    parser.add_argument(
+        "--io",
+        choices=IO_TYPES,
+        default="uint8",
+        help="int8 model input/output type (default uint8, as Coral/TFLite examples use)",
+    )
     parser.add_argument("--onnx", action="store_true", help="also write model.onnx (Jetson/TensorRT, onnxruntime)")
-    parser.add_argument("--edgetpu", action="store_true",
-                        help="also compile model_edgetpu.tflite (needs edgetpu_compiler)")
+    parser.add_argument(
+        "--edgetpu", action="store_true", help="also compile model_edgetpu.tflite (needs edgetpu_compiler)"
+    )
     parser.add_argument("--name", help="bundle name (default: the run directory's name)")
     parser.add_argument("--version", help="bundle version (default: the export time, e.g. 2025.01.31-1200)")
-    parser.add_argument("--dataset", metavar="DATASET_DIR", help="dataset for calibration and test metrics "
-                                                                 "(default: the one the run was trained on)")
+    parser.add_argument(
+        "--dataset",
+        metavar="DATASET_DIR",
+        help="dataset for calibration and test metrics (default: the one the run was trained on)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from ..export import export
 
-    manifest = export(args.run_dir, args.out, quants=args.quant, io=args.io, onnx=args.onnx, edgetpu=args.edgetpu,
-                      name=args.name, version=args.version, dataset_dir=args.dataset)
+    manifest = export(
+        args.run_dir,
+        args.out,
+        quants=args.quant,
+        io=args.io,
+        onnx=args.onnx,
+        edgetpu=args.edgetpu,
+        name=args.name,
+        version=args.version,
+        dataset_dir=args.dataset,
+    )
     metrics = manifest["metrics"]
     print(f"bundle {args.out}: {manifest['name']} {manifest['version']}, default {manifest['default_model']}")
     for filename, entry in manifest["models"].items():
         m = metrics.get(entry["precision"], {})
         acc = f"accuracy {m['accuracy']:.3f}" if "accuracy" in m else "no test images"
-        print(f"  {filename:<22} {entry['precision']:<5} input {entry['input'][0]} "
-              f"q=({entry['input'][1]:g}, {entry['input'][2]})  {acc} on {m.get('images', 0)} test images (LiteRT)")
+        print(
+            f"  {filename:<22} {entry['precision']:<5} input {entry['input'][0]} "
+            f"q=({entry['input'][1]:g}, {entry['input'][2]})  {acc} on {m.get('images', 0)} test images (LiteRT)"
+        )
     for quant, agree in metrics.get("agreement_with_float", {}).items():
-        print(f"  {quant} vs float: top-1 agreement {agree['top1_agreement']:.3f}, "
-              f"max score difference {agree['max_score_diff']:.3f}")
+        print(
+            f"  {quant} vs float: top-1 agreement {agree['top1_agreement']:.3f}, "
+            f"max score difference {agree['max_score_diff']:.3f}"
+        )
     if "onnx" in manifest:
         o = manifest["onnx"]
-        print(f"  model.onnx             onnxruntime {o['onnxruntime']} vs the TFLite model on {o['images']} "
-              f"test images: top-1 agreement {o['top1_agreement']:.3f}, max score difference {o['max_score_diff']:.4f}")
+        print(
+            f"  model.onnx             onnxruntime {o['onnxruntime']} vs the TFLite model on {o['images']} "
+            f"test images: top-1 agreement {o['top1_agreement']:.3f}, max score difference {o['max_score_diff']:.4f}"
+        )
     if "edgetpu" in manifest:
         t = manifest["edgetpu"]
-        print(f"  model_edgetpu.tflite   {t.get('ops_on_tpu', '?')} of {t.get('total_ops', '?')} ops on the Edge TPU "
-              f"({t.get('ops_on_cpu', '?')} on the CPU; edgetpu_compiler {t.get('compiler_version', '?')})")
+        print(
+            f"  model_edgetpu.tflite   {t.get('ops_on_tpu', '?')} of {t.get('total_ops', '?')} ops on the Edge TPU "
+            f"({t.get('ops_on_cpu', '?')} on the CPU; edgetpu_compiler {t.get('compiler_version', '?')})"
+        )
     return 0

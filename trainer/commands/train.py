@@ -37,8 +37,9 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
             kind = {"int": int, "float": float, "str": str}[str(f.type)]
-            parser.add_argument(flag, dest=f.name, type=kind, default=None, help=help_text,
-                                choices=ARCHS if f.name == "arch" else None)
+            parser.add_argument(
+                flag, dest=f.name, type=kind, default=None, help=help_text, choices=ARCHS if f.name == "arch" else None
+            )
 
 
 def explicit_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -55,11 +56,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", metavar="DATASET_DIR", help="a dataset made by 'edgesight data import'")
     parser.add_argument("--out", metavar="RUN_DIR", required=True, help="run directory (model, logs, checkpoints)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its last epoch")
-    parser.add_argument("--kfold", type=int, metavar="K", help="k-fold cross-validation over the whole dataset "
-                                                                "instead of one run; writes kfold.json/csv")
-    parser.add_argument("--kfold-val", type=float, default=0.1, metavar="FRACTION",
-                        help="with --kfold: part of each training fold held out for early stopping "
-                             "(default 0.1; 0 trains every fold for the full epochs)")
+    parser.add_argument(
+        "--kfold",
+        type=int,
+        metavar="K",
+        help="k-fold cross-validation over the whole dataset instead of one run; writes kfold.json/csv",
+    )
+    parser.add_argument(
+        "--kfold-val",
+        type=float,
+        default=0.1,
+        metavar="FRACTION",
+        help="with --kfold: part of each training fold held out for early stopping "
+        "(default 0.1; 0 trains every fold for the full epochs)",
+    )
     add_config_arguments(parser)
 
 
@@ -71,9 +81,11 @@ def run(args: argparse.Namespace) -> int:
         from ..train import kfold
 
         summary = kfold(args.dataset, args.out, cfg, args.kfold, val_fraction=args.kfold_val)
-        print(f"{args.kfold}-fold accuracy {summary['mean_accuracy']:.3f} +/- {summary['std_accuracy']:.3f} "
-              f"(head only {summary['head_only_mean_accuracy']:.3f} +/- {summary['head_only_std_accuracy']:.3f}) "
-              f"in {summary['seconds']:.0f} s; wrote {args.out}/kfold.json")
+        print(
+            f"{args.kfold}-fold accuracy {summary['mean_accuracy']:.3f} +/- {summary['std_accuracy']:.3f} "
+            f"(head only {summary['head_only_mean_accuracy']:.3f} +/- {summary['head_only_std_accuracy']:.3f}) "
+            f"in {summary['seconds']:.0f} s; wrote {args.out}/kfold.json"
+        )
         return 0
     from ..train import train
 

@@ -14,8 +14,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", choices=("random", "grid"), default="random", help="search method (default random)")
     parser.add_argument("--trials", type=int, default=10, metavar="N", help="at most N trials (default 10)")
     parser.add_argument("--minutes", type=float, metavar="M", help="start no new trial after M minutes")
-    parser.add_argument("--space", metavar="FILE", help="TOML of key = [values] to search (default: lr_finetune, "
-                                                        "lr_head, alpha, size, augment, dropout)")
+    parser.add_argument(
+        "--space",
+        metavar="FILE",
+        help="TOML of key = [values] to search (default: lr_finetune, lr_head, alpha, size, augment, dropout)",
+    )
     add_config_arguments(parser)
 
 
@@ -23,14 +26,26 @@ def run(args: argparse.Namespace) -> int:
     from ..tune import tune
 
     base = config_from_args(args)
-    ranked = tune(args.dataset, args.out, base, method=args.method, trials=args.trials, minutes=args.minutes,
-                  space_file=args.space)
+    ranked = tune(
+        args.dataset,
+        args.out,
+        base,
+        method=args.method,
+        trials=args.trials,
+        minutes=args.minutes,
+        space_file=args.space,
+    )
     keys = list(ranked[0].params)
     print("\nrank  trial  " + "  ".join(f"{k:>11}" for k in keys) + "  val_acc  val_loss  seconds")
     for rank, t in enumerate(ranked, start=1):
         loss = "failed" if t.error else f"{t.val_loss:8.3f}" if not math.isnan(t.val_loss) else "     n/a"
-        print(f"{rank:>4}  {t.number:>5}  " + "  ".join(f"{t.params[k]!s:>11}" for k in keys)
-              + f"  {t.val_accuracy:7.3f}  {loss}  {t.seconds:7.0f}")
-    print(f"\nwrote {args.out}/tune.csv and {args.out}/best.toml "
-          f"(edgesight train DATASET_DIR --out RUN_DIR --config {args.out}/best.toml)")
+        print(
+            f"{rank:>4}  {t.number:>5}  "
+            + "  ".join(f"{t.params[k]!s:>11}" for k in keys)
+            + f"  {t.val_accuracy:7.3f}  {loss}  {t.seconds:7.0f}"
+        )
+    print(
+        f"\nwrote {args.out}/tune.csv and {args.out}/best.toml "
+        f"(edgesight train DATASET_DIR --out RUN_DIR --config {args.out}/best.toml)"
+    )
     return 0

@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-instances: list["Picamera2"] = []
+instances: list[Picamera2] = []
 
 
 def _env_int(name: str, default: int | None) -> int | None:
@@ -46,6 +46,7 @@ class Picamera2:
         path = os.environ.get("FAKE_PICAMERA2_IMAGE")
         if path:
             import cv2
+
             self._scene = cv2.imread(path)
         instances.append(self)
 
@@ -73,11 +74,12 @@ class Picamera2:
             image[..., 0] = 255  # [B, G, R]: a blue scene
             return image
         import cv2
+
         h, w = self._scene.shape[:2]
         cw, ch = int(w * 0.85), int(h * 0.85)
         t = (self.captured % 60) / 59
         x0, y0 = int((w - cw) * t), int((h - ch) / 2)
-        return cv2.resize(self._scene[y0:y0 + ch, x0:x0 + cw], (width, height), interpolation=cv2.INTER_AREA)
+        return cv2.resize(self._scene[y0 : y0 + ch, x0 : x0 + cw], (width, height), interpolation=cv2.INTER_AREA)
 
     def capture_array(self, name: str = "main") -> np.ndarray:
         self.calls.append(f"capture_array:{name}")
@@ -97,6 +99,7 @@ class Picamera2:
         w, h = stream["size"]
         if stream["format"] == "YUV420":
             import cv2
+
             return cv2.cvtColor(self._frame(w, h), cv2.COLOR_BGR2YUV_I420)
         image = self._frame(w, h)
         alpha = np.full(image.shape[:2], 255, np.uint8)
