@@ -22,11 +22,43 @@ from .preprocess import InputContract, normalise_fit
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class BundleFile:
+    """One named file of the bundle format: what it holds and which runtime reads it (if any)."""
+
+    name: str
+    holds: str
+    runtime: str | None = None
+
+
+# The one table of bundle file names; the trainer writes them, the runtimes read them.
 MANIFEST = "manifest.json"
 LABELS = "labels.txt"
 DEFAULT_MODEL = "model.tflite"
+EDGETPU_MODEL = "model_edgetpu.tflite"
+ONNX_MODEL = "model.onnx"
+REPORT = "report.html"
+SIGNATURE = "manifest.sig"
+BUNDLE_FILES = (
+    BundleFile(MANIFEST, "what the device needs to run the bundle and what it measured"),
+    BundleFile(LABELS, "one label a line, in output order"),
+    BundleFile(DEFAULT_MODEL, "the default model (full-integer int8 unless asked otherwise)", "litert"),
+    BundleFile("model_fp16.tflite", "float16-weight variant", "litert"),
+    BundleFile("model_float.tflite", "float32 variant", "litert"),
+    BundleFile(EDGETPU_MODEL, "the int8 model compiled for a Coral Edge TPU", "edgetpu"),
+    BundleFile(ONNX_MODEL, "ONNX export (ONNX Runtime; TensorRT builds its engines from it)", "onnx"),
+    BundleFile(REPORT, "the evaluation report"),
+    BundleFile(SIGNATURE, "Ed25519 signature over manifest.json"),
+)
 # Bare model files the device runtimes load (LiteRT/Edge TPU, ONNX Runtime, TensorRT engines).
 MODEL_SUFFIXES = (".tflite", ".onnx", ".engine", ".plan")
+
+
+def variant_file(quant: str) -> str:
+    """The file name of a quantized variant other than the default (``model_fp16.tflite``)."""
+    return f"model_{quant}.tflite"
 REQUIRED_KEYS = (
     "schema_version",
     "name",
