@@ -395,7 +395,8 @@ def pipeline_run(
     """
     from .core.bundle import resolve_model
     from .pipeline import STAGES as PIPELINE_STAGES
-    from .pipeline import FrameResult, Pipeline, plan_workers
+    from .pipeline import Pipeline, plan_workers
+    from .results import FrameResult
     from .sources import open_source
 
     plan = plan_workers()

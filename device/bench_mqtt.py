@@ -141,7 +141,7 @@ class ResultPublisher:
             raise EdgesightError(f"benchmark publisher could not connect to {host}:{port}")
 
     def publish(self, result: Any) -> None:
-        from .mqtt import result_payload
+        from .results import result_payload
 
         self.link.publish_result(result_payload(result))
 

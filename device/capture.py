@@ -32,6 +32,7 @@ import cv2
 
 from .core.errors import ConfigError
 from .core.preprocess import to_bgr
+from .results import result_payload
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +206,7 @@ class CaptureWriter:
             timestamp += 0.001
             day, name = capture_name(timestamp, best.label, best.score)
             path = folder / name
-        sidecar_data = {MARKER: 1, "v": 1, "reason": reason, "state": state, "image": name, **result_json(result)}
+        sidecar_data = {MARKER: 1, "reason": reason, "state": state, "image": name, **result_payload(result)}
         sidecar = path.with_suffix(".json")
         path.write_bytes(jpeg.tobytes())
         sidecar.write_text(json.dumps(sidecar_data, indent=1) + "\n", encoding="utf-8")
@@ -260,21 +261,3 @@ class CaptureWriter:
                 "mb": round(self._used / 1e6, 3),
                 "quota_mb": self.settings.max_mb,
             }
-
-
-def result_json(result: Any) -> dict[str, Any]:
-    """The JSON form of a frame result: the same fields as the MQTT ``result`` payload."""
-    frame = result.frame
-    model = getattr(result, "model", None)
-    if isinstance(model, (tuple, list)):
-        model = {"name": model[0], "version": model[1] if len(model) > 1 else ""}
-    elif isinstance(model, str):
-        model = {"name": model}
-    latency = getattr(result, "latency_ms", None) or result.classification.latency_ms
-    return {
-        "timestamp": getattr(frame, "timestamp", None),
-        "frame": frame.number,
-        "top": [p.as_dict() for p in result.classification.top],
-        "latency_ms": {k: round(float(v), 3) for k, v in latency.items()},
-        "model": model,
-    }

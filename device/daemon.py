@@ -26,8 +26,9 @@ from .core.errors import EdgesightError, UsageError
 from .core.preprocess import to_bgr
 from .machine import cpu_temperature_c, memory_rss_mb
 from .monitoring import Monitoring
-from .mqtt import MqttLink, discovery_messages, result_payload
-from .pipeline import FrameResult, Pipeline, plan_workers
+from .mqtt import MqttLink, discovery_messages
+from .pipeline import Pipeline, plan_workers
+from .results import FrameResult, result_payload
 from .runtimes.choice import kind_for_file
 from .service import Notifier
 from .smoothing import StateSmoother

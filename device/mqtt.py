@@ -24,10 +24,11 @@ import paho.mqtt.client as mqtt
 from .config import Config
 from .core.errors import ConfigError
 from .core.tomlfile import read_secret
+from .results import PAYLOAD_VERSION
 
 log = logging.getLogger(__name__)
 
-PAYLOAD_VERSION = 1
+
 ONLINE, OFFLINE = "online", "offline"
 COMMANDS = ("reload", "snapshot")
 
@@ -69,18 +70,6 @@ class Topics:
 
 
 # -- payloads --------------------------------------------------------------------------------
-
-
-def result_payload(result: Any) -> dict:
-    """``<prefix>/result`` for one :class:`~edgesight.device.pipeline.FrameResult`."""
-    return {
-        "v": PAYLOAD_VERSION,
-        "timestamp": round(result.frame.timestamp, 3),
-        "frame": result.frame.number,
-        "top": [p.as_dict() for p in result.classification.top],
-        "latency_ms": {k: round(v, 2) for k, v in result.latency_ms.items()},
-        "model": dict(result.model),
-    }
 
 
 # -- Home Assistant discovery ----------------------------------------------------------------

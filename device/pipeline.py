@@ -23,12 +23,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from .classify import Classification, Classifier
 from .machine import usable_cores
+from .results import FrameResult
 from .sources import Frame, Source
 
 log = logging.getLogger(__name__)
@@ -55,27 +56,6 @@ def plan_workers(cores: int | None = None, workers: int | None = None) -> Plan:
     cores = max(1, cores or usable_cores())
     n = max(1, workers or cores)
     return Plan(n, 1 if n > 1 else cores)
-
-
-@dataclass
-class FrameResult:
-    """A classified frame, handed to each consumer (MQTT, status page, capture, drift monitor).
-
-    ``latency_ms`` has one entry per stage of :data:`STAGES`: ``capture`` (read/decode), ``queue``
-    (waiting for a worker), ``preprocess``, ``infer``, ``postprocess`` (top-k), ``publish`` (waiting
-    in the result queue for re-ordering) and ``total`` (capture start to hand-off).
-    """
-
-    frame: Frame
-    classification: Classification
-    latency_ms: dict[str, float]
-    model: dict[str, str]
-    seq: int = 0
-    done_at: float = field(default=0.0, repr=False)
-
-    @property
-    def best(self):
-        return self.classification.best
 
 
 _END = object()

@@ -17,7 +17,7 @@ from videos import pan_frames, write_video
 from edgesight.device.capture import MARKER, NAME_RE, CaptureSettings, CaptureWriter, own_captures
 from edgesight.device.classify import Classifier
 from edgesight.device.core.preprocess import read_image
-from edgesight.device.pipeline import FrameResult
+from edgesight.device.results import FrameResult
 from edgesight.device.sources import Frame
 
 

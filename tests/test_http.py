@@ -220,7 +220,7 @@ def test_healthz_is_503_before_frames_and_after_they_stop(v2_model, imagenet_lab
     from edgesight.device.classify import Classifier
     from edgesight.device.core.preprocess import read_image
     from edgesight.device.http import HttpSettings, StatusBoard, StatusServer
-    from edgesight.device.pipeline import FrameResult
+    from edgesight.device.results import FrameResult
     from edgesight.device.sources import Frame
 
     classifier = Classifier.open(v2_model, imagenet_labels)

@@ -59,6 +59,8 @@ MODEL_SUFFIXES = (".tflite", ".onnx", ".engine", ".plan")
 def variant_file(quant: str) -> str:
     """The file name of a quantized variant other than the default (``model_fp16.tflite``)."""
     return f"model_{quant}.tflite"
+
+
 REQUIRED_KEYS = (
     "schema_version",
     "name",

@@ -20,8 +20,8 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 
-from ..capture import result_json
 from ..core.preprocess import to_bgr
+from ..results import result_payload
 
 log = logging.getLogger(__name__)
 disable_created_metrics()  # *_created series are noise for a single long-running daemon
@@ -178,7 +178,7 @@ class StatusBoard:
         result = self._latest
         if result is None:
             return None
-        payload = {"v": 1, **result_json(result)}
+        payload = result_payload(result)
         if not payload.get("model") and self.model:
             payload["model"] = {"name": self.model.get("name"), "version": self.model.get("version")}
         state = self.state()
