@@ -9,8 +9,20 @@ import time
 
 from ..classify import Classifier
 from ..core.errors import EdgesightError
-from ..core.preprocess import FITS, list_images, read_image
+from ..core.preprocess import FITS, list_images, max_image_pixels, normalise_fit, read_image
 from ..runtimes import RUNTIME_CHOICES
+
+
+def fit_argument(value: str) -> str:
+    """``--crop``'s type: settle the spelling (``center`` -> ``centre``) before argparse checks the choice.
+
+    So the help lists each fit once while every spelling :func:`normalise_fit` takes still works;
+    an unknown value is passed through for argparse to refuse as an invalid choice (exit 2).
+    """
+    try:
+        return normalise_fit(value)
+    except ValueError:
+        return value
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,7 +30,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", metavar="FILE", help="labels file (one a line) for a bare .tflite")
     parser.add_argument(
         "--crop",
-        choices=FITS + ("center", "stretch"),
+        type=fit_argument,
+        choices=FITS,
         default=None,
         help="how a frame is fitted to the model: centre-crop (default) or stretch",
     )
@@ -46,6 +59,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise EdgesightError("--top-k must be at least 1")
+    max_pixels = max_image_pixels()  # a bad $EDGESIGHT_MAX_IMAGE_PIXELS: one line, exit 2, before any work
     images = list_images(args.paths)
     t0 = time.perf_counter()
     classifier = Classifier.open(
@@ -70,8 +84,8 @@ def run(args: argparse.Namespace) -> int:
     for path in images:
         t_read = time.perf_counter()
         try:
-            frame = read_image(path)
-        except EdgesightError as exc:
+            frame = read_image(path, max_pixels=max_pixels)
+        except EdgesightError as exc:  # missing, not an image, truncated, over the pixel limit
             failures += 1
             print(f"edgesight: error: {exc}", file=sys.stderr)
             continue

@@ -8,6 +8,8 @@ stays free of TensorFlow; the trainer calls these same functions.
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +18,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from .errors import ImageError
+from .errors import ConfigError, ImageError
+from .image_header import HeaderError, ImageHeader, jpeg_is_complete, read_header
 
 Fit = Literal["centre", "stretch"]
 FITS: tuple[str, ...] = ("centre", "stretch")
@@ -167,36 +170,143 @@ def quiet_opencv():
         yield
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Decode an image file to BGR uint8, refusing missing, non-image and truncated files.
+DEFAULT_MAX_PIXELS = 50_000_000
+"""Largest image (width x height) decoded unless configured otherwise: a 50 MP photo decodes to
+150 MB of BGR, which a 1 GB Pi survives; cameras and phones stay well below it."""
+MAX_PIXELS_ENV = "EDGESIGHT_MAX_IMAGE_PIXELS"
+MAX_BYTES_PER_PIXEL = 16
+"""No image within the pixel limit needs more bytes than this per pixel (16-bit RGBA TIFF is 8,
+float PFM 12), so a longer file is refused before it is read into memory."""
+MAX_EXTRA_BYTES = 16 << 20  # metadata (EXIF, ICC, thumbnails) on top of the pixels
+_HEAD_BYTES = 64 << 10  # enough for every header :mod:`image_header` reads, in all usual files
 
-    OpenCV silently returns the decoded part of a truncated JPEG (with a warning on stderr), so
-    the file's end marker is checked as well: a truncated photo must not be classified as if it
-    were whole.
+
+def max_image_pixels(max_pixels: int | None = None) -> int:
+    """The pixel limit in force: ``max_pixels`` when given, else ``$EDGESIGHT_MAX_IMAGE_PIXELS``, else the default.
+
+    A limit that is not a positive whole number is a configuration error (exit 2), not a bad image.
+    """
+    if max_pixels is not None:
+        if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+            raise ConfigError(f"max_pixels: expected a whole number of pixels >= 1, got {max_pixels!r}")
+        return max_pixels
+    raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = float(raw) if any(c in raw for c in ".eE") else int(raw)
+    except ValueError:
+        value = 0
+    if not (isinstance(value, int) or (math.isfinite(value) and value == int(value))) or value < 1:
+        raise ConfigError(f"{MAX_PIXELS_ENV}: expected a whole number of pixels >= 1 (e.g. 50000000), got {raw!r}")
+    return int(value)
+
+
+def _max_bytes(limit: int) -> int:
+    return limit * MAX_BYTES_PER_PIXEL + MAX_EXTRA_BYTES
+
+
+def check_header(data: bytes, where: str, max_pixels: int | None = None) -> ImageHeader:
+    """Read the size ``data`` declares and refuse it, in one line naming ``where``, above the limit.
+
+    Nothing is decoded: this is what keeps a 875 KB PNG that claims 30000x30000 pixels from
+    taking gigabytes. Unknown formats are refused too, since their size cannot be checked first.
+    """
+    limit = max_image_pixels(max_pixels)
+    try:
+        header = read_header(data)
+    except HeaderError as exc:
+        raise ImageError(f"{where}: not a readable image ({exc})") from None
+    if header is None:
+        raise ImageError(f"{where}: not a readable image (unknown format)")
+    if header.width < 1 or header.height < 1:
+        raise ImageError(
+            f"{where}: not a readable image ({header.format} declares {header.width}x{header.height} pixels)"
+        )
+    if header.pixels > limit:
+        raise ImageError(
+            f"{where}: {header.format} of {header.width}x{header.height} pixels "
+            f"({header.pixels / 1e6:.0f} megapixels) is over the limit of {limit / 1e6:g} megapixels "
+            f"(set {MAX_PIXELS_ENV} to change it)"
+        )
+    return header
+
+
+def read_image(path: str | Path, *, max_pixels: int | None = None) -> np.ndarray:
+    """Decode an image file to BGR uint8, refusing missing, non-image, truncated and oversized files.
+
+    The header is read and checked against the pixel limit before the rest of the file is read,
+    and a file longer than any image within the limit could be is refused without reading it.
     """
     path = Path(path)
+    limit = max_image_pixels(max_pixels)
     if not path.exists():
         raise ImageError(f"{path}: no such file")
     if not path.is_file():
         raise ImageError(f"{path}: not a file")
-    return decode_image(path.read_bytes(), str(path))
+    try:
+        with path.open("rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > _max_bytes(limit):
+                raise ImageError(
+                    f"{path}: file of {size / 1e6:.0f} MB is too large for an image of at most "
+                    f"{limit / 1e6:g} megapixels (set {MAX_PIXELS_ENV} to change it)"
+                )
+            head = handle.read(_HEAD_BYTES)
+            if len(head) == _HEAD_BYTES:  # a big file: refuse by its header before reading it all
+                try:
+                    header = read_header(head)
+                except HeaderError:
+                    header = None  # perhaps only cut by the head's end: judged on the whole file below
+                if header is not None:
+                    check_header(head, str(path), limit)
+                data = head + handle.read()
+            else:
+                data = head
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return decode_image(data, str(path), max_pixels=limit)
 
 
-def decode_image(data: bytes, where: str = "upload") -> np.ndarray:
+def _decoder_message(exc: BaseException) -> str:
+    """OpenCV's multi-line error text as a few words: the part after ``error:``, on one line."""
+    text = str(exc)
+    if "error:" in text:
+        text = text.split("error:", 1)[1]
+    text = " ".join(text.split())
+    return text[:160] or type(exc).__name__
+
+
+def decode_image(data: bytes, where: str = "upload", *, max_pixels: int | None = None) -> np.ndarray:
     """Decode image bytes (a file's or an HTTP upload's) to BGR uint8 with the same refusals.
 
-    ``where`` names the source in the error message (a path, or e.g. ``upload``).
+    ``where`` names the source in the error message (a path, or e.g. ``upload``). Every way the
+    bytes can be wrong (empty, unknown format, malformed or truncated, over the pixel limit, or
+    refused by the decoder itself) ends in one :class:`ImageError` line naming ``where``.
     """
+    limit = max_image_pixels(max_pixels)
     if not data:
         raise ImageError(f"{where}: empty file")
-    if data[:3] == b"\xff\xd8\xff" and not data.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9"):
+    if len(data) > _max_bytes(limit):
+        raise ImageError(
+            f"{where}: {len(data) / 1e6:.0f} MB is too large for an image of at most {limit / 1e6:g} megapixels"
+        )
+    header = check_header(data, where, limit)
+    if header.format == "JPEG" and not jpeg_is_complete(data):
         raise ImageError(f"{where}: truncated JPEG (no end-of-image marker)")
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in data[-32:]:
+    if header.format == "PNG" and b"IEND" not in data[-32:]:
         raise ImageError(f"{where}: truncated PNG (no IEND chunk)")
-    with quiet_opencv():
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
+    try:
+        with quiet_opencv():
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        raise ImageError(f"{where}: not a readable image (decoder: {_decoder_message(exc)})") from None
+    except MemoryError:
+        raise ImageError(f"{where}: not enough memory to decode {header.width}x{header.height} pixels") from None
+    if image is None or image.size == 0:
         raise ImageError(f"{where}: not a readable image")
+    if image.shape[0] * image.shape[1] > limit:  # a header that understated the size
+        raise ImageError(f"{where}: decoded to {image.shape[1]}x{image.shape[0]} pixels, over the limit")
     return image
 
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from ..core.errors import ImageError, SourceError
-from ..core.preprocess import list_images, read_image
+from ..core.preprocess import list_images, max_image_pixels, read_image
 from . import Frame
 
 log = logging.getLogger(__name__)
@@ -17,11 +17,21 @@ class ImageFolderSource:
     """Serve every image of a folder in sorted order, then end (or start over with ``loop``).
 
     The folder is listed again at each pass, so images added while it runs are picked up. An
-    unreadable image is skipped with a warning rather than stopping the stream.
+    unreadable image (corrupt, truncated, or over ``max_pixels``, checked from its header before
+    it is decoded) is skipped with a warning rather than stopping the stream.
     """
 
-    def __init__(self, folder: Path, *, realtime: bool = False, loop: bool = False, fps: float | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        realtime: bool = False,
+        loop: bool = False,
+        fps: float | None = None,
+        max_pixels: int | None = None,
+    ) -> None:
         self.folder = folder
+        self.max_pixels = max_image_pixels(max_pixels)  # a bad limit is a config error now, not per image
         self.name = str(folder)
         self.loop = loop
         self.live = realtime
@@ -57,7 +67,7 @@ class ImageFolderSource:
                 self._next_due = max(self._next_due, time.monotonic() - 1.0) + 1.0 / self.fps
             t0 = time.perf_counter()
             try:
-                image = read_image(path)
+                image = read_image(path, max_pixels=self.max_pixels)
             except ImageError as exc:
                 log.warning("skipping %s", exc)
                 skipped += 1
