@@ -102,3 +102,29 @@ def test_device_code_path_never_imports_tensorflow(v2_model, imagenet_labels, ca
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Egyptian cat" in proc.stdout and "LEAKED []" in proc.stdout
+
+
+def test_crop_help_lists_each_fit_once_and_center_still_works(cli, v1_model, imagenet_labels, cat_jpeg):
+    help_text = cli("predict", "--help").stdout
+    assert "{centre,stretch}" in help_text and "center" not in help_text
+    result = cli("predict", v1_model, cat_jpeg, "--labels", imagenet_labels, "--crop", "center")
+    assert result.returncode == 0, result.stderr
+    assert "fit=centre" in result.stdout
+
+
+def test_good_images_still_print_when_one_is_huge(cli, v2_model, imagenet_labels, tmp_path, cat_jpeg):
+    """A PNG header declaring 40000x40000 pixels is one bad image like any other (it was a traceback)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    huge = tmp_path / "huge.png"
+    ihdr = struct.pack(">IIBBBBB", 40000, 40000, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 40001 * 4)
+    huge.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    result = cli("predict", v2_model, huge, cat_jpeg, "--labels", imagenet_labels, "--json")
+    assert result.returncode == 1
+    assert '"Egyptian cat"' in result.stdout
+    assert "huge.png" in result.stderr and "over the limit" in result.stderr and "Traceback" not in result.stderr
