@@ -98,6 +98,17 @@ def test_broken_files_each_get_their_reason(bad_files):
         decode_image(huge_png(0, 0), "x.png")
     with pytest.raises(ImageError, match="x.jpg: not a readable image"):
         decode_image(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", "x.jpg")
+    with pytest.raises(ImageError, match="x.gif: not a readable image"):  # not "GIF of 28192x29807 pixels"
+        decode_image(b"GIF89a not really", "x.gif")
+
+
+def test_a_jpeg_whose_frame_header_lies_past_the_first_64_kib_is_still_read(tmp_path, images_dir):
+    """read_image checks a big file's header from its head; a JPEG with large metadata first is read whole."""
+    data = (images_dir / "face.jpg").read_bytes()
+    app2 = b"\xff\xe2" + struct.pack(">H", 60002) + b"\x00" * 60000
+    padded = tmp_path / "padded.jpg"
+    padded.write_bytes(data[:2] + app2 * 3 + data[2:])
+    assert np.array_equal(read_image(padded), read_image(images_dir / "face.jpg"))
 
 
 def test_a_decoder_error_becomes_one_image_error_line(bad_files):
@@ -158,11 +169,15 @@ ENCODINGS = [
     (".ppm", []),
     (".ppm", [cv2.IMWRITE_PXM_BINARY, 0]),
     (".pam", []),
+    (".gif", []),
+    (".sr", []),
 ]
 
 
 @pytest.mark.parametrize(("suffix", "params"), ENCODINGS, ids=[f"{s}{p}" for s, p in ENCODINGS])
 def test_every_format_opencv_writes_has_its_size_read_from_the_header(suffix, params):
+    if not cv2.haveImageWriter(f"x{suffix}"):
+        pytest.skip(f"this OpenCV cannot write {suffix}")
     image = np.random.default_rng(1).integers(0, 255, (37, 53, 3), dtype=np.uint8)
     ok, buf = cv2.imencode(suffix, image, params)
     assert ok

@@ -159,8 +159,14 @@ def _webp(data: bytes) -> ImageHeader:
 
 
 def _gif(data: bytes) -> ImageHeader:
-    _need(data, 10, "GIF")
-    width, height = struct.unpack("<HH", data[6:10])
+    """Logical screen size; the first block after the (optional) global colour table must be valid,
+    so six letters of text after ``GIF89a`` are not taken for a size."""
+    _need(data, 14, "GIF")
+    width, height, flags = struct.unpack("<HHB", data[6:11])
+    table = 3 << ((flags & 7) + 1) if flags & 0x80 else 0
+    _need(data, 14 + table, "GIF")
+    if data[13 + table] not in (0x21, 0x2C, 0x3B):  # extension, image descriptor, trailer
+        raise HeaderError("GIF without a valid first block")
     return ImageHeader("GIF", width, height)
 
 
