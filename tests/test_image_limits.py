@@ -200,6 +200,18 @@ def test_predict_refuses_huge_images_in_one_line(cli, v2_model, imagenet_labels,
         assert_one_line_error(result, bad_files[name].name, "over the limit of 50 megapixels", code=1)
 
 
+def test_predict_on_a_corrupt_png_prints_one_line_not_libpng_s_own(cli, v1_model, imagenet_labels, tmp_path):
+    """A flipped byte in IDAT: refused by its CRC before libpng prints ``libpng error:`` on stderr."""
+    ok, buf = cv2.imencode(".png", np.random.default_rng(2).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    data = bytearray(buf.tobytes())
+    data[data.index(b"IDAT") + 20] ^= 0xFF
+    flipped = tmp_path / "flipped.png"
+    flipped.write_bytes(bytes(data))
+    result = cli("predict", v1_model, flipped, "--labels", imagenet_labels)
+    assert_one_line_error(result, "flipped.png", "corrupt PNG (IDAT chunk fails its CRC check)", code=1)
+    assert decode_image(buf.tobytes() + b"after IEND", "x").shape == (64, 64, 3)  # trailing bytes are harmless
+
+
 def test_predict_bad_limit_in_the_environment_is_a_usage_error(cli, v1_model, imagenet_labels, images_dir):
     result = cli("predict", v1_model, images_dir / "cat.bmp", "--labels", imagenet_labels, env={MAX_PIXELS_ENV: "x"})
     assert_one_line_error(result, MAX_PIXELS_ENV, "whole number", code=2)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import struct
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -124,6 +125,28 @@ def jpeg_is_complete(data: bytes) -> bool:
         return any(marker == 0xD9 for marker, _, _ in _jpeg_segments(data))
     except HeaderError:
         return False
+
+
+def png_problem(data: bytes) -> str | None:
+    """Why a PNG cannot be decoded whole (truncated, or a critical chunk failing its CRC), or None.
+
+    libpng finds both too, but only after printing its own ``libpng error:`` line on stderr, which
+    would break the one-line error; zlib's CRC runs over the file at C speed. Bytes after IEND do
+    not matter, and an ancillary chunk with a bad CRC is left for libpng to skip as it always has.
+    """
+    pos, end = 8, len(data)
+    while pos + 12 <= end:
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        if pos + 12 + length > end:
+            break
+        (crc,) = struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])
+        if kind[:1].isupper() and zlib.crc32(data[pos + 4 : pos + 8 + length]) != crc:
+            return f"corrupt PNG ({ascii(kind)[2:-1]} chunk fails its CRC check)"
+        if kind == b"IEND":
+            return None
+        pos += 12 + length
+    return "truncated PNG (no IEND chunk)"
 
 
 def _bmp(data: bytes) -> ImageHeader:

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from .errors import ConfigError, ImageError
-from .image_header import HeaderError, ImageHeader, jpeg_is_complete, read_header
+from .image_header import HeaderError, ImageHeader, jpeg_is_complete, png_problem, read_header
 
 Fit = Literal["centre", "stretch"]
 FITS: tuple[str, ...] = ("centre", "stretch")
@@ -294,8 +294,10 @@ def decode_image(data: bytes, where: str = "upload", *, max_pixels: int | None =
     header = check_header(data, where, limit)
     if header.format == "JPEG" and not jpeg_is_complete(data):
         raise ImageError(f"{where}: truncated JPEG (no end-of-image marker)")
-    if header.format == "PNG" and b"IEND" not in data[-32:]:
-        raise ImageError(f"{where}: truncated PNG (no IEND chunk)")
+    if header.format == "PNG":
+        problem = png_problem(data)
+        if problem:
+            raise ImageError(f"{where}: {problem}")
     try:
         with quiet_opencv():
             image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
