@@ -5,8 +5,8 @@
 #   3. scripts/typecheck.sh    mypy over edgesight, edgesight.device, edgesight.trainer
 #   4. pytest [args]           the whole suite in .venv (Python 3.11+, all extras)
 #   5. the device-side tests under Python 3.10 and 3.13 (JetPack 6 / Ubuntu 22.04, and the newest),
-#      each in its own venv with only the device,dev extras, where pyenv has that Python; a
-#      machine without pyenv or without that version skips it and says so.
+#      each in its own venv with only the device,onnx,dev extras (no TensorFlow), where pyenv has
+#      that Python; a machine without pyenv or without that version skips it and says so.
 # Every step runs even when an earlier one fails; the exit status is non-zero when any failed,
 # and the last lines name which. EDGESIGHT_EXTRA_PYTHONS="3.10" (or "") picks the extra versions.
 set -euo pipefail
@@ -45,7 +45,7 @@ for version in ${EDGESIGHT_EXTRA_PYTHONS-3.10 3.13}; do
     continue
   fi
   venv=".venv-py$version"
-  if PYTHON="$prefix/bin/python" VENV="$venv" EXTRAS=device,dev scripts/setup.sh; then
+  if PYTHON="$prefix/bin/python" VENV="$venv" EXTRAS=device,onnx,dev scripts/setup.sh; then
     step "pytest (Python $version, device)" "$venv/bin/python" -m pytest -q -p no:cacheprovider tests
   else
     failed+=("set-up of $venv")

@@ -197,13 +197,33 @@ def pytest_report_header(config):
     return None
 
 
+_NEEDS_MODULE = re.compile(r"(?:No module named |needs the Python module )'?([A-Za-z_][\w.]*)")
+
+
+def missing_trainer_module(exc: BaseException) -> str | None:
+    """The trainer-only module a test failed for: imported here, or missing in a child process.
+
+    A child is an ``edgesight`` verb (its one-line "needs the Python module 'X'" error) or a
+    Python tool run with ``capture_output`` (its "No module named 'X'").
+    """
+    if isinstance(exc, ModuleNotFoundError):
+        names = [exc.name or ""]
+    else:
+        text = str(exc)
+        if isinstance(exc, subprocess.CalledProcessError) and exc.stderr:
+            stderr = exc.stderr
+            text += stderr.decode(errors="replace") if isinstance(stderr, bytes) else str(stderr)
+        names = _NEEDS_MODULE.findall(text)
+    return next((name for name in names if name.split(".")[0] in TRAINER_ONLY_MODULES), None)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     if HAVE_TRAINER or call.excinfo is None or not report.failed:
         return
-    exc = call.excinfo.value
-    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in TRAINER_ONLY_MODULES:
+    name = missing_trainer_module(call.excinfo.value)
+    if name:
         report.outcome = "skipped"
-        report.longrepr = (str(item.path), item.location[1] or 0, f"Skipped: needs the trainer's {exc.name}")
+        report.longrepr = (str(item.path), item.location[1] or 0, f"Skipped: needs the trainer's {name}")

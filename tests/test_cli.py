@@ -67,5 +67,6 @@ def test_missing_tomllib_at_run_is_one_line_with_the_right_fix():
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert "Traceback" not in proc.stderr
-    assert "'tomllib'" in lines[0] and "pip install tomli" in lines[0]
+    # 3.11+ imports tomllib, 3.10 the tomli backport: either way the module and the fix are named
+    assert ("'tomllib'" in lines[0] or "'tomli'" in lines[0]) and "pip install tomli" in lines[0]
     assert "edgesight[trainer]" not in lines[0]
