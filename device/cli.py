@@ -13,7 +13,23 @@ import os
 import sys
 from collections.abc import Sequence
 
+from .. import __version__
 from .core.errors import EdgesightError
+
+DESCRIPTION = """\
+Labelled photos in, a real-time image classifier on a Raspberry Pi or Jetson out.
+
+On the workstation: data import -> train -> export writes a model bundle. On the device:
+predict, info and bench try a bundle; run is the camera -> MQTT daemon (a systemd service).
+Each verb has its own help with examples: edgesight VERB --help."""
+
+EPILOG = """\
+examples:
+  edgesight predict models/flowers photo.jpg
+  edgesight run --model models/flowers --source 0 --broker 192.168.1.10 --device-id porch
+  edgesight data import ~/photos datasets/birds && edgesight train datasets/birds --out runs/birds
+
+exit codes: 0 success, 2 usage, config or set-up error, 1 any other error (one line on stderr)."""
 
 # verb -> (module with configure(parser) and run(args) -> int, one-line help)
 VERBS: dict[str, tuple[str, str]] = {
@@ -29,7 +45,94 @@ VERBS: dict[str, tuple[str, str]] = {
     "tune": ("edgesight.trainer.commands.tune", "search hyperparameters within a budget"),
 }
 
+# verb -> the examples shown under its --help (kept here, beside the verb table, so every verb
+# has them without each command module building its own help layout).
+EXAMPLES: dict[str, str] = {
+    "predict": """\
+  edgesight predict models/flowers photo.jpg                    # a bundle: labels come with it
+  edgesight predict models/flowers photos/ --top-k 5 --json     # a folder; one JSON object a line
+  edgesight predict mobilenet_v2_1.0_224_quant.tflite cat.jpg --labels imagenet_labels.txt
+  edgesight predict models/flowers photo.jpg --runtime onnx     # or litert / edgetpu / tensorrt""",
+    "info": """\
+  edgesight info models/flowers                 # manifest, tensors, sha256 check of every file
+  edgesight info models/flowers --json
+  edgesight info mobilenet_v2_1.0_224_quant.tflite --labels imagenet_labels.txt""",
+    "run": """\
+  edgesight run --print-config > edgesight.toml                 # every key, documented
+  edgesight run --config /etc/edgesight/edgesight.toml --check  # validate, load model, open camera
+  edgesight -v run --model models/flowers --source 0 --broker 192.168.1.10:1883 --device-id porch
+  edgesight run --model models/flowers --source picamera2 --no-mqtt
+  edgesight run --model models/flowers --source clip.mp4 --max-frames 100""",
+    "bench": """\
+  edgesight bench models/flowers                                # one bundle, everything but MQTT
+  edgesight bench models/flowers --all-variants --runtime all   # every variant on every runtime here
+  edgesight bench a.tflite b.tflite --labels labels.txt --threads 1,2,4 --mqtt --json out.json
+  edgesight bench models/flowers --source porch.mp4 --frames 600""",
+    "build-engine": """\
+  edgesight build-engine models/flowers --fp16        # on the Jetson itself; cached in engines/
+  edgesight build-engine models/flowers --int8 --calibration camera-frames/""",
+    "data": """\
+  edgesight data import ~/photos datasets/birds       # folder per class, or Images/ + Annotations/ (VOC)
+  edgesight data import ~/photos datasets/birds --split 70/15/15 --no-move
+  edgesight data report datasets/birds""",
+    "train": """\
+  edgesight train datasets/birds --out runs/birds --weights imagenet
+  edgesight train datasets/birds --out runs/birds --arch mobilenet_v3_small --size 160
+  edgesight train datasets/birds --out runs/birds --kfold 5     # cross-validate
+  edgesight train datasets/birds --out runs/birds --config best.toml""",
+    "export": """\
+  edgesight export runs/birds --out models/birds                # int8 model.tflite + fp16 + float
+  edgesight export runs/birds --out models/birds --quant int8 --onnx --edgetpu""",
+    "evaluate": """\
+  edgesight evaluate models/birds datasets/birds                # models/birds/report/report.html
+  edgesight evaluate models/birds datasets/birds --split val --report out/""",
+    "tune": """\
+  edgesight tune datasets/birds --out tune/birds --trials 20
+  edgesight tune datasets/birds --out tune/birds --method grid --minutes 30
+  edgesight train datasets/birds --out runs/birds --config tune/birds/best.toml""",
+}
+
+# Top-level name of a module that may be missing -> what provides it. The trainer's and the
+# device's extras differ, and Python 3.10 needs a TOML backport, so "install [trainer]" is not
+# the answer to every missing module.
+_DEVICE = "the [device] extra: pip install 'edgesight[device]'"
+_TRAINER = "the [trainer] extra (workstation, Python 3.11+): pip install 'edgesight[trainer]'"
+PROVIDERS: dict[str, str] = {
+    "tomllib": "the tomli backport on Python 3.10: pip install tomli (the [device] extra includes it)",
+    "tomli": "the tomli backport on Python 3.10: pip install tomli (the [device] extra includes it)",
+    "cv2": _DEVICE,
+    "paho": _DEVICE,
+    "ai_edge_litert": _DEVICE,
+    "prometheus_client": _DEVICE,
+    "psutil": _DEVICE,
+    "tqdm": _DEVICE,
+    "numpy": _DEVICE,
+    "tensorflow": _TRAINER,
+    "keras": _TRAINER,
+    "tf_keras": _TRAINER,
+    "sklearn": _TRAINER,
+    "matplotlib": _TRAINER,
+    "imagehash": _TRAINER,
+    "PIL": _TRAINER,
+    "tf2onnx": _TRAINER,
+    "onnx": _TRAINER,
+    "tensorboard": _TRAINER,
+    "onnxruntime": "the [onnx] extra: pip install 'edgesight[onnx]'",
+    "cuda": "the [jetson] extra: pip install 'edgesight[jetson]'",
+    "picamera2": "apt install python3-picamera2 (venv with --system-site-packages) or the [pi] extra",
+}
+
 log = logging.getLogger("edgesight")
+
+
+def missing_module_message(verb: str, name: str | None) -> str:
+    """One line naming the module that is missing and what installs it."""
+    root = (name or "").split(".")[0]
+    if root == "edgesight":
+        fix = "the installation is incomplete; reinstall edgesight (pip install --force-reinstall)"
+    else:
+        fix = PROVIDERS.get(root, f"install the package that provides '{root or name}'")
+    return f"'{verb}' needs the Python module '{name}', which is not installed; it comes with {fix}"
 
 
 def _chosen_verb(argv: Sequence[str]) -> str | None:
@@ -41,23 +144,32 @@ def _chosen_verb(argv: Sequence[str]) -> str | None:
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     """Parser with every verb listed, but only the chosen verb's module imported."""
-    parser = argparse.ArgumentParser(prog="edgesight", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="edgesight",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"edgesight {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     sub.required = True
     chosen = _chosen_verb(argv)
     for verb, (module_name, help_text) in VERBS.items():
-        verb_parser = sub.add_parser(verb, help=help_text, description=help_text)
+        examples = EXAMPLES.get(verb)
+        verb_parser = sub.add_parser(
+            verb,
+            help=help_text,
+            description=help_text,
+            epilog=f"examples:\n{examples}" if examples else None,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         if verb == chosen:
             try:
                 module = importlib.import_module(module_name)
             except ModuleNotFoundError as exc:
-                parser.exit(
-                    1,
-                    f"edgesight: error: '{verb}' needs a module that is not installed ({exc.name}); "
-                    f"install the matching extra, e.g. pip install 'edgesight[trainer]'\n",
-                )
+                parser.exit(2, f"edgesight: error: {missing_module_message(verb, exc.name)}\n")
             module.configure(verb_parser)
             verb_parser.set_defaults(_run=module.run)
     return parser
@@ -69,7 +181,7 @@ def setup_logging(verbose: int, quiet: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one verb; user errors become one line on stderr and exit 1 (2 for usage/config)."""
+    """Run one verb; user errors become one line on stderr and exit 1 (2 for usage/config/set-up)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter, trainer side
     parser = build_parser(argv)
@@ -80,6 +192,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EdgesightError as exc:
         print(f"edgesight: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except ModuleNotFoundError as exc:
+        # A verb that imports its heavy dependencies lazily (TensorFlow inside the trainer's run).
+        if (exc.name or "").split(".")[0] not in PROVIDERS:
+            raise
+        print(f"edgesight: error: {missing_module_message(args.verb, exc.name)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("edgesight: interrupted", file=sys.stderr)
         return 130

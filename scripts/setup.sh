@@ -5,8 +5,10 @@
 # Fast when already done: apt and pip are skipped when nothing is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EXTRAS="${EXTRAS:-device,trainer,dev}"
 VENV="${VENV:-.venv}"
+# "a,b,,a" -> "a,b": each extra once, sorted, so what is printed, installed and stamped agree.
+normalise_extras() { echo "$1" | tr ', ' '\n\n' | sed '/^$/d' | sort -u | paste -sd, -; }
+EXTRAS="$(normalise_extras "${EXTRAS:-device,trainer,dev}")"
 
 need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
@@ -41,7 +43,7 @@ for extra in ${EXTRAS//,/ }; do
   case ",$have_extras," in *",$extra,"*) ;; *) missing="$missing $extra" ;; esac
 done
 if [ "$have_hash" != "$hash" ] || [ -n "$missing" ]; then
-  [ "$have_hash" = "$hash" ] && EXTRAS="$have_extras,$EXTRAS"  # keep what is installed
+  [ "$have_hash" = "$hash" ] && EXTRAS="$(normalise_extras "$have_extras,$EXTRAS")"  # keep what is installed
 
   echo "setup: installing edgesight[$EXTRAS] into $VENV"
   log="$VENV/pip-install.log"
@@ -51,6 +53,7 @@ if [ "$have_hash" != "$hash" ] || [ -n "$missing" ]; then
     exit 1
   fi
   "$VENV/bin/python" -c "import edgesight.device" # fail here, not later, if the install broke
-  echo "$hash $(echo "$EXTRAS" | tr ',' '\n' | sort -u | paste -sd, -)" > "$stamp"
+  echo "$hash $EXTRAS" > "$stamp"
 fi
-echo "setup: ready ($VENV, extras: $EXTRAS)"
+read -r _ installed < "$stamp"
+echo "setup: ready ($VENV, extras: $installed)"

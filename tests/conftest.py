@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -147,3 +149,81 @@ def broker(tmp_path_factory) -> Broker:
     instance.start()
     yield instance
     instance.stop()
+
+
+# --- Device-only interpreters --------------------------------------------------------------------
+# scripts/test.sh also runs the suite under Python 3.10 and 3.13 in venvs with only the device,dev
+# extras (no TensorFlow: the device side must work there). There the trainer's tests are left out,
+# and a device test that builds its model with TensorFlow is skipped naming the module. Where the
+# trainer is installed nothing is left out and a missing module stays a failure.
+TRAINER_ONLY_MODULES = frozenset(
+    {"tensorflow", "keras", "tf_keras", "tf2onnx", "onnx", "sklearn", "matplotlib", "imagehash", "PIL", "tensorboard"}
+)
+# Test modules that exercise the trainer (its verbs through the CLI, or its modules directly).
+TRAINER_TEST_FILES = frozenset({"test_data_import.py", "test_export_accel.py"})
+HAVE_TRAINER = importlib.util.find_spec("tensorflow") is not None
+_TRAINER_IMPORT = re.compile(r"^(from|import) (edgesight\.trainer|tensorflow)\b", re.MULTILINE)
+
+
+def is_trainer_test_file(path: Path) -> bool:
+    """A test module of the trainer: by name, or importing the trainer or TensorFlow at its top."""
+    if path.name.startswith("test_trainer") or path.name in TRAINER_TEST_FILES:
+        return True
+    try:
+        return bool(_TRAINER_IMPORT.search(path.read_text(encoding="utf-8")))
+    except OSError:
+        return False
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "trainer: needs the trainer extra (TensorFlow); left out in device-only venvs")
+
+
+def pytest_ignore_collect(collection_path, config):
+    if HAVE_TRAINER or collection_path.suffix != ".py" or not collection_path.name.startswith("test_"):
+        return None
+    return True if is_trainer_test_file(collection_path) else None
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if is_trainer_test_file(item.path):
+            item.add_marker(pytest.mark.trainer)
+
+
+def pytest_report_header(config):
+    if not HAVE_TRAINER:
+        return "device-only interpreter (no TensorFlow): the trainer's test modules are left out"
+    return None
+
+
+_NEEDS_MODULE = re.compile(r"(?:No module named |needs the Python module )'?([A-Za-z_][\w.]*)")
+
+
+def missing_trainer_module(exc: BaseException) -> str | None:
+    """The trainer-only module a test failed for: imported here, or missing in a child process.
+
+    A child is an ``edgesight`` verb (its one-line "needs the Python module 'X'" error) or a
+    Python tool run with ``capture_output`` (its "No module named 'X'").
+    """
+    if isinstance(exc, ModuleNotFoundError):
+        names = [exc.name or ""]
+    else:
+        text = str(exc)
+        if isinstance(exc, subprocess.CalledProcessError) and exc.stderr:
+            stderr = exc.stderr
+            text += stderr.decode(errors="replace") if isinstance(stderr, bytes) else str(stderr)
+        names = _NEEDS_MODULE.findall(text)
+    return next((name for name in names if name.split(".")[0] in TRAINER_ONLY_MODULES), None)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if HAVE_TRAINER or call.excinfo is None or not report.failed:
+        return
+    name = missing_trainer_module(call.excinfo.value)
+    if name:
+        report.outcome = "skipped"
+        report.longrepr = (str(item.path), item.location[1] or 0, f"Skipped: needs the trainer's {name}")
