@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 
 import pytest
-import tomllib
 from conftest import ROOT, assert_one_line_error
 
 from edgesight.device.config import SCHEMA, load_config, render_example, validate
 from edgesight.device.core.errors import ConfigError
+from edgesight.device.core.tomlfile import tomllib
 
 EXAMPLE = ROOT / "systemd" / "edgesight.toml"
 
