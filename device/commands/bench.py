@@ -208,7 +208,6 @@ def run(args: argparse.Namespace) -> int:
     check_args(args)
     chosen = targets(args)
     start = MachineState.now()  # before the video is written and any measuring starts
-    warn_if_busy(start)  # on stderr before the progress bar, not mixed into it
     with tempfile.TemporaryDirectory(prefix="edgesight-bench-") as tmp:
         workdir = Path(tmp)
         source = prepare_source(args, workdir)
@@ -222,6 +221,7 @@ def run(args: argparse.Namespace) -> int:
             cold_image=cold_start_image(source, workdir),
             skip=frozenset(args.skip),
         )
+        warn_if_busy(start)  # once the flags and the source are known good; before the bar, not inside it
         with tqdm(
             total=settings.steps_per_target() * len(chosen),
             desc="bench",
