@@ -31,7 +31,7 @@ def reexec_in_venv() -> None:
 
 def load(path: Path) -> dict:
     """A result file, or SystemExit with one line naming the file and what is wrong with it."""
-    from edgesight.device.bench import SCHEMA
+    from edgesight.device.bench.report import SCHEMA
 
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
@@ -46,7 +46,7 @@ def load(path: Path) -> dict:
 
 def main() -> int:
     reexec_in_venv()
-    from edgesight.device.bench_report import compare, render_comparison
+    from edgesight.device.bench.tables import compare, render_comparison
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("before", type=Path, metavar="A.json")

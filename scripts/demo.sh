@@ -22,11 +22,9 @@ if [ ! -s "$VIDEO" ]; then
   echo "demo: writing $VIDEO (1280x720, $FRAMES frames panning across cat_720p.jpg, cv2.VideoWriter)"
   .venv/bin/python - "$TESTDATA/images/cat_720p.jpg" "$VIDEO" "$FRAMES" <<'EOF'
 import sys
-sys.path.insert(0, "tests")
-import cv2
-from videos import pan_frames, write_video
-image = cv2.imread(sys.argv[1])
-write_video(sys.argv[2], pan_frames(image, int(sys.argv[3]), (1280, 720)), fps=30)
+from pathlib import Path
+from edgesight.device.bench.footage import make_test_video
+make_test_video(Path(sys.argv[2]), frames=int(sys.argv[3]), fps=30, image=Path(sys.argv[1]))
 EOF
 fi
 

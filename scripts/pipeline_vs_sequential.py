@@ -1,103 +1,88 @@
 #!/usr/bin/env python3
-"""Pipeline fps vs the sequential loop vs the machine's CPU-bound limit, all in one run.
+"""Pipeline fps vs the sequential loop vs the machine's CPU-bound limit, in paired rounds.
 
-    .venv/bin/python scripts/pipeline_vs_sequential.py [--frames 300] [--json bench/pipeline_vs_sequential.json]
+    .venv/bin/python scripts/pipeline_vs_sequential.py [--frames 300] [--repeats 3]
+        [--video bench/cat_720p_pan.mp4] [--json bench/pipeline_vs_sequential.json]
 
-On a 1280x720 video made from ``cat_720p.jpg`` (pan/crop frames, cv2.VideoWriter) and the
-shared MobileNet V2, it measures:
+A thin wrapper over ``edgesight bench``: each round is the bench's own measurement of the shared
+MobileNet V2 (``edgesight.device.bench.orchestrator.bench_target``) on a 1280x720 pan of
+``cat_720p.jpg`` (``edgesight.device.bench.footage``), restricted to the figures compared here:
 
-- each stage alone: decode (VideoCapture.read), preprocess (the one ``prepare``), and invoke on
-  a single-threaded interpreter, per frame;
+- each stage alone: decode (VideoCapture.read), preprocess (the one ``prepare``) on the source,
+  and invoke on a single-threaded interpreter, per frame (means);
 - the limit ``cores / (t_decode + t_preprocess + t_invoke_1_thread)``: what a machine can do
   if every core is busy with useful work all the time;
 - the sequential loop: read, preprocess, invoke one after another on an interpreter with the
-  default threads (the usual Raspberry Pi example);
-- the pipeline (``edgesight.device.pipeline``) with the plan it picks for this machine.
+  default threads (the usual Raspberry Pi example), in a fresh child process;
+- the pipeline (``edgesight.device.pipeline``) with the plan it picks for this machine, in a
+  fresh child process. fps are steady-state, as ``edgesight bench`` reports them.
 
-Each round measures all of it back to back; the median round is reported (every round is in the
-JSON), and the load average is printed so a machine shared with other work is visible.
+Each round measures all of it back to back, so the ratios of a round share the same background
+load; the median round (by pipeline / limit) is reported and every round is in the JSON, with
+the one-minute load average before and after so a machine shared with other work is visible.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import time
 from pathlib import Path
+from typing import Any
+
+from edgesight.device.bench.footage import make_test_video, testdata_dir
+from edgesight.device.bench.orchestrator import bench_target
+from edgesight.device.bench.report import busy_warning
+from edgesight.device.bench.settings import Settings, Target
+from edgesight.device.machine import load_average, usable_cores
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-import cv2  # noqa: E402
-from videos import pan_frames, write_video  # noqa: E402
-
-from edgesight.device.classify import Classifier  # noqa: E402
-from edgesight.device.machine import usable_cores  # noqa: E402
-from edgesight.device.pipeline import Pipeline, plan_workers  # noqa: E402
-from edgesight.device.sources import open_source  # noqa: E402
-
-TESTDATA = Path(os.environ.get("EDGESIGHT_TESTDATA", ROOT.parent / "shared" / "testdata"))
-MODEL = TESTDATA / "models" / "mobilenet_v2_1.0_224_quant.tflite"
-LABELS = TESTDATA / "models" / "imagenet_labels.txt"
+MODEL = ("models", "mobilenet_v2_1.0_224_quant.tflite")
+LABELS = ("models", "imagenet_labels.txt")
+IMAGE = ("images", "cat_720p.jpg")
+# only invoke at 1 thread, the limit's terms, the sequential loop and the pipeline
+SKIP = frozenset({"preprocess", "mqtt", "cold_start"})
 
 
-def make_video(path: Path, frames: int) -> Path:
-    if not path.exists():
-        image = cv2.imread(str(TESTDATA / "images" / "cat_720p.jpg"))
-        write_video(path, pan_frames(image, frames, (1280, 720)), fps=30)
-    return path
+def one_round(number: int, target: Target, settings: Settings, video: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One bench measurement, flattened to this script's figures; and the bench's row itself."""
+    row = bench_target(target, settings, video, step=lambda _label: None)
+    limit, sequential, pipeline = row["limit"], row["sequential"], row["pipeline"]
+    figures = {
+        "round": number,
+        "t_decode_ms": round(limit["decode_ms"], 2),
+        "t_preprocess_ms": round(limit["preprocess_ms"], 2),
+        "t_invoke_1_thread_ms": round(limit["invoke_1_thread_ms"], 2),
+        "limit_fps": round(limit["fps"], 1),
+        "sequential_fps": round(sequential["fps"], 1),
+        "pipeline_fps": round(pipeline["fps"], 1),
+        "pipeline_vs_limit": pipeline["ratio_to_limit"],
+        "pipeline_vs_sequential": pipeline["ratio_to_sequential"],
+        "load_average_1min": load_average(),
+    }
+    return figures, row
 
 
-def decode_all(path: Path) -> tuple[list, float]:
-    cap = cv2.VideoCapture(str(path))
-    frames, t0 = [], time.perf_counter()
-    while True:
-        ok, image = cap.read()
-        if not ok:
-            break
-        frames.append(image)
-    elapsed = time.perf_counter() - t0
-    cap.release()
-    return frames, elapsed / max(1, len(frames))
-
-
-def per_frame(fn, items) -> float:
-    t0 = time.perf_counter()
-    for item in items:
-        fn(item)
-    return (time.perf_counter() - t0) / len(items)
-
-
-def sequential_fps(path: Path, classifier: Classifier) -> float:
-    cap = cv2.VideoCapture(str(path))
-    count, t0 = 0, time.perf_counter()
-    while True:
-        ok, image = cap.read()
-        if not ok:
-            break
-        classifier.infer(classifier.preprocess(image))
-        count += 1
-    cap.release()
-    return count / (time.perf_counter() - t0)
-
-
-def pipeline_fps(path: Path) -> tuple[float, dict]:
-    plan = plan_workers()
-    source = open_source(str(path))
-    count = [0]
-    pipeline = Pipeline(
-        source,
-        lambda: Classifier.open(MODEL, LABELS, num_threads=plan.threads_per_worker),
-        workers=plan.workers,
-        on_result=lambda r: count.__setitem__(0, count[0] + 1),
+def print_table(report: dict[str, Any], rounds: int) -> None:
+    cores, plan = report["cores"], report["pipeline_plan"]
+    lines = [
+        ("decode 1280x720 (ms/frame)", report["t_decode_ms"], ".2f", ""),
+        ("preprocess (ms/frame)", report["t_preprocess_ms"], ".2f", ""),
+        ("invoke, 1 thread (ms/frame)", report["t_invoke_1_thread_ms"], ".2f", ""),
+        (f"CPU-bound limit (fps), {cores} cores", report["limit_fps"], ".1f", ""),
+        (f"sequential loop (fps), {report['sequential_threads']} threads", report["sequential_fps"], ".1f", ""),
+        (f"pipeline (fps), {plan['workers']}x{plan['threads_per_worker']}", report["pipeline_fps"], ".1f", ""),
+        ("pipeline / limit", report["pipeline_vs_limit"], ".2f", "   (target >= 0.85)"),
+        ("pipeline / sequential", report["pipeline_vs_sequential"], ".2f", "   (target >= 1.30)"),
+    ]
+    print(f"\nthe median round (by pipeline / limit) of {rounds}:")
+    print(f"{'figure':<36}{'value':>10}")
+    for label, value, spec, note in lines:
+        print(f"{label:<36}{value:>10{spec}}{note}")
+    print(
+        f"load average (1 min) before/after: {report['load_average_before']} / {report['load_average_after']} "
+        f"(other processes on this machine make every figure noisy)"
     )
-    t0 = time.perf_counter()
-    pipeline.run()
-    elapsed = time.perf_counter() - t0
-    source.close()
-    return count[0] / elapsed, pipeline.stats()
 
 
 def main() -> int:
@@ -107,82 +92,54 @@ def main() -> int:
     parser.add_argument("--video", type=Path, default=ROOT / "bench" / "cat_720p_pan.mp4")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "pipeline_vs_sequential.json")
     args = parser.parse_args()
-    args.video.parent.mkdir(parents=True, exist_ok=True)
-    video = make_video(args.video, args.frames)
-    cores = usable_cores()
-    load_before = os.getloadavg()
-
-    one = Classifier.open(MODEL, LABELS, num_threads=1)
-    default = Classifier.open(MODEL, LABELS, num_threads=cores)  # the Pi example: one interpreter, all cores
-    rounds, stats = [], {}
+    if args.frames < 2 or args.repeats < 1:
+        parser.error("--frames must be at least 2 and --repeats at least 1")
+    data = testdata_dir()
+    if data is None or not data.joinpath(*MODEL).is_file():
+        print("pipeline_vs_sequential: error: shared test data not found (set EDGESIGHT_TESTDATA)", file=sys.stderr)
+        return 1
+    if not args.video.exists():
+        make_test_video(args.video, frames=args.frames, image=data.joinpath(*IMAGE))
+    cores, load_before = usable_cores(), load_average()
+    warning = busy_warning(load_before, cores)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    target = Target(model=str(data.joinpath(*MODEL)), labels=str(data.joinpath(*LABELS)))
+    settings = Settings(threads=[1], runs=100, warmup=10, frames=args.frames, skip=SKIP)
+    rounds, rows = [], []
     for number in range(1, args.repeats + 1):
-        # one round measures everything back to back, so the ratios of a round share the same
-        # background load; the report gives the median round (and each round) rather than mixing
-        # the best stage times of one moment with the fps of another
-        frames, t_decode = decode_all(video)
-        tensors = [one.preprocess(f) for f in frames[:5]]  # warm-up
-        t_pre = per_frame(one.preprocess, frames)
-        t_inv = per_frame(one.infer, [tensors[0]] * min(100, len(frames)))
-        del frames, tensors
-        seq = sequential_fps(video, default)
-        fps, run_stats = pipeline_fps(video)
-        limit = cores / (t_decode + t_pre + t_inv)
-        rounds.append(
-            {
-                "round": number,
-                "t_decode_ms": round(t_decode * 1e3, 2),
-                "t_preprocess_ms": round(t_pre * 1e3, 2),
-                "t_invoke_1_thread_ms": round(t_inv * 1e3, 2),
-                "limit_fps": round(limit, 1),
-                "sequential_fps": round(seq, 1),
-                "pipeline_fps": round(fps, 1),
-                "pipeline_vs_limit": round(fps / limit, 3),
-                "pipeline_vs_sequential": round(fps / seq, 3),
-                "load_average_1min": round(os.getloadavg()[0], 2),
-            }
-        )
+        figures, row = one_round(number, target, settings, args.video)
+        rounds.append(figures)
+        rows.append(row)
         print(
-            f"round {number}: limit {limit:6.1f}  sequential {seq:6.1f}  pipeline {fps:6.1f} fps  "
-            f"(x{fps / limit:.2f} of limit, x{fps / seq:.2f} of sequential; load {os.getloadavg()[0]:.1f})",
+            f"round {number}: limit {figures['limit_fps']:6.1f}  sequential {figures['sequential_fps']:6.1f}  "
+            f"pipeline {figures['pipeline_fps']:6.1f} fps  (x{figures['pipeline_vs_limit']:.2f} of limit, "
+            f"x{figures['pipeline_vs_sequential']:.2f} of sequential; load {figures['load_average_1min']})",
             flush=True,
         )
-        stats = run_stats
     median = sorted(rounds, key=lambda r: r["pipeline_vs_limit"])[len(rounds) // 2]
-    plan = plan_workers()
+    row = rows[median["round"] - 1]
     report = {
-        "video": str(video),
+        "video": str(args.video),
         "frames": args.frames,
         "size": "1280x720",
-        "model": MODEL.name,
+        "model": MODEL[-1],
         "cores": cores,
         **{k: v for k, v in median.items() if k not in ("round", "load_average_1min")},
         "median_round": median["round"],
-        "sequential_threads": cores,
-        "pipeline_plan": {"workers": plan.workers, "threads_per_worker": plan.threads_per_worker},
-        "load_average_before": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "pipeline_latency_ms": stats.get("latency_ms", {}),
+        "sequential_threads": row["sequential"]["threads"] or cores,
+        "pipeline_plan": {
+            "workers": row["pipeline"]["workers"],
+            "threads_per_worker": row["pipeline"]["threads_per_worker"],
+        },
+        "load_average_before": load_before,
+        "load_average_after": load_average(),
+        "pipeline_latency_ms": row["pipeline"]["latency"],
         "rounds": rounds,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nthe median round (by pipeline / limit) of {len(rounds)}:")
-    print(f"{'figure':<36}{'value':>10}")
-    print(f"{'decode 1280x720 (ms/frame)':<36}{report['t_decode_ms']:>10.2f}")
-    print(f"{'preprocess (ms/frame)':<36}{report['t_preprocess_ms']:>10.2f}")
-    print(f"{'invoke, 1 thread (ms/frame)':<36}{report['t_invoke_1_thread_ms']:>10.2f}")
-    print(f"{'CPU-bound limit (fps), ' + str(cores) + ' cores':<36}{report['limit_fps']:>10.1f}")
-    print(f"{'sequential loop (fps), ' + str(cores) + ' threads':<36}{report['sequential_fps']:>10.1f}")
-    print(
-        f"{'pipeline (fps), ' + str(plan.workers) + 'x' + str(plan.threads_per_worker):<36}"
-        f"{report['pipeline_fps']:>10.1f}"
-    )
-    print(f"{'pipeline / limit':<36}{report['pipeline_vs_limit']:>10.2f}   (target >= 0.85)")
-    print(f"{'pipeline / sequential':<36}{report['pipeline_vs_sequential']:>10.2f}   (target >= 1.30)")
-    print(
-        f"load average before/after: {report['load_average_before']} / {report['load_average_after']} "
-        f"(other processes on this machine make every figure noisy)"
-    )
+    print_table(report, len(rounds))
     print(f"wrote {args.json}")
     return 0
 

@@ -21,16 +21,12 @@ import time
 import urllib.request
 from pathlib import Path
 
-import cv2
+from edgesight.device.bench.footage import make_test_video, testdata_dir
+from edgesight.device.bench.mqtt_latency import free_port
+from edgesight.device.config import validate
+from edgesight.device.daemon import Daemon
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from conftest import TESTDATA, free_port  # noqa: E402
-from videos import pan_frames, write_video  # noqa: E402
-
-from edgesight.device.config import validate  # noqa: E402
-from edgesight.device.daemon import Daemon  # noqa: E402
+TESTDATA = testdata_dir() or Path("../shared/testdata")
 
 
 def config_for(video: Path, http_port: int | None):
@@ -99,8 +95,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        image = cv2.imread(str(TESTDATA / "images" / "cat_720p.jpg"))
-        video = write_video(Path(tmp) / "cat720.avi", pan_frames(image, 90, (1280, 720)))
+        video = make_test_video(Path(tmp) / "cat720.avi", frames=90, image=TESTDATA / "images" / "cat_720p.jpg")
         modes = ("http off", "http on, unwatched", "watched")
         fps: dict[str, list[float]] = {m: [] for m in modes}
         for round_number in range(args.rounds):

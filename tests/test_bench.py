@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, assert_one_line_error, run_cli
 
-from edgesight.device.bench import FRAME_SIZES, SCHEMA
-from edgesight.device.bench_video import make_test_video
+from edgesight.device.bench.footage import make_test_video
+from edgesight.device.bench.measure import FRAME_SIZES
+from edgesight.device.bench.report import SCHEMA
 from edgesight.device.core.bundle import write_bundle
 from edgesight.device.core.preprocess import InputContract
 
@@ -100,6 +101,7 @@ def test_both_shared_models_side_by_side_with_mqtt(tmp_path, v2_model, v1_model,
     report = json.loads(out.read_text())
     assert report["schema"] == SCHEMA
     assert report["machine"]["cores"] >= 1 and report["machine"]["cpu_model"]
+    assert set(report["machine"]["load_1m"]) == {"start", "end"}  # a busy machine shows in the file
     assert report["settings"]["threads"] == [1, 2] and report["settings"]["mqtt"] is True
     assert report["source"] == {**report["source"], "kind": "video", "width": 1280, "height": 720, "frames": FRAMES}
     assert [row["name"] for row in report["models"]] == [v2_model.stem, v1_model.stem]
@@ -286,11 +288,60 @@ def test_bench_script_writes_dated_results_and_never_overwrites(tmp_path, testda
 
 
 def test_device_side_never_imports_tensorflow():
-    code = (
-        "import sys; import edgesight.device.bench, edgesight.device.bench_mqtt, edgesight.device.bench_report, "
-        "edgesight.device.commands.bench; sys.exit('tensorflow' in sys.modules)"
-    )
+    modules = ", ".join(f"edgesight.device.bench.{name}" for name in BENCH_MODULES)
+    code = f"import sys; import {modules}, edgesight.device.commands.bench; sys.exit('tensorflow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+BENCH_MODULES = sorted(p.stem for p in (ROOT / "device" / "bench").glob("*.py") if p.stem != "__init__")
+
+
+@pytest.mark.parametrize("name", BENCH_MODULES)
+def test_each_bench_module_imports_alone(name):
+    """A fresh interpreter per module: an import cycle or a missing import shows as a failure."""
+    proc = subprocess.run(
+        [sys.executable, "-c", f"import edgesight.device.bench.{name}"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_child_runs_only_registered_functions(tmp_path):
+    from edgesight.device.bench import children
+
+    result = tmp_path / "result.json"
+    assert children.child_entry(["run_bench", "{}", str(result)]) == 0
+    assert "not a bench child run" in json.loads(result.read_text())["error"]
+    with pytest.raises(ValueError, match="not registered"):
+        children.run_in_child(make_test_video, out_path=str(tmp_path / "x.mp4"))
+
+
+def test_busy_machine_is_warned_about_in_log_table_and_json(
+    tmp_path, monkeypatch, caplog, capsys, v1_model, imagenet_labels
+):
+    """Load 6.8 on 2 cores: a WARNING before measuring, a footer under the table, both loads in the JSON."""
+    from edgesight.device import machine
+    from edgesight.device.bench import report as bench_report
+    from edgesight.device.bench.tables import render
+    from edgesight.device.cli import main
+
+    monkeypatch.setattr(machine, "usable_cores", lambda: 2)
+    monkeypatch.setattr(bench_report, "usable_cores", lambda: 2)
+    monkeypatch.setattr(bench_report, "load_average", lambda: 6.8)
+    video = make_test_video(tmp_path / "short.mp4", frames=3, width=320, height=240)
+    out, md = tmp_path / "r.json", tmp_path / "r.md"
+    argv = ["bench", str(v1_model), "--labels", str(imagenet_labels), "--source", str(video), "--threads", "1"]
+    argv += ["--skip", "preprocess,limit,sequential,pipeline,cold_start", *QUICK, "--json", str(out)]
+    assert main([*argv, "--markdown", str(md)]) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("load average 6.8 on 2 usable core(s)" in w for w in warnings), warnings
+    report = json.loads(out.read_text())
+    assert report["machine"]["load_1m"] == {"start": 6.8, "end": 6.8} and report["machine"]["cores"] == 2
+    assert "warning: the machine was busy: load average 6.8 on 2 usable core(s)" in capsys.readouterr().out
+    assert "**Warning:** the machine was busy" in md.read_text()
+    quiet = {**report, "machine": {**report["machine"], "load_1m": {"start": 1.5, "end": 3.0}}}
+    assert "warning" not in render(quiet)  # the end load includes the bench's own threads
+    old = {**report, "machine": {**report["machine"], "load_1m": 6.8}}  # files from before load was recorded
+    assert "warning" not in render(old)
 
 
 def test_runtimes_side_by_side_on_a_bundle_with_onnx(tmp_path, images_dir):
@@ -324,7 +375,7 @@ def test_runtimes_side_by_side_on_a_bundle_with_onnx(tmp_path, images_dir):
 
 
 def test_latency_summary_and_limit_formula():
-    from edgesight.device.bench import Latency, cpu_limit, steady_fps
+    from edgesight.device.bench.measure import Latency, cpu_limit, steady_fps
 
     stats = Latency.of([4.0, 1.0, 3.0, 2.0, 100.0])
     assert (stats.n, stats.min, stats.p50, stats.max, stats.mean) == (5, 1.0, 3.0, 100.0, 22.0)
@@ -338,7 +389,7 @@ def test_latency_summary_and_limit_formula():
 
 
 def test_tables_align_figures_and_render_markdown():
-    from edgesight.device.bench_report import table
+    from edgesight.device.bench.tables import table
 
     text = table(["model", "fps", "p50/p99"], [["a", "9.5", "1.0/2.0"], ["bb", "120.25", "-"]])
     lines = text.splitlines()

@@ -1,43 +1,32 @@
-"""Write real video files with OpenCV for the daemon, source and pipeline tests."""
+"""Write real video files with OpenCV for the daemon, source and pipeline tests.
+
+The pan itself is defined once, in ``edgesight.device.bench.footage`` (the bench and the demo
+write the same one); these helpers keep the names and list/``RuntimeError`` shapes the tests use.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from edgesight.device.bench import footage
+from edgesight.device.core.errors import SourceError
+
 
 def pan_frames(image: np.ndarray, count: int, size: tuple[int, int]) -> list[np.ndarray]:
-    """``count`` frames panning a crop window slowly across ``image``, resized to ``size`` (w, h).
-
-    The window covers 85 % of the picture, so the subject stays in view while pixels change from
-    frame to frame (a still video would let a codec hide decoding bugs).
-    """
-    h, w = image.shape[:2]
-    cw, ch = int(w * 0.85), int(h * 0.85)
-    frames = []
-    for i in range(count):
-        t = i / max(1, count - 1)
-        x0 = int((w - cw) * t)
-        y0 = int((h - ch) * (0.5 + 0.5 * np.sin(2 * np.pi * t)))
-        crop = image[y0 : y0 + ch, x0 : x0 + cw]
-        frames.append(cv2.resize(crop, size, interpolation=cv2.INTER_AREA))
-    return frames
+    """``count`` frames panning a crop window slowly across ``image``, resized to ``size`` (w, h)."""
+    return list(footage.pan_frames(image, count, size))
 
 
-def write_video(path: Path, frames: list[np.ndarray], fps: float = 30.0) -> Path:
+def write_video(path: Path | str, frames: Iterable[np.ndarray], fps: float = 30.0) -> Path:
     """Encode BGR frames with cv2.VideoWriter (MJPG in .avi: decodable by every OpenCV build)."""
-    path = Path(path)
-    h, w = frames[0].shape[:2]
-    fourcc = cv2.VideoWriter_fourcc(*("MJPG" if path.suffix == ".avi" else "mp4v"))
-    writer = cv2.VideoWriter(str(path), fourcc, fps, (w, h))
-    if not writer.isOpened():
-        raise RuntimeError(f"cv2.VideoWriter cannot write {path}")
-    for frame in frames:
-        writer.write(frame)
-    writer.release()
-    return path
+    try:
+        return footage.write_video(path, frames, fps)
+    except SourceError as exc:
+        raise RuntimeError(str(exc)) from exc
 
 
 def cat_video(
@@ -47,4 +36,4 @@ def cat_video(
     image = cv2.imread(str(source_image))
     if image is None:
         raise RuntimeError(f"cannot read {source_image}")
-    return write_video(path, pan_frames(image, count, size), fps)
+    return write_video(path, footage.pan_frames(image, count, size), fps)

@@ -11,12 +11,15 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import cv2
 
-from ..bench import STAGES, Settings, Target, default_thread_counts, run_bench, steps_per_target, write_json
-from ..bench_report import render
-from ..bench_video import check_source, iter_frames, make_test_video, scene_origin
+from ..bench.footage import check_source, iter_frames, make_test_video, scene_origin
+from ..bench.orchestrator import run_bench
+from ..bench.report import MachineState, warn_if_busy, write_json
+from ..bench.settings import STAGES, Settings, Target, default_thread_counts
+from ..bench.tables import render
 from ..core.bundle import ModelSpec, resolve_model
 from ..core.errors import EdgesightError, SourceError, UsageError
 from ..core.preprocess import FITS, list_images, normalise_fit
@@ -108,7 +111,7 @@ def check_output(flag: str, value: str | None) -> None:
         raise UsageError(f"{flag} {path}: cannot write in {parent}")
 
 
-def write_outputs(args: argparse.Namespace, report: dict) -> None:
+def write_outputs(args: argparse.Namespace, report: dict[str, Any]) -> None:
     try:
         if args.json:
             write_json(report, Path(args.json))
@@ -204,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_args(args)
     chosen = targets(args)
+    start = MachineState.now()  # before the video is written and any measuring starts
     with tempfile.TemporaryDirectory(prefix="edgesight-bench-") as tmp:
         workdir = Path(tmp)
         source = prepare_source(args, workdir)
@@ -217,8 +221,9 @@ def run(args: argparse.Namespace) -> int:
             cold_image=cold_start_image(source, workdir),
             skip=frozenset(args.skip),
         )
+        warn_if_busy(start)  # once the flags and the source are known good; before the bar, not inside it
         with tqdm(
-            total=steps_per_target(settings) * len(chosen),
+            total=settings.steps_per_target() * len(chosen),
             desc="bench",
             unit="step",
             file=sys.stderr,
@@ -230,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
                 bar.set_postfix_str(label, refresh=False)
                 bar.update()
 
-            report = run_bench(chosen, settings, source, step)
+            report = run_bench(chosen, settings, source, step, start)
     if args.source is None:
         report["source"]["path"] = f"generated: {scene_origin()} panned, mp4v"
     print(render(report), flush=True)  # the figures are on screen even if a file cannot be written

@@ -1,7 +1,7 @@
 """Benchmark results as tables a person reads at a glance (plain text or Markdown), and comparisons.
 
-The JSON report from :mod:`edgesight.device.bench` is the source of truth; everything here only
-formats it, so the table on stdout, the Markdown file and the JSON always show the same figures.
+The JSON report (:mod:`.report`) is the source of truth; everything here only formats it, so
+the table on stdout, the Markdown file and the JSON always show the same figures.
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from .report import report_warning
 
 Row = list[str]
 
@@ -26,9 +28,9 @@ COMPARED: tuple[tuple[str, str, bool], ...] = (
 )
 
 
-def table(headers: Row, rows: Iterable[Row], markdown: bool = False) -> str:
+def table(headers: Row, cells: Iterable[Iterable[Any]], markdown: bool = False) -> str:
     """Columns padded to their widest cell; numbers right-aligned; ``markdown`` gives a pipe table."""
-    rows = [[str(cell) for cell in row] for row in rows]
+    rows = [[str(cell) for cell in row] for row in cells]
     numeric = [all(_looks_numeric(row[i]) for row in rows if row[i] not in ("", "-")) for i in range(len(headers))]
     if markdown:
         lines = [
@@ -258,6 +260,9 @@ def render(report: dict[str, Any], markdown: bool = False) -> str:
                 markdown,
             ),
         ]
+    warning = report_warning(report)
+    if warning:
+        parts.append(f"\n**Warning:** {warning}" if markdown else f"\nwarning: {warning}")
     return "\n".join(parts) + "\n"
 
 

@@ -1,10 +1,12 @@
-"""Test footage for benchmarks: a 720p video made from a real photo, and a plain frame reader.
+"""Test footage: the one panning video made from a real photo, and a plain frame reader.
 
 A benchmark needs a repeatable file source that looks like a camera (a real scene, a bit of
 motion so the codec does real work). The shared ``cat_720p.jpg`` is panned across the frame;
 on a device without the shared test data a synthetic scene is drawn instead, so ``edgesight
-bench`` works anywhere. ``iter_frames`` is the capture loop of the usual Raspberry Pi
-example (``cv2.VideoCapture`` read after read): the baseline the pipeline is compared to.
+bench`` works anywhere. The tests (``tests/videos.py``), ``scripts/demo.sh`` and the scripts
+write their videos with the same :func:`pan_frames` and :func:`write_video`. ``iter_frames``
+is the capture loop of the usual Raspberry Pi example (``cv2.VideoCapture`` read after read):
+the baseline the pipeline is compared to.
 """
 
 from __future__ import annotations
@@ -12,15 +14,16 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
-from .core.errors import SourceError
-from .core.preprocess import IMAGE_SUFFIXES, list_images, read_image
-from .runtimes.litert import quiet_native_stderr
+from ..core.errors import SourceError
+from ..core.preprocess import IMAGE_SUFFIXES, list_images, read_image
+from ..runtimes.litert import quiet_native_stderr
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +37,7 @@ def testdata_dir() -> Path | None:
     if os.environ.get("EDGESIGHT_TESTDATA"):
         candidates.append(Path(os.environ["EDGESIGHT_TESTDATA"]))
     candidates.append(Path.cwd().parent / "shared" / "testdata")
-    candidates.append(Path(__file__).resolve().parents[2] / "shared" / "testdata")
+    candidates.append(Path(__file__).resolve().parents[3] / "shared" / "testdata")
     for candidate in candidates:
         if candidate.is_dir():
             return candidate
@@ -81,6 +84,48 @@ def scene_image(image: Path | None = None) -> tuple[np.ndarray, str]:
     return synthetic_scene(), "synthetic"
 
 
+def pan_frames(image: np.ndarray, count: int, size: tuple[int, int]) -> Iterator[np.ndarray]:
+    """``count`` frames panning a crop window slowly across ``image``, resized to ``size`` (w, h).
+
+    The one definition of the test pan, shared by the bench's video, the tests and the demo.
+    The window covers 85 % of the picture, so the subject stays in view (the shared V2 model
+    still says "Egyptian cat") while pixels change from frame to frame like a slowly moving
+    camera's (a still video would let a codec hide decoding bugs). A generator, so a long video
+    is never held in memory at once.
+    """
+    h, w = image.shape[:2]
+    cw, ch = int(w * 0.85), int(h * 0.85)
+    for i in range(count):
+        t = i / max(1, count - 1)
+        x0 = int((w - cw) * t)
+        y0 = int((h - ch) * (0.5 + 0.5 * np.sin(2 * np.pi * t)))
+        crop = image[y0 : y0 + ch, x0 : x0 + cw]
+        yield cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+
+
+def write_video(path: Path | str, frames: Iterable[np.ndarray], fps: float = 30.0) -> Path:
+    """Encode BGR frames with cv2.VideoWriter: MJPG in ``.avi`` (every OpenCV build decodes it),
+    MPEG-4 Part 2 (``mp4v``) otherwise. The frame size is the first frame's."""
+    path = Path(path)
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        raise SourceError(f"{path}: no frames to write")
+    height, width = first.shape[:2]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fourcc = cv2.VideoWriter.fourcc(*("MJPG" if path.suffix.lower() == ".avi" else "mp4v"))
+    writer = cv2.VideoWriter(str(path), fourcc, fps, (width, height))
+    if not writer.isOpened():
+        raise SourceError(f"{path}: OpenCV cannot write this video here (no FFmpeg backend?)")
+    try:
+        writer.write(first)
+        for frame in frames:
+            writer.write(frame)
+    finally:
+        writer.release()
+    return path
+
+
 def make_test_video(
     out_path: Path,
     frames: int = 300,
@@ -89,26 +134,9 @@ def make_test_video(
     fps: float = 30.0,
     image: Path | None = None,
 ) -> Path:
-    """Write ``frames`` frames panning slowly across a photo (MPEG-4 Part 2, ``.mp4``).
-
-    The photo is scaled 1.2x larger than the frame and a frame-sized window slides across it, so
-    consecutive frames differ like a slowly moving camera's would.
-    """
+    """Write ``frames`` frames of :func:`pan_frames` across a photo (the shared cat by default)."""
     scene, origin = scene_image(image)
-    big = cv2.resize(scene, (int(width * 1.2), int(height * 1.2)), interpolation=cv2.INTER_LINEAR)
-    span_x, span_y = big.shape[1] - width, big.shape[0] - height
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    if not writer.isOpened():
-        raise SourceError(f"{out_path}: OpenCV cannot write an mp4v video here (no FFmpeg backend?)")
-    try:
-        for i in range(frames):
-            phase = i / max(1, frames - 1)
-            x = int(span_x * phase)
-            y = int(span_y * (0.5 + 0.5 * np.sin(2 * np.pi * phase)))
-            writer.write(np.ascontiguousarray(big[y : y + height, x : x + width]))
-    finally:
-        writer.release()
+    write_video(out_path, pan_frames(scene, frames, (width, height)), fps)
     log.info("wrote %d-frame %dx%d test video %s from %s", frames, width, height, out_path, origin)
     return out_path
 
@@ -173,7 +201,7 @@ def iter_frames(path: Path, limit: int | None = None) -> Iterator[np.ndarray]:
         capture.release()
 
 
-def describe_source(path: Path, limit: int | None = None) -> dict:
+def describe_source(path: Path, limit: int | None = None) -> dict[str, Any]:
     """Kind, frame count and size of a file source, for the report."""
     kind = check_source(path)
     first = next(iter_frames(path, 1))

@@ -2,8 +2,9 @@
 
 The bench starts its own mosquitto on a free loopback port (so it never touches the user's
 broker or its retained topics), subscribes with paho like Home Assistant or Node-RED would, and
-runs the pipeline in a child process that publishes every result. Each message's arrival time is
-matched by frame number to that frame's capture time, so the figure is what a consumer sees.
+runs the pipeline in a child process that publishes every result (:mod:`.publisher`). Each
+message's arrival time is matched by frame number to that frame's capture time, so the figure
+is what a consumer sees.
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .core.errors import EdgesightError
+from ..core.errors import EdgesightError
+from ..mqtt import Topics
+from .children import run_in_child
+from .measure import Latency
+from .pipeline_run import pipeline_run
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +33,7 @@ MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/opt/hom
 
 
 def find_mosquitto() -> str:
+    """The broker binary on PATH or in a usual place; an EdgesightError saying how to install it."""
     found = shutil.which("mosquitto") or next((p for p in MOSQUITTO_PATHS if Path(p).exists()), None)
     if found is None:
         raise EdgesightError("--mqtt needs the mosquitto broker binary: apt-get install mosquitto")
@@ -35,6 +41,7 @@ def find_mosquitto() -> str:
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -91,7 +98,7 @@ class Subscriber:
     def __init__(self, host: str, port: int, topic: str) -> None:
         import paho.mqtt.client as mqtt
 
-        self.arrivals: list[tuple[float, bytes]] = []
+        self.arrivals: list[tuple[float, bytes | bytearray]] = []
         self._subscribed = threading.Event()
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edgesight-bench-sub-{port}")
         self._client.on_connect = lambda client, userdata, flags, rc, props: client.subscribe(topic, qos=0)
@@ -113,44 +120,8 @@ class Subscriber:
         self._client.disconnect()
 
 
-class ResultPublisher:
-    """The daemon's own MQTT link and ``result`` payload, so the bench measures what ships."""
-
-    def __init__(self, host: str, port: int, prefix: str) -> None:
-        from .config import defaults
-        from .mqtt import MqttLink
-
-        config = defaults()
-        config.override(
-            {
-                ("mqtt", "host"): host,
-                ("mqtt", "port"): port,
-                ("mqtt", "prefix"): prefix,
-                ("mqtt", "device_id"): "bench",
-                ("mqtt", "discovery"): False,
-            },
-            where="bench",
-        )
-        self.link = MqttLink(config)
-        self.link.start()
-        deadline = time.monotonic() + 10
-        while not self.link.connected and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if not self.link.connected:
-            self.link.stop()
-            raise EdgesightError(f"benchmark publisher could not connect to {host}:{port}")
-
-    def publish(self, result: Any) -> None:
-        from .results import result_payload
-
-        self.link.publish_result(result_payload(result))
-
-    def close(self) -> None:
-        """``offline`` at QoS 1 goes out after the queued results, so waiting for it flushes them."""
-        self.link.stop(timeout=5)
-
-
-def frame_number(payload: bytes) -> int | None:
+def frame_number(payload: bytes | bytearray) -> int | None:
+    """The ``frame`` number of a result message, or None for anything else on the topic."""
     try:
         message = json.loads(payload)
     except (ValueError, UnicodeDecodeError):
@@ -161,16 +132,13 @@ def frame_number(payload: bytes) -> int | None:
 
 def measure_mqtt(target: dict[str, Any], source: Path, frames: int) -> dict[str, Any]:
     """Pipeline -> paho publisher -> local mosquitto -> paho subscriber, paced like a camera."""
-    from .bench import Latency, run_in_child
-    from .mqtt import Topics
-
     prefix = "edgesight/bench"
     topic = Topics(prefix).result
     with LocalBroker() as broker:
         subscriber = Subscriber("127.0.0.1", broker.port, topic)
         try:
             run = run_in_child(
-                "pipeline_run",
+                pipeline_run,
                 target=target,
                 source=str(source),
                 frames=frames,
