@@ -7,6 +7,7 @@ sidecars, snapshots, the drift monitor) receives a :class:`FrameResult` and seri
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,10 @@ class FrameResult:
     @property
     def best(self) -> Prediction:
         return self.classification.best
+
+
+# What the daemon fans each result out to (MQTT, status board, capture, drift), on one thread in frame order.
+Consumer = Callable[[FrameResult], object]  # a return value (e.g. a capture's reason) is ignored
 
 
 def result_payload(result: FrameResult) -> dict[str, Any]:
