@@ -34,7 +34,8 @@ class FrameResult:
     latency_ms: dict[str, float]
     model: dict[str, str]
     seq: int = 0
-    done_at: float = field(default=0.0, repr=False)
+    done_at: float = field(default=0.0, repr=False)  # perf_counter when the worker finished
+    read_at: float = field(default=0.0, repr=False)  # time.monotonic() right after the source read it
 
     @property
     def best(self) -> Prediction:

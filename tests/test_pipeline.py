@@ -257,3 +257,26 @@ def test_health_needs_progress_unless_the_source_is_known_down(video, make_v2):
     gate.set()
     runner.join(10)
     inner.close()
+
+
+def test_latencies_do_not_follow_a_wall_clock_step(video, make_v2):
+    """Frames stamped an hour off (NTP stepped the clock mid-run) still report millisecond latencies."""
+    import dataclasses
+
+    inner = open_source(str(video), reopen=False)
+
+    class Stepped:
+        name, live, dropped = "stepped", False, 0
+
+        def read(self):
+            frame = inner.read()
+            return None if frame is None else dataclasses.replace(frame, timestamp=frame.timestamp - 3600)
+
+    results = []
+    pipeline = Pipeline(Stepped(), make_v2, workers=1, on_result=results.append, max_frames=5)
+    pipeline.run()
+    inner.close()
+    assert len(results) == 5
+    for r in results:
+        assert r.latency_ms["queue"] < 60_000 and r.latency_ms["total"] < 60_000, r.latency_ms
+    assert results[0].frame.timestamp < time.time() - 3000  # the payload keeps the frame's wall time
