@@ -278,7 +278,9 @@ class Pipeline:
             if item is _END:
                 self._put_result(seq, _END, final=True)
                 return
-            frame, read_at = item  # type: ignore[misc]
+            frame: Frame
+            read_at: float
+            frame, read_at = item  # type: ignore[misc]  # (frame, monotonic time it was read)
             if generation != self._generation:
                 with self._swap_lock:
                     generation, classifier = self._generation, self._classifiers[index]

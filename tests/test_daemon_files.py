@@ -30,7 +30,7 @@ from edgesight.device.results import FrameResult
 from edgesight.device.snapshot import own_snapshots, save_snapshot
 from edgesight.device.sources import Frame
 
-HELPERS = '''
+HELPERS = """
 import time, numpy as np
 from edgesight.device.classify import Classification, Prediction
 from edgesight.device.results import FrameResult
@@ -42,7 +42,7 @@ def result(number, size=256, score=0.1):
     top = (Prediction(1, "cat", score), Prediction(2, "dog", 0.05))
     frame = Frame(number, image, time.time(), 1.0)
     return FrameResult(frame, Classification(top), {"total": 5.0}, {"name": "m", "version": "1"})
-'''
+"""
 
 
 def result(number: int, size: int = 64, score: float = 0.1) -> FrameResult:
