@@ -101,33 +101,44 @@ def remove_leftovers(root: Path) -> int:
     if not root.is_dir():
         return removed
     for day in (p for p in root.iterdir() if p.is_dir() and DAY_RE.match(p.name)):
-        removed += remove_temp_files(day)
-        for sidecar in day.glob("*.json"):
-            image = sidecar.with_suffix(".jpg")
-            if not NAME_RE.match(image.name):
-                continue
-            try:
-                text = sidecar.read_text(encoding="utf-8", errors="replace")
-            except OSError:
-                continue
-            if not _marked(text):
-                continue
-            try:
-                json.loads(text)
-                broken = False
-            except ValueError:
-                broken = True
-            doomed = [sidecar, image] if broken else [] if image.exists() else [sidecar]
-            for path in doomed:
-                with suppress(FileNotFoundError):
-                    path.unlink()
+        removed += remove_temp_files(day) + _remove_broken_sidecars(day) + _remove_empty_images(day)
+    return removed
+
+
+def _remove_broken_sidecars(day: Path) -> int:
+    """Marked sidecars without their image, and cut-off marked sidecars with theirs."""
+    removed = 0
+    for sidecar in day.glob("*.json"):
+        image = sidecar.with_suffix(".jpg")
+        if not NAME_RE.match(image.name):
+            continue
+        try:
+            text = sidecar.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        if not _marked(text):
+            continue
+        try:
+            json.loads(text)
+            doomed = [] if image.exists() else [sidecar]
+        except ValueError:
+            doomed = [sidecar, image]
+        for path in doomed:
+            with suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+    return removed
+
+
+def _remove_empty_images(day: Path) -> int:
+    """Zero-byte capture-named JPEGs without a sidecar: a full disk under older versions."""
+    removed = 0
+    for image in day.glob("*.jpg"):
+        if NAME_RE.match(image.name) and not image.with_suffix(".json").exists():
+            with suppress(OSError):
+                if image.is_file() and image.stat().st_size == 0:
+                    image.unlink()
                     removed += 1
-        for image in day.glob("*.jpg"):
-            if NAME_RE.match(image.name) and not image.with_suffix(".json").exists():
-                with suppress(OSError):
-                    if image.is_file() and image.stat().st_size == 0:
-                        image.unlink()
-                        removed += 1
     return removed
 
 
