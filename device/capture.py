@@ -23,7 +23,8 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextlib import suppress
+from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,8 @@ import cv2
 
 from .core.errors import ConfigError
 from .core.preprocess import to_bgr
-from .results import result_payload
+from .files import WriteFailures, remove_temp_files, write_atomic
+from .results import FrameResult, result_payload
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +70,76 @@ class CaptureSettings:
     jpeg_quality: int = 90
     queue_size: int = 4
 
+    @classmethod
+    def from_section(cls, section: Any) -> CaptureSettings:
+        """From the typed ``[capture]`` config section: every field the section has, by name."""
+        values = {f.name: getattr(section, f.name) for f in fields(cls) if hasattr(section, f.name)}
+        return cls(**{**values, "dir": Path(values["dir"])})
+
 
 @dataclass(frozen=True)
 class OwnCapture:
     image: Path
     sidecar: Path
     bytes: int
+
+
+def _marked(text: str) -> bool:
+    """The sidecar text carries the capture marker (also when the rest of it was cut off)."""
+    return f'"{MARKER}": 1' in text[:200]
+
+
+def remove_leftovers(root: Path) -> int:
+    """Delete what interrupted or failed writes left under ``root``; return how many files went.
+
+    Only the daemon's own debris goes: temporary files of :func:`~edgesight.device.files.write_atomic`,
+    marked sidecars whose image never arrived, captures whose marked sidecar was cut off, and
+    zero-byte capture-named JPEGs without a sidecar (a full disk under older versions).
+    A non-empty file that merely looks like a capture is kept.
+    """
+    removed = remove_temp_files(root)
+    if not root.is_dir():
+        return removed
+    for day in (p for p in root.iterdir() if p.is_dir() and DAY_RE.match(p.name)):
+        removed += remove_temp_files(day) + _remove_broken_sidecars(day) + _remove_empty_images(day)
+    return removed
+
+
+def _remove_broken_sidecars(day: Path) -> int:
+    """Marked sidecars without their image, and cut-off marked sidecars with theirs."""
+    removed = 0
+    for sidecar in day.glob("*.json"):
+        image = sidecar.with_suffix(".jpg")
+        if not NAME_RE.match(image.name):
+            continue
+        try:
+            text = sidecar.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        if not _marked(text):
+            continue
+        try:
+            json.loads(text)
+            doomed = [] if image.exists() else [sidecar]
+        except ValueError:
+            doomed = [sidecar, image]
+        for path in doomed:
+            with suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+    return removed
+
+
+def _remove_empty_images(day: Path) -> int:
+    """Zero-byte capture-named JPEGs without a sidecar: a full disk under older versions."""
+    removed = 0
+    for image in day.glob("*.jpg"):
+        if NAME_RE.match(image.name) and not image.with_suffix(".json").exists():
+            with suppress(OSError):
+                if image.is_file() and image.stat().st_size == 0:
+                    image.unlink()
+                    removed += 1
+    return removed
 
 
 def own_captures(root: Path) -> list[OwnCapture]:
@@ -119,6 +185,8 @@ class CaptureWriter:
         self.dropped = 0  # skipped because the writer was busy
         self.rotated = 0
         self.skipped_disk = 0
+        self.leftovers_removed = 0
+        self.failures = WriteFailures("capture", log)
         self._last_capture: dict[str, float] = {}  # per reason: a burst of low scores cannot hide a state change
         self._state: str | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=settings.queue_size)
@@ -129,13 +197,10 @@ class CaptureWriter:
         self._thread.start()
 
     # -- the consumer (pipeline thread): decide and enqueue, never touch the disk -------------
-    def __call__(self, result: Any) -> str | None:
+    def __call__(self, result: FrameResult) -> str | None:
         """Consider one frame result; return the reason when it was queued for saving."""
         best = result.classification.top[0]
-        if self.current_state is not None:
-            state = self.current_state()
-        else:
-            state = best.label if best.score >= self.settings.low_score else "unknown"
+        state = self._state_for(best.label, best.score)
         reason = None
         if best.score < self.settings.low_score:
             reason = "low_score"
@@ -143,26 +208,53 @@ class CaptureWriter:
             reason = "state_change"
         if state is not None:
             self._state = state
-        if reason is None:
-            return None
-        now = self.clock()
-        last = self._last_capture.get(reason)
-        if last is not None and now - last < self.settings.min_interval_s:
+        if reason is None or not self._rate_allows(reason):
             return None
         try:
             self._queue.put_nowait((result, reason, state))
         except queue.Full:
             self.dropped += 1
             return None
-        self._last_capture[reason] = now
+        self._last_capture[reason] = self.clock()
         return reason
+
+    def _state_for(self, label: str, score: float) -> str | None:
+        if self.current_state is not None:
+            return self.current_state()
+        return label if score >= self.settings.low_score else "unknown"
+
+    def _rate_allows(self, reason: str) -> bool:
+        """At most one capture per ``min_interval_s`` per reason, on the monotonic clock."""
+        last = self._last_capture.get(reason)
+        return last is None or self.clock() - last >= self.settings.min_interval_s
 
     # -- the writer thread ---------------------------------------------------------------------
     def _write_loop(self) -> None:
+        self._take_inventory()
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                self._save(*item)
+            except OSError as exc:  # a full or read-only disk: count it, never a traceback per frame
+                self.failures.record(exc, self.root)
+            except Exception:  # noqa: BLE001 - nothing a capture does may kill the daemon
+                log.exception("capture failed")
+            finally:
+                self._queue.task_done()
+
+    def _take_inventory(self) -> None:
+        """Clear interrupted writes, then count the captures already there (in this thread: a big
+        folder must not delay the start)."""
+        leftovers = remove_leftovers(self.root)
+        if leftovers:
+            log.info("capture: removed %d file(s) left by interrupted or failed writes in %s", leftovers, self.root)
         existing = own_captures(self.root)
         with self._lock:
             self._inventory = existing + self._inventory
             self._used += sum(c.bytes for c in existing)
+            self.leftovers_removed = leftovers
         settings = self.settings
         log.info(
             "capturing to %s (score < %.2f%s, every >= %.1f s, quota %.0f MB, %d existing)",
@@ -173,43 +265,31 @@ class CaptureWriter:
             settings.max_mb,
             len(existing),
         )
-        while True:
-            item = self._queue.get()
-            try:
-                if item is None:
-                    return
-                self._save(*item)
-            except Exception:  # a full or read-only disk must not kill the daemon
-                log.exception("capture failed")
-            finally:
-                self._queue.task_done()
 
-    def _save(self, result: Any, reason: str, state: str) -> Path | None:
+    def _save(self, result: FrameResult, reason: str, state: str | None) -> Path | None:
         settings = self.settings
         if shutil.disk_usage(self.root).free < settings.min_free_mb * 1e6:
             self.skipped_disk += 1
             log.warning("capture skipped: less than %.0f MB free on %s", settings.min_free_mb, self.root)
             return None
         frame = result.frame
-        image = to_bgr(frame.image, getattr(frame, "order", "BGR"))
-        ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality])
+        ok, jpeg = cv2.imencode(
+            ".jpg", to_bgr(frame.image, frame.order), [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality]
+        )
         if not ok:
             log.warning("capture: frame %s could not be encoded", frame.number)
             return None
-        best = result.classification.top[0]
-        timestamp = float(getattr(frame, "timestamp", None) or time.time())
-        day, name = capture_name(timestamp, best.label, best.score)
-        folder = self.root / day
-        folder.mkdir(exist_ok=True)
-        path = folder / name
-        while path.exists() or path.with_suffix(".json").exists():  # never overwrite: next free millisecond
-            timestamp += 0.001
-            day, name = capture_name(timestamp, best.label, best.score)
-            path = folder / name
-        sidecar_data = {MARKER: 1, "reason": reason, "state": state, "image": name, **result_payload(result)}
+        path = self._free_name(result)
         sidecar = path.with_suffix(".json")
-        path.write_bytes(jpeg.tobytes())
-        sidecar.write_text(json.dumps(sidecar_data, indent=1) + "\n", encoding="utf-8")
+        sidecar_data = {MARKER: 1, "reason": reason, "state": state, "image": path.name, **result_payload(result)}
+        # sidecar first: an image on disk always has its marked sidecar, so a crash between the
+        # two leaves a marked orphan sidecar that the next inventory removes
+        write_atomic(sidecar, (json.dumps(sidecar_data, indent=1) + "\n").encode("utf-8"))
+        try:
+            write_atomic(path, jpeg.tobytes())
+        except OSError:
+            sidecar.unlink(missing_ok=True)
+            raise
         size = path.stat().st_size + sidecar.stat().st_size
         with self._lock:
             self._inventory.append(OwnCapture(path, sidecar, size))
@@ -218,6 +298,19 @@ class CaptureWriter:
             self._enforce_quota()
         log.debug("captured %s (%s)", path, reason)
         return path
+
+    def _free_name(self, result: FrameResult) -> Path:
+        """``<dir>/<day>/<ts>_<label>_<score>.jpg``, moved on a millisecond until no file has it."""
+        best = result.classification.top[0]
+        timestamp = result.frame.timestamp or time.time()  # wall time: the name says when it was taken
+        while True:
+            day, name = capture_name(timestamp, best.label, best.score)
+            folder = self.root / day
+            folder.mkdir(exist_ok=True)
+            path = folder / name
+            if not path.exists() and not path.with_suffix(".json").exists():  # never overwrite
+                return path
+            timestamp += 0.001
 
     def _enforce_quota(self) -> None:
         limit = self.settings.max_mb * 1e6
@@ -257,6 +350,8 @@ class CaptureWriter:
                 "dropped": self.dropped,
                 "rotated": self.rotated,
                 "skipped_low_disk": self.skipped_disk,
+                "write_failures": self.failures.total,
+                "leftovers_removed": self.leftovers_removed,
                 "files": len(self._inventory),
                 "mb": round(self._used / 1e6, 3),
                 "quota_mb": self.settings.max_mb,

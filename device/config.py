@@ -254,6 +254,25 @@ SCHEMA: list[Section] = [
         (
             Key("dir", str, "/var/lib/edgesight/snapshots", "folder for snapshots (created if missing)"),
             Key("quality", int, 90, "JPEG quality", min=1, max=100),
+            Key(
+                "max_files",
+                int,
+                100,
+                "quota: keep at most this many snapshots; the oldest of the daemon's own go first",
+                min=1,
+                max=1_000_000,
+            ),
+            Key(
+                "max_mb", float, 200.0, "quota: the oldest snapshots are deleted beyond this", min=0.01, max=10_000_000
+            ),
+            Key(
+                "min_free_mb",
+                float,
+                200.0,
+                "refuse cmd/snapshot when the disk has less free space than this",
+                min=0,
+                max=10_000_000,
+            ),
         ),
     ),
     Section(

@@ -14,25 +14,22 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
-
-import cv2
 
 from .. import __version__
 from .classify import Classifier
 from .config import Config
 from .core.bundle import resolve_model
 from .core.errors import EdgesightError, UsageError
-from .core.preprocess import to_bgr
-from .machine import cpu_temperature_c, memory_rss_mb
-from .monitoring import Monitoring
+from .monitoring import DaemonHooks, Monitoring
 from .mqtt import MqttLink, discovery_messages
 from .pipeline import Pipeline, plan_workers
-from .results import FrameResult, result_payload
+from .results import Consumer, FrameResult, result_payload
 from .runtimes.choice import kind_for_file
 from .service import Notifier
 from .smoothing import StateSmoother
-from .sources import Backoff, open_source
+from .snapshot import save_snapshot
+from .sources import Backoff, Source, open_source
+from .stats import LinkStatus, stats_payload
 
 log = logging.getLogger(__name__)
 
@@ -47,23 +44,49 @@ class Daemon:
         max_frames: int | None = None,
         notifier: Notifier | None = None,
         wait_for_device: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
-        self.started = time.monotonic()
+        self.clock = clock  # durations (uptime, dwell, stats interval) never follow wall-clock steps
+        self.started = clock()
         self.notifier = notifier or Notifier()
-        m, s = config.model, config.source
+        m = config.model
         if not m.path:
             raise UsageError("no model: set [model] path in the config or pass --model")
         self.plan = plan_workers(workers=m.workers or None)
         self.threads = m.threads or self.plan.threads_per_worker
         make = self.classifier_factory(m.path, m.labels)  # a bad model fails here, before the camera opens
         self._commands: queue.Queue[tuple[str, str]] = queue.Queue()
-        self.link: MqttLink | None = None  # built before the camera opens: a bad [mqtt] key fails first
-        if config.mqtt.enabled:
-            self.link = MqttLink(
-                config, on_command=lambda verb, text: self._commands.put((verb, text)), discovery=self._discovery
-            )
-        self.source = open_source(
+        self.link = self._make_link()  # built before the camera opens: a bad [mqtt] key fails first
+        self.source = self._open_source(wait_for_device)
+        self.consumers: list[Consumer] = []
+        self.pipeline = Pipeline(
+            self.source, make, workers=self.plan.workers, on_result=self._fan_out, max_frames=max_frames
+        )
+        st = config.state
+        self.smoother = StateSmoother(st.window, st.threshold, st.min_dwell, st.unknown_label, clock=clock)
+        self._stop = threading.Event()
+        self.stop_reason = ""
+        self.state_changes = 0
+        self._published = 0
+        self._ran_s = 0.0
+        self.consumers.append(self._publish)
+        self.monitoring = Monitoring(  # status page, capture, drift: [http], [capture], [drift]
+            http=config.http, capture=config.capture, drift=config.drift, hooks=self._hooks()
+        )
+
+    def _make_link(self) -> MqttLink | None:
+        if not self.config.mqtt.enabled:
+            return None
+        return MqttLink(
+            self.config,
+            on_command=lambda verb, text: self._commands.put((verb, text)),
+            discovery=self._discovery,
+        )
+
+    def _open_source(self, wait_for_device: bool) -> Source:
+        s = self.config.source
+        return open_source(
             s.spec,
             realtime=s.realtime,
             loop=s.loop,
@@ -74,17 +97,17 @@ class Daemon:
             fps=s.fps or None,
             stream=s.stream,
         )
-        self.consumers: list[Callable[[FrameResult], None]] = []
-        self.pipeline = Pipeline(
-            self.source, make, workers=self.plan.workers, on_result=self._fan_out, max_frames=max_frames
+
+    def _hooks(self) -> DaemonHooks:
+        """What the monitoring pieces may read and call: no reference to the daemon itself."""
+        return DaemonHooks(
+            stats=self.stats_payload,
+            state=lambda: self.smoother.current,
+            classifier=lambda: self.pipeline.classifier,
+            upload_classifier=self.upload_classifier,
+            add_consumer=self.consumers.append,
+            publish_alert=self._publish_alert,
         )
-        st = config.state
-        self.smoother = StateSmoother(st.window, st.threshold, st.min_dwell, st.unknown_label)
-        self._stop = threading.Event()
-        self.stop_reason = ""
-        self.consumers.append(self._publish)
-        self.monitoring = Monitoring(self)  # status page, capture, drift: [http], [capture], [drift]
-        self._published = 0
 
     # -- model ----------------------------------------------------------------------------------
     def classifier_factory(self, path: str, labels: str | None = None) -> Callable[[], Classifier]:
@@ -104,6 +127,16 @@ class Daemon:
 
         return make
 
+    def upload_classifier(self) -> Classifier:
+        """A classifier of its own for POST /api/classify (the pipeline's are busy and not thread-safe).
+
+        It runs the file the pipeline settled on, on that file's runtime, as the daemon's extra
+        workers do: ``auto`` is not chosen again, nor an Edge TPU fallback warned about again.
+        """
+        m = self.config.model
+        spec = self.pipeline.classifier.spec
+        return Classifier.open(spec, runtime=kind_for_file(spec.model_path), num_threads=1, fit=m.crop, top_k=m.top_k)
+
     # -- consumers ------------------------------------------------------------------------------
     def _fan_out(self, result: FrameResult) -> None:
         for consumer in self.consumers:
@@ -116,6 +149,7 @@ class Daemon:
         """The MQTT consumer: smoothed state on change, every Nth result."""
         changed = self.smoother.update(result.classification.top, result.frame.timestamp)
         if changed is not None:
+            self.state_changes += 1
             log.info("state: %s (%.2f)", changed.label, changed.score)
             if self.link:
                 self.link.publish_state({**changed.as_payload(), "frame": result.frame.number})
@@ -124,8 +158,13 @@ class Daemon:
         if self.link and every and self._published % every == 0:
             self.link.publish_result(result_payload(result))
 
+    def _publish_alert(self, payload: dict) -> None:
+        if self.link is not None:
+            self.link.publish_alert(payload)
+
     def _discovery(self) -> dict[str, dict]:
         c = self.pipeline.classifier
+        assert self.link is not None  # only the link asks for its discovery messages
         return discovery_messages(
             self.link.topics,
             self.config.device_id,
@@ -136,26 +175,15 @@ class Daemon:
 
     # -- stats ----------------------------------------------------------------------------------
     def stats_payload(self) -> dict:
-        c = self.pipeline.classifier
-        stats = self.pipeline.stats()
-        current = self.smoother.current
-        return {
-            "v": 1,
-            "timestamp": round(time.time(), 3),
-            "uptime_s": round(time.monotonic() - self.started, 1),
-            **stats,
-            "threads_per_worker": self.threads,
-            "runtime": {"name": c.runtime.name, "version": c.runtime.version},
-            "model": {"name": c.name, "version": c.version},
-            "state": current.label if current else None,
-            "mqtt": {
-                "connected": bool(self.link and self.link.connected),
-                "reconnects": self.link.reconnects if self.link else 0,
-            },
-            "memory_rss_mb": memory_rss_mb(),
-            "cpu_temp_c": cpu_temperature_c(),
-            **self.monitoring.stats(),
-        }
+        return stats_payload(
+            self.pipeline.stats(),
+            classifier=self.pipeline.classifier,
+            uptime_s=self.clock() - self.started,
+            threads_per_worker=self.threads,
+            state=self.smoother.current,
+            link=LinkStatus(self.link.connected, self.link.reconnects) if self.link else LinkStatus(),
+            extra=self.monitoring.stats(),
+        )
 
     # -- commands -------------------------------------------------------------------------------
     def _handle(self, verb: str, text: str) -> None:
@@ -197,28 +225,10 @@ class Daemon:
         latest = self.pipeline.latest
         if latest is None:
             raise EdgesightError("cmd/snapshot: no frame classified yet")
-        folder = Path(self.config.snapshot.dir)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise EdgesightError(f"[snapshot] dir: cannot create {folder} ({exc.strerror})") from None
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(latest.frame.timestamp))
-        base = folder / f"{self.config.device_id}-{stamp}-{latest.frame.number:08d}"
-        image = to_bgr(latest.frame.image, latest.frame.order)
-        if not cv2.imwrite(
-            str(base.with_suffix(".jpg")), image, [cv2.IMWRITE_JPEG_QUALITY, self.config.snapshot.quality]
-        ):
-            raise EdgesightError(f"[snapshot] dir: cannot write {base.with_suffix('.jpg')}")
-        base.with_suffix(".json").write_text(json.dumps(result_payload(latest), indent=2) + "\n", encoding="utf-8")
-        log.info("snapshot saved: %s.jpg", base)
+        saved = save_snapshot(latest, self.config.snapshot, self.config.device_id)
+        log.info("snapshot saved: %s", saved.image)
         if self.link:
-            self.link.reply(
-                "snapshot",
-                True,
-                image=str(base.with_suffix(".jpg")),
-                result=str(base.with_suffix(".json")),
-                frame=latest.frame.number,
-            )
+            self.link.reply("snapshot", True, image=str(saved.image), result=str(saved.result), frame=saved.frame)
 
     # -- life -----------------------------------------------------------------------------------
     def request_stop(self, reason: str = "") -> None:
@@ -227,7 +237,46 @@ class Daemon:
         self._stop.set()
         self.pipeline.stop()
 
-    def run(self) -> int:
+    def run(self, announce: Callable[[str], None] | None = None) -> int:
+        """Classify until the source ends, ``max_frames`` or :meth:`request_stop`; return the exit code.
+
+        ``announce`` gets :meth:`describe` once everything listens (the CLI prints it for a person).
+        """
+        began = self.clock()
+        worker = self._start()
+        if announce is not None:
+            announce(self.describe())
+        self._serve(worker)
+        self._shut_down(worker)
+        self._ran_s = self.clock() - began
+        return self._exit_code()
+
+    def describe(self) -> str:
+        """One line saying what this run does: model, runtime, source, MQTT, status page."""
+        c = self.pipeline.classifier
+        m = self.config.mqtt
+        mqtt = f"MQTT {m.host}:{m.port} as {self.config.topic_prefix}" if self.link else "MQTT off"
+        url = self.monitoring.url
+        return (
+            f"edgesight run: {c.name}{f' {c.version}' if c.version else ''} on {c.runtime.name} "
+            f"({self.pipeline.workers} worker(s)), source {self.source.name}, {mqtt}"
+            f"{f', status page {url}' if url else ''}"
+        )
+
+    def summary(self) -> str:
+        """One line for the end of a run: frames, rate, state changes, run time, why it stopped."""
+        frames = self.pipeline.frames
+        fps = frames / self._ran_s if self._ran_s > 0 else 0.0
+        why = self.pipeline.failure if self.pipeline.failure and not self.stop_reason else self._why_stopped()
+        return (
+            f"edgesight run: {frames} frame(s) classified in {self._ran_s:.1f} s ({fps:.1f} fps), "
+            f"{self.state_changes} state change(s); stopped: {why}"
+        )
+
+    def _why_stopped(self) -> str:
+        return self.stop_reason or ("source ended" if self.pipeline.source_ended else "max frames")
+
+    def _start(self) -> threading.Thread:
         c = self.pipeline.classifier
         log.info(
             "edgesight run: %s%s on %s %s, %d worker(s) x %d thread(s), source %s",
@@ -245,26 +294,32 @@ class Daemon:
         worker = threading.Thread(target=self.pipeline.run, name="pipeline", daemon=True)
         worker.start()
         self.notifier.ready(f"classifying {self.source.name} with {c.name}")
+        return worker
+
+    def _serve(self, worker: threading.Thread) -> None:
+        """The main loop: commands, periodic stats and the systemd watchdog, all on monotonic time."""
         interval = self.config.mqtt.stats_interval
-        next_stats = time.monotonic() + min(interval, 2.0)
-        next_ping = time.monotonic()
+        next_stats = self.clock() + min(interval, 2.0)
+        next_ping = self.clock()
         while worker.is_alive() and not self._stop.is_set():
             try:
                 verb, text = self._commands.get(timeout=0.1)
                 self._handle(verb, text)
             except queue.Empty:
                 pass
-            now = time.monotonic()
+            now = self.clock()
             if now >= next_stats:
                 next_stats = now + interval
                 self._report()
-            if (
-                self.notifier.watchdog_interval
-                and now >= next_ping
-                and self.pipeline.healthy(max(10.0, 4 * self.notifier.watchdog_interval))
-            ):
+            if self._watchdog_due(now, next_ping):
                 self.notifier.watchdog()
-                next_ping = now + self.notifier.watchdog_interval
+                next_ping = now + (self.notifier.watchdog_interval or 0.0)
+
+    def _watchdog_due(self, now: float, next_ping: float) -> bool:
+        interval = self.notifier.watchdog_interval
+        return bool(interval) and now >= next_ping and self.pipeline.healthy(max(10.0, 4 * (interval or 0.0)))
+
+    def _shut_down(self, worker: threading.Thread) -> None:
         self.notifier.stopping(self.stop_reason or ("source ended" if self.pipeline.source_ended else "stopping"))
         self.pipeline.stop()
         worker.join(timeout=1.2)
@@ -278,14 +333,12 @@ class Daemon:
             log.debug("capture still inside read(); leaving the device to be released at exit")
         else:
             self.source.close()
+
+    def _exit_code(self) -> int:
         if self.pipeline.failure and not self.stop_reason:
             log.error("stopped after %d frames: %s", self.pipeline.frames, self.pipeline.failure)
             return 1
-        log.info(
-            "stopped after %d frames (%s)",
-            self.pipeline.frames,
-            self.stop_reason or ("source ended" if self.pipeline.source_ended else "max frames"),
-        )
+        log.info("stopped after %d frames (%s)", self.pipeline.frames, self._why_stopped())
         return 0
 
     def _report(self) -> None:

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from .results import FrameResult
+
 log = logging.getLogger(__name__)
 
 BINS = 10
@@ -145,7 +147,7 @@ class DriftMonitor:
     min_samples: int = 100
     check_every: int = 10
     on_alert: Callable[[dict[str, Any]], None] | None = None
-    clock: Callable[[], float] = time.time
+    clock: Callable[[], float] = time.time  # only stamps ``since`` in the alert (a date): wall time
     _recent: deque = field(init=False, repr=False)
     _hist: np.ndarray = field(init=False, repr=False)
     _classes: Counter = field(init=False, repr=False)
@@ -160,6 +162,7 @@ class DriftMonitor:
             raise ValueError(f"drift bound must be in (0, 1], got {self.bound}")
         if self.clear_below is None:
             self.clear_below = 0.8 * self.bound
+        self._clear_below: float = self.clear_below
         self.min_samples = max(1, min(self.min_samples, self.window))
         self._recent = deque()
         self._hist = np.zeros(BINS, dtype=np.int64)
@@ -168,8 +171,8 @@ class DriftMonitor:
         self._ref_labels = sorted(self.reference.class_frequencies)
 
     # -- the consumer interface ------------------------------------------------------------
-    def __call__(self, result: Any) -> None:
-        """Add one frame result (anything with ``.classification.top[0]``) to the window."""
+    def __call__(self, result: FrameResult) -> None:
+        """Add one frame result's top-1 to the window."""
         best = result.classification.top[0]
         self.add(best.label, best.score)
 
@@ -218,9 +221,9 @@ class DriftMonitor:
             if not self._active and score > self.bound:
                 self._active, self._since, changed = True, self.clock(), True
                 log.warning("drift alert: score %.3f > bound %.3f over %d frames", score, self.bound, samples)
-            elif self._active and score < self.clear_below:
+            elif self._active and score < self._clear_below:
                 self._active, self._since, changed = False, self.clock(), True
-                log.info("drift alert cleared: score %.3f < %.3f", score, self.clear_below)
+                log.info("drift alert cleared: score %.3f < %.3f", score, self._clear_below)
         self._last = DriftReport(score, score_d, class_d, samples, self._active, self.bound)
         return self._last, changed
 

@@ -216,7 +216,8 @@ class Pipeline:
                 if frame is None:
                     self.source_ended = not self._stop.is_set()
                     break
-                self._enqueue(frame)
+                # latencies are measured on the monotonic clock; frame.timestamp is wall time for payloads
+                self._enqueue((frame, time.monotonic()))
         except Exception as exc:  # noqa: BLE001 - report, then end the run rather than hang it
             log.exception("capture stage failed")
             self._errors += 1
@@ -225,11 +226,11 @@ class Pipeline:
             for _ in range(self.workers):
                 self._put_blocking(_END)
 
-    def _enqueue(self, frame: Frame) -> None:
+    def _enqueue(self, item: tuple[Frame, float]) -> None:
         if self.live:
             while True:
                 try:
-                    self._inputs.put_nowait(frame)
+                    self._inputs.put_nowait(item)
                     return
                 except queue.Full:
                     try:
@@ -238,7 +239,7 @@ class Pipeline:
                     except queue.Empty:
                         pass
         else:
-            self._put_blocking(frame)
+            self._put_blocking(item)
 
     def _put_blocking(self, item: object) -> None:
         while True:
@@ -277,11 +278,13 @@ class Pipeline:
             if item is _END:
                 self._put_result(seq, _END, final=True)
                 return
-            frame: Frame = item  # type: ignore[assignment]
+            frame: Frame
+            read_at: float
+            frame, read_at = item  # type: ignore[misc]  # (frame, monotonic time it was read)
             if generation != self._generation:
                 with self._swap_lock:
                     generation, classifier = self._generation, self._classifiers[index]
-            picked = time.time()
+            picked = time.monotonic()
             try:
                 classified = classifier.classify(frame.image, frame.order)  # times preprocess/infer/postprocess
             except Exception:  # noqa: BLE001 - one bad frame must not stop the camera
@@ -291,7 +294,7 @@ class Pipeline:
                 continue
             latency = {
                 "capture": frame.capture_ms,
-                "queue": max(0.0, (picked - frame.timestamp) * 1e3),
+                "queue": max(0.0, (picked - read_at) * 1e3),
                 **classified.latency_ms,
             }
             result = FrameResult(
@@ -301,6 +304,7 @@ class Pipeline:
                 {"name": classifier.name, "version": classifier.version},
                 seq,
                 time.perf_counter(),
+                read_at,
             )
             self._put_result(seq, result)
 
@@ -354,7 +358,7 @@ class Pipeline:
         now = time.perf_counter()
         latency = result.latency_ms
         latency["publish"] = (now - result.done_at) * 1e3
-        latency["total"] = latency["capture"] + (time.time() - result.frame.timestamp) * 1e3
+        latency["total"] = latency["capture"] + (time.monotonic() - result.read_at) * 1e3
         for stage in STAGES:
             self._lat[stage].append(latency[stage])
         try:

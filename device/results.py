@@ -7,6 +7,7 @@ sidecars, snapshots, the drift monitor) receives a :class:`FrameResult` and seri
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,11 +34,16 @@ class FrameResult:
     latency_ms: dict[str, float]
     model: dict[str, str]
     seq: int = 0
-    done_at: float = field(default=0.0, repr=False)
+    done_at: float = field(default=0.0, repr=False)  # perf_counter when the worker finished
+    read_at: float = field(default=0.0, repr=False)  # time.monotonic() right after the source read it
 
     @property
     def best(self) -> Prediction:
         return self.classification.best
+
+
+# What the daemon fans each result out to (MQTT, status board, capture, drift), on one thread in frame order.
+Consumer = Callable[[FrameResult], object]  # a return value (e.g. a capture's reason) is ignored
 
 
 def result_payload(result: FrameResult) -> dict[str, Any]:

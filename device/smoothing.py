@@ -4,12 +4,17 @@ A single frame's best label flickers (motion blur, a hand in front of the lens);
 automation must not. The state is the label with the highest score averaged over the last
 ``window`` frames, ``unknown`` when that average is under ``threshold``, and a new label only
 replaces the current one after it has been the candidate for ``min_dwell`` seconds.
+
+The dwell is measured on the monotonic clock: NTP stepping the wall clock (a Pi that booted
+without network jumps by hours once it syncs) must not freeze or rush the state. Wall time is
+kept only for ``since``, which subscribers read as a date.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 
@@ -36,15 +41,21 @@ class StateSmoother:
     """Feed ``update(top, timestamp)`` once per frame; it returns the new State only when it changes."""
 
     def __init__(
-        self, window: int = 5, threshold: float = 0.5, min_dwell: float = 1.0, unknown_label: str = "unknown"
+        self,
+        window: int = 5,
+        threshold: float = 0.5,
+        min_dwell: float = 1.0,
+        unknown_label: str = "unknown",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.clock = clock
         self.window = max(1, window)
         self.threshold = threshold
         self.min_dwell = min_dwell
         self.unknown_label = unknown_label
         self._frames: deque[dict[tuple[int, str], float]] = deque(maxlen=self.window)
         self.current: State | None = None
-        self._candidate: tuple[str, float] | None = None  # (label, first seen)
+        self._candidate: tuple[str, float] | None = None  # (label, first seen on self.clock)
 
     def reset(self) -> None:
         """Forget the history (after a model swap the labels may mean something else)."""
@@ -68,9 +79,11 @@ class StateSmoother:
     def update(self, top: Iterable, timestamp: float) -> State | None:
         """Add one frame's predictions (objects with index, label, score); return a changed State or None.
 
+        ``timestamp`` (wall time of the frame) only becomes ``since``; the dwell runs on ``clock``.
         Labels outside a frame's top-k count as 0 for that frame, which only lowers averages:
         a label must be consistently near the top to win.
         """
+        now = self.clock()
         self._frames.append({(p.index, p.label): float(p.score) for p in top})
         label, score, index = self.smoothed()
         if self.current is None:
@@ -84,8 +97,8 @@ class StateSmoother:
             self.current = State(label, score, self.current.since, index)  # score follows; not a change
             return None
         if self._candidate is None or self._candidate[0] != label:
-            self._candidate = (label, timestamp)
-        if timestamp - self._candidate[1] >= self.min_dwell:
+            self._candidate = (label, now)
+        if now - self._candidate[1] >= self.min_dwell:
             self.current = State(label, score, timestamp, index)
             self._candidate = None
             return self.current

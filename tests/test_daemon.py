@@ -334,3 +334,29 @@ def test_pi_camera_source_end_to_end(tmp_path, broker, v2_model, imagenet_labels
     stats = [m.json() for m in sub.on("edgesight/t1/stats")][-1]
     assert stats["source"]["name"] == "picamera2:0" and stats["source"]["live"] is True
     assert stats["frames"] == 30
+
+
+def test_run_without_v_says_what_it_does_and_sums_up(cli, tmp_path, broker, video, v2_model, imagenet_labels):
+    """A newcomer at a terminal: one line at start (model, runtime, source, MQTT, status page), one at exit."""
+    cfg = config(tmp_path, broker.port, extra="", source=f'spec = "{video}"')
+    cfg.write_text(cfg.read_text() + "\n[http]\nenabled = true\nport = 0\n")
+    result = cli("run", "--config", cfg, *model_args(v2_model, imagenet_labels), "--max-frames", "10")
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 2 and result.stdout == "", result
+    start, end = lines
+    assert start.startswith("edgesight run: mobilenet_v2_1.0_224_quant on ") and f"source {video}" in start
+    assert f"MQTT localhost:{broker.port} as edgesight/t1" in start and "status page http://127.0.0.1:" in start
+    assert end.startswith("edgesight run: 10 frame(s) classified in ") and " fps), 1 state change(s)" in end
+    assert end.endswith("stopped: max frames"), end
+
+
+def test_run_without_mqtt_says_so(cli, images_dir, v2_model, imagenet_labels):
+    result = cli(
+        "run", *model_args(v2_model, imagenet_labels), "--source", images_dir, "--no-mqtt", "--max-frames", "3"
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2 and lines[0].endswith("MQTT off") and "3 frame(s) classified" in lines[1], lines
+    quiet = cli("-q", "run", *model_args(v2_model, imagenet_labels), "--source", images_dir, "--no-mqtt")
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr

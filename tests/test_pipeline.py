@@ -154,17 +154,48 @@ def test_state_needs_the_threshold_and_reports_unknown_below_it():
     assert labels == ["cat"]
 
 
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self, now: float = 500.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def feed(smoother: StateSmoother, clock: Clock, label: str, monotonic: float, wall: float):
+    clock.now = monotonic
+    return smoother.update(top((label, 0.9)), wall)
+
+
 def test_min_dwell_suppresses_flicker():
-    smoother = StateSmoother(window=1, threshold=0.5, min_dwell=1.0)
-    assert smoother.update(top(("cat", 0.9)), 0.0).label == "cat"
+    clock = Clock()
+    smoother = StateSmoother(window=1, threshold=0.5, min_dwell=1.0, clock=clock)
+    assert feed(smoother, clock, "cat", 0.0, 1000.0).label == "cat"
     # a single dog frame, then cat again: no state change
-    assert smoother.update(top(("dog", 0.9)), 0.1) is None
-    assert smoother.update(top(("cat", 0.9)), 0.2) is None
-    # dog for longer than the dwell: one change, stamped when it took effect
-    changes = [smoother.update(top(("dog", 0.9)), 1.0 + 0.25 * i) for i in range(6)]
+    assert feed(smoother, clock, "dog", 0.1, 1000.1) is None
+    assert feed(smoother, clock, "cat", 0.2, 1000.2) is None
+    # dog for longer than the dwell: one change, stamped (wall time) when it took effect
+    changes = [feed(smoother, clock, "dog", 1.0 + 0.25 * i, 1001.0 + 0.25 * i) for i in range(6)]
     made = [c for c in changes if c]
-    assert len(made) == 1 and made[0].label == "dog" and made[0].since == 2.0
+    assert len(made) == 1 and made[0].label == "dog" and made[0].since == 1002.0
     assert smoother.current.label == "dog"
+
+
+def test_a_wall_clock_jumping_back_an_hour_does_not_freeze_the_state():
+    """NTP stepping the clock back (a Pi that booted offline) must not hold the old state for an hour."""
+    clock = Clock()
+    smoother = StateSmoother(window=1, threshold=0.5, min_dwell=1.0, clock=clock)
+    assert feed(smoother, clock, "cat", 0.0, 10_000.0).label == "cat"
+    assert feed(smoother, clock, "dog", 0.5, 10_000.5) is None  # the dog candidate appears...
+    # ...then the wall clock steps back an hour while real (monotonic) time goes on by 1.5 s
+    changed = feed(smoother, clock, "dog", 1.5, 10_001.5 - 3600)
+    assert changed is not None and changed.label == "dog", "the dwell must run on the monotonic clock"
+    assert changed.since == 10_001.5 - 3600  # the payload still carries the (new) wall time
+    # and forwards: a wall clock jumping ahead an hour must not cut the dwell short
+    assert feed(smoother, clock, "cat", 1.6, 20_000.0) is None
+    assert feed(smoother, clock, "cat", 1.7, 20_000.0 + 3600) is None
 
 
 def test_moving_average_outvotes_one_bad_frame():
@@ -226,3 +257,26 @@ def test_health_needs_progress_unless_the_source_is_known_down(video, make_v2):
     gate.set()
     runner.join(10)
     inner.close()
+
+
+def test_latencies_do_not_follow_a_wall_clock_step(video, make_v2):
+    """Frames stamped an hour off (NTP stepped the clock mid-run) still report millisecond latencies."""
+    import dataclasses
+
+    inner = open_source(str(video), reopen=False)
+
+    class Stepped:
+        name, live, dropped = "stepped", False, 0
+
+        def read(self):
+            frame = inner.read()
+            return None if frame is None else dataclasses.replace(frame, timestamp=frame.timestamp - 3600)
+
+    results = []
+    pipeline = Pipeline(Stepped(), make_v2, workers=1, on_result=results.append, max_frames=5)
+    pipeline.run()
+    inner.close()
+    assert len(results) == 5
+    for r in results:
+        assert r.latency_ms["queue"] < 60_000 and r.latency_ms["total"] < 60_000, r.latency_ms
+    assert results[0].frame.timestamp < time.time() - 3000  # the payload keeps the frame's wall time

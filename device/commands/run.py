@@ -83,4 +83,14 @@ def run(args: argparse.Namespace) -> int:
         daemon.source.close()
         return 0
     on_stop_signals(daemon.request_stop)
-    return daemon.run()
+    # A person at a terminal sees one line at start and one at the end (the logs, at -v, are for
+    # journald); -q keeps only warnings and errors.
+    say = None if getattr(args, "quiet", False) else _to_stderr
+    code = daemon.run(announce=say)
+    if say is not None:
+        say(daemon.summary())
+    return code
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
