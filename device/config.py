@@ -5,13 +5,22 @@ example file ``systemd/edgesight.toml`` is rendered from the same table (``rende
 test checks the two agree, so a key cannot exist undocumented. To add a section (``[http]``,
 ``[capture]``, ``[drift]``...) append one ``Section(...)`` to :data:`SCHEMA`; nothing else changes.
 
-A wrong file is one line and exit 2, e.g.
-``config.toml: [mqtt] port: expected an integer 1..65535, got "abc"``.
+Each section's values are a frozen dataclass generated from its :class:`Section` (``config.mqtt``
+is a ``MqttSection`` with typed fields ``host: str``, ``port: int``...), so a consumer cannot
+change a value behind the daemon's back and ``dataclasses.fields`` lists what a section holds.
+
+The value rules are one class, in :meth:`Key.check`: numbers must be finite (``nan``/``inf``
+would silently disable a timer or a dwell), strings non-blank, and anything TOML can hold that
+the key does not expect (a date, a table) is refused by type. A wrong file is one line and
+exit 2, e.g. ``config.toml: [mqtt] port: expected an integer 1..65535, got "abc"``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import json
+import math
 import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +29,7 @@ from typing import Any
 
 from .core.errors import ConfigError
 from .core.tomlfile import read_toml
+from .runtimes import AUTO_ORDER, RUNTIMES  # names only: each runtime's heavy import waits for its use
 
 DEFAULT_PATH = Path("/etc/edgesight/edgesight.toml")
 
@@ -39,11 +49,11 @@ class Key:
 
     def describe(self) -> str:
         kind = {
-            str: "a string",
+            str: "a non-empty string",
             int: "an integer",
             float: "a number",
             bool: "true or false",
-            list: "a list of strings",
+            list: "a list of non-empty strings",
         }[self.type]
         if self.choices:
             kind = ("a list of " if self.type is list else "one of ") + ", ".join(f'"{c}"' for c in self.choices)
@@ -54,18 +64,22 @@ class Key:
         return kind
 
     def check(self, value: Any) -> Any:
-        """Return the value (ints widened to float where a number is wanted) or raise ValueError."""
+        """Return the value (ints widened to float, lists as tuples) or raise ValueError.
+
+        One rule per type for every key: a number is finite, a string is not blank, a list holds
+        non-blank strings; a TOML date/time or table is simply the wrong type.
+        """
         if self.type is bool:
             ok = isinstance(value, bool)
         elif self.type is int:
             ok = isinstance(value, int) and not isinstance(value, bool)
         elif self.type is float:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
             value = float(value) if ok else value
         elif self.type is list:
-            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+            ok = isinstance(value, list) and all(_text(v) for v in value)
         else:
-            ok = isinstance(value, str)
+            ok = _text(value)
         if ok and self.min is not None and value < self.min:
             ok = False
         if ok and self.max is not None and value > self.max:
@@ -74,8 +88,30 @@ class Key:
             items = value if self.type is list else [value]
             ok = all(item in self.choices for item in items)
         if not ok:
-            raise ValueError(f"expected {self.describe()}, got {json.dumps(value)}")
-        return value
+            raise ValueError(f"expected {self.describe()}, got {shown(value)}")
+        return tuple(value) if self.type is list else value
+
+    @property
+    def python_type(self) -> Any:
+        """The field type of this key in its section's dataclass (``str | None`` when no default)."""
+        base = tuple[str, ...] if self.type is list else self.type
+        return base if self.default is not None else base | None
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def shown(value: Any) -> str:
+    """A value as the error line shows it: JSON where it can be, TOML's spelling for dates and non-finite numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)  # nan, inf, -inf as written in TOML
+    if isinstance(value, (datetime.date, datetime.time)):
+        return f"{value.isoformat()} (a TOML date/time)"
+    try:
+        return json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 @dataclass(frozen=True)
@@ -111,8 +147,8 @@ SCHEMA: list[Section] = [
                 str,
                 "auto",
                 "inference runtime: auto = the fastest this device and bundle allow "
-                "(tensorrt > edgetpu > litert > onnx); edgetpu falls back to the CPU model when no TPU is attached",
-                choices=("auto", "litert", "edgetpu", "onnx", "tensorrt"),
+                f"({' > '.join(AUTO_ORDER)}); edgetpu falls back to the CPU model when no TPU is attached",
+                choices=("auto", *RUNTIMES),
             ),
             Key(
                 "crop",
@@ -286,7 +322,8 @@ SCHEMA: list[Section] = [
                 "token",
                 str,
                 None,
-                "bearer token: 'Authorization: Bearer TOKEN' or ?token=TOKEN (not for /healthz)",
+                "token for everything but /healthz and the page shell: an 'Authorization: Bearer TOKEN' header, "
+                "or the page's login (open http://HOST:PORT/#token=TOKEN once); never accepted in the URL query",
                 example="change-me",
             ),
             Key(
@@ -308,6 +345,30 @@ SCHEMA: list[Section] = [
                 max=60,
             ),
             Key("max_streams", int, 4, "concurrent /stream.mjpg viewers", min=1, max=64),
+            Key(
+                "allowed_hosts",
+                list,
+                [],
+                "extra names a browser may use in the Host header (DNS-rebinding guard); IP addresses, "
+                "localhost, this machine's name and the bind address are always allowed",
+            ),
+            Key("max_connections", int, 32, "concurrent connections; beyond it new ones get 503", min=2, max=1024),
+            Key(
+                "read_timeout_s",
+                float,
+                10.0,
+                "a client must send its request headers (and each part of a body) within this, or is dropped",
+                min=0.5,
+                max=600,
+            ),
+            Key(
+                "write_timeout_s",
+                float,
+                10.0,
+                "a /stream.mjpg viewer (or any client) that reads nothing for this long is dropped",
+                min=0.5,
+                max=600,
+            ),
             Key("jpeg_quality", int, 80, "JPEG quality of the snapshot and stream", min=1, max=100),
             Key(
                 "stale_after_s",
@@ -389,31 +450,57 @@ def find_section(name: str) -> Section | None:
     return next((s for s in SCHEMA if s.name == name), None)
 
 
-class SectionValues(dict):
-    """The values of one section; keys are also attributes (``config.mqtt.port``)."""
+def section_class(section: Section) -> type:
+    """The frozen dataclass holding one section's values, generated from its keys.
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
+    ``MqttSection(host: str = "localhost", port: int = 1883, ...)``: the field types come from
+    :attr:`Key.python_type`, the defaults from the schema, so adding a ``Key`` adds the field.
+    """
+    fields = [(key.name, key.python_type, dataclasses.field(default=_frozen(key.default))) for key in section.keys]
+    cls = dataclasses.make_dataclass(
+        f"{section.name.title()}Section",
+        fields,
+        frozen=True,
+        namespace={"__doc__": f"[{section.name}]: {section.doc}", "__getitem__": _item},
+    )
+    cls.__module__ = __name__
+    return cls
+
+
+def _item(self: Any, name: str) -> Any:
+    """``section["port"]``, for code written when sections were dicts; prefer ``section.port``."""
+    try:
+        return getattr(self, name)
+    except AttributeError:
+        raise KeyError(name) from None
+
+
+def _frozen(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+# One dataclass per section, e.g. SECTION_TYPES["http"](port=0) -> HttpSection(enabled=False, ..., port=0, ...)
+SECTION_TYPES: dict[str, type] = {section.name: section_class(section) for section in SCHEMA}
 
 
 @dataclass
 class Config:
-    """Validated values of every section (defaults filled in) and where they came from."""
+    """Validated values of every section (defaults filled in) and where they came from.
 
-    sections: dict[str, SectionValues]
+    ``config.mqtt`` is that section's frozen dataclass; :meth:`override` swaps in a new one.
+    """
+
+    sections: dict[str, Any]
     path: Path | None = None
     origin: dict[tuple[str, str], str] = field(default_factory=dict)
 
-    def __getattr__(self, name: str) -> SectionValues:
+    def __getattr__(self, name: str) -> Any:
         sections = self.__dict__.get("sections", {})
         if name in sections:
             return sections[name]
         raise AttributeError(name)
 
-    def __getitem__(self, name: str) -> SectionValues:
+    def __getitem__(self, name: str) -> Any:
         return self.sections[name]
 
     def override(self, values: Mapping[tuple[str, str], Any], where: str = "command line") -> None:
@@ -421,12 +508,19 @@ class Config:
         for (section_name, key_name), value in values.items():
             if value is None:
                 continue
-            key = find_section(section_name).key(key_name)  # type: ignore[union-attr]
-            try:
-                self.sections[section_name][key_name] = key.check(value)  # type: ignore[union-attr]
-            except ValueError as exc:
-                raise ConfigError(f"{where}: [{section_name}] {key_name}: {exc}") from None
-            self.origin[(section_name, key_name)] = where
+            self._set(section_name, key_name, value, where)
+
+    def _set(self, section_name: str, key_name: str, value: Any, where: str) -> None:
+        section = find_section(section_name)
+        key = section.key(key_name) if section is not None else None
+        if key is None:
+            raise ConfigError(f"{where}: [{section_name}] {key_name}: unknown key")
+        try:
+            checked = key.check(value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: [{section_name}] {key_name}: {exc}") from None
+        self.sections[section_name] = dataclasses.replace(self.sections[section_name], **{key_name: checked})
+        self.origin[(section_name, key_name)] = where
 
     # derived values the daemon needs in several places
     @property
@@ -445,11 +539,7 @@ def default_device_id() -> str:
 
 
 def defaults() -> Config:
-    return Config({s.name: SectionValues({k.name: _copy(k.default) for k in s.keys}) for s in SCHEMA})
-
-
-def _copy(value: Any) -> Any:
-    return list(value) if isinstance(value, list) else value
+    return Config({name: cls() for name, cls in SECTION_TYPES.items()})
 
 
 def validate(data: Mapping[str, Any], where: str) -> Config:
@@ -463,15 +553,10 @@ def validate(data: Mapping[str, Any], where: str) -> Config:
         if not isinstance(table, dict):
             raise ConfigError(f"{where}: {section_name}: expected a [{section_name}] table")
         for key_name, value in table.items():
-            key = section.key(key_name)
-            if key is None:
+            if section.key(key_name) is None:
                 known = ", ".join(k.name for k in section.keys)
                 raise ConfigError(f"{where}: [{section_name}] {key_name}: unknown key (known: {known})")
-            try:
-                config.sections[section_name][key_name] = key.check(value)
-            except ValueError as exc:
-                raise ConfigError(f"{where}: [{section_name}] {key_name}: {exc}") from None
-            config.origin[(section_name, key_name)] = where
+            config._set(section_name, key_name, value, where)
     return config
 
 
@@ -488,6 +573,8 @@ def load_config(path: str | Path | None) -> Config:
 
 
 def _toml_value(value: Any) -> str:
+    if isinstance(value, tuple):
+        value = list(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):

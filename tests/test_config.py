@@ -111,3 +111,88 @@ def test_print_config_is_the_example(cli):
 def test_check_does_not_wait_for_a_missing_camera(cli, v2_model, imagenet_labels):
     result = cli("run", "--model", v2_model, "--labels", imagenet_labels, "--source", "57", "--check")
     assert_one_line_error(result, "video:57: cannot open", code=1)
+
+
+FLOAT_KEYS = [(s.name, k.name) for s in SCHEMA for k in s.keys if k.type is float]
+STRING_KEYS = [(s.name, k.name) for s in SCHEMA for k in s.keys if k.type is str]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "+nan"])
+@pytest.mark.parametrize("section, key", FLOAT_KEYS)
+def test_non_finite_numbers_are_refused_in_every_numeric_key(tmp_path, section, key, value):
+    """``stats_interval = nan`` meant no stats ever and ``min_dwell = nan`` a state that never changed."""
+    path = tmp_path / "c.toml"
+    path.write_text(f"[{section}]\n{key} = {value}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: [{section}] {key}: expected a number") and "\n" not in message
+    assert value.lstrip("+") in message
+
+
+@pytest.mark.parametrize(
+    "value", ["1979-05-27", "07:32:00", "1979-05-27T07:32:00", "1979-05-27T07:32:00Z", "{ a = 1 }", "[1, 2]"]
+)
+def test_toml_dates_and_tables_are_one_line_not_a_traceback(tmp_path, value):
+    path = tmp_path / "c.toml"
+    path.write_text(f"[state]\nmin_dwell = {value}\n[mqtt]\nhost = {value}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: [state] min_dwell: expected a number") and "\n" not in message
+
+
+@pytest.mark.parametrize("section, key", STRING_KEYS)
+def test_blank_strings_are_refused_in_every_string_key(tmp_path, section, key):
+    path = tmp_path / "c.toml"
+    path.write_text(f'[{section}]\n{key} = "  "\n')
+    with pytest.raises(ConfigError, match=rf"\[{section}\] {key}: expected .*got \"  \""):
+        load_config(path)
+
+
+def test_sections_are_frozen_typed_dataclasses():
+    import dataclasses
+
+    from edgesight.device.config import defaults
+    from edgesight.device.runtimes import RUNTIMES
+
+    config = defaults()
+    assert dataclasses.is_dataclass(config.mqtt) and type(config.mqtt).__name__ == "MqttSection"
+    types = {f.name: f.type for f in dataclasses.fields(config.http)}
+    assert types["port"] is int and types["max_upload_mb"] is float and types["allowed_hosts"] == tuple[str, ...]
+    assert types["token"] == str | None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.mqtt.port = 1  # type: ignore[misc]
+    config.override({("mqtt", "port"): 1884})
+    assert config.mqtt.port == 1884 and config.origin[("mqtt", "port")] == "command line"
+    runtime = next(k for s in SCHEMA if s.name == "model" for k in s.keys if k.name == "runtime")
+    assert runtime.choices == ("auto", *RUNTIMES)  # derived from the registry, not a second list
+
+
+@pytest.mark.parametrize(
+    "body, fragment",
+    [
+        ('[source]\nspec = ""\n', '[source] spec: expected a non-empty string, got ""'),
+        ('[mqtt]\nhost = ""\n', '[mqtt] host: expected a non-empty string, got ""'),
+        ('[http]\nhost = ""\n', '[http] host: expected a non-empty string, got ""'),
+        ("[mqtt]\nstats_interval = nan\n", "[mqtt] stats_interval: expected a number 0.5..86400, got nan"),
+        ("[state]\nmin_dwell = 2024-01-01\n", "[state] min_dwell: expected a number 0..3600, got 2024-01-01"),
+    ],
+)
+def test_cli_check_refuses_blank_and_non_finite_values_with_exit_2(
+    cli, tmp_path, v2_model, imagenet_labels, body, fragment
+):
+    path = tmp_path / "c.toml"
+    path.write_text(body)
+    result = cli("run", "--config", path, "--model", v2_model, "--labels", imagenet_labels, "--check")
+    assert_one_line_error(result, fragment, code=2)
+
+
+def test_cli_unresolvable_http_host_is_a_config_error(cli, tmp_path, v2_model, imagenet_labels, images_dir):
+    path = tmp_path / "c.toml"
+    path.write_text(
+        f'[source]\nspec = "{images_dir}"\n[mqtt]\nenabled = false\n'
+        '[http]\nenabled = true\nhost = "no-such-host.invalid"\ntoken = "t0k3n"\n'
+    )
+    result = cli("run", "--config", path, "--model", v2_model, "--labels", imagenet_labels, "--check")
+    assert_one_line_error(result, "[http] host 'no-such-host.invalid': cannot be resolved", code=2)

@@ -1,9 +1,25 @@
 // The status page: polls /api/stats and /api/latest once a second and refreshes the preview.
-// Plain JS, no build step. A token given as ?token=... is passed on to every request.
+// Plain JS, no build step, no inline script or style (the server's CSP forbids both).
+// Auth: the server's HttpOnly session cookie, set by POST /login. Opening the page as
+// /#token=TOKEN logs in once (the fragment never leaves the browser) and is then removed from
+// the address bar; otherwise a 401 shows the login form. The token is never put in a URL.
 "use strict";
-const token = new URLSearchParams(location.search).get("token");
-const withToken = (path) => token ? `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}` : path;
 const $ = (id) => document.getElementById(id);
+let loggingIn = null;
+
+async function login(token) {
+  const response = await fetch("login", { method: "POST", body: new URLSearchParams({ token }), redirect: "manual" });
+  return response.type === "opaqueredirect" || response.ok;
+}
+
+function fragmentLogin() {
+  const token = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (!token) return Promise.resolve(true);
+  history.replaceState(null, "", location.pathname + location.search);
+  return login(token);
+}
+
+function showLogin(show) { $("login").classList.toggle("hidden", !show); }
 const seenFrames = new Set();
 
 function fmtDuration(s) {
@@ -41,7 +57,7 @@ function spark(id, values) {
 }
 
 async function getJSON(path) {
-  const response = await fetch(withToken(path), { cache: "no-store" });
+  const response = await fetch(path, { cache: "no-store" });
   if (!response.ok) { const err = new Error(`${path}: ${response.status}`); err.status = response.status; throw err; }
   return response.json();
 }
@@ -61,15 +77,28 @@ async function refreshStats() {
     $("model-line").textContent = `${m.name || "?"} ${m.version || ""} on ${rt.name || "?"} ${rt.version || ""}`;
     const device = [["uptime", fmtDuration(s.uptime_s)], ["frames", s.frames], ["runtime", `${rt.name || "?"} ${rt.version || ""}`]];
     if (s.dropped !== undefined) device.push(["dropped", s.dropped]);
-    if (s.mqtt) device.push(["mqtt", s.mqtt.connected ? "connected" : "disconnected"], ["reconnects", s.mqtt.reconnects ?? 0]);
+    if (s.mqtt && s.mqtt.enabled === false) device.push(["mqtt", "MQTT off"]);
+    else if (s.mqtt) device.push(["mqtt", s.mqtt.connected ? "connected" : "disconnected"], ["reconnects", s.mqtt.reconnects ?? 0]);
     else if (s.reconnects !== undefined) device.push(["reconnects", s.reconnects]);
-    if (s.drift && s.drift.score !== null && s.drift.score !== undefined) device.push(["drift", `${s.drift.score.toFixed(3)}${s.drift.active ? " ALERT" : ""}`]);
+    let driftRow = -1;
+    if (s.drift && typeof s.drift.score === "number") {
+      const d = s.drift, over = typeof d.bound === "number" && d.score > d.bound;
+      driftRow = device.length;
+      device.push(["drift", `${d.score.toFixed(3)}${typeof d.bound === "number" ? (over ? " > bound " : " \u2264 bound ") + d.bound : ""}${d.active || over ? " \u26a0 DRIFT" : ""}`]);
+    }
     if (s.capture) device.push(["captured", `${s.capture.saved} (${s.capture.mb} MB)`]);
     rows("device", device);
+    if (driftRow >= 0) {
+      const d = s.drift, flagged = d.active || (typeof d.bound === "number" && d.score > d.bound);
+      const row = $("device").tBodies[0].rows[driftRow];
+      row.id = "drift-row";
+      row.classList.toggle("alert", flagged);
+    }
     rows("model", [["name", m.name || "?"], ["version", m.version || "?"], ...flatten({ architecture: m.architecture, metrics: m.metrics })]);
   } catch (err) {
-    $("health").textContent = err.status === 401 ? "token required: open this page with ?token=..." : "offline";
+    $("health").textContent = err.status === 401 ? "token required: log in below" : "offline";
     $("health").className = "badge bad";
+    if (err.status === 401) showLogin(true);
   }
 }
 
@@ -84,7 +113,7 @@ async function refreshLatest() {
     const body = $("topk").tBodies[0];
     body.replaceChildren(...r.top.map((p) => {
       const tr = document.createElement("tr");
-      tr.innerHTML = "<td></td><td class=num></td><td style='width:40%'><div class=bar></div></td>";
+      tr.innerHTML = "<td></td><td class=num></td><td class=barcell><div class=bar></div></td>";
       tr.cells[0].textContent = p.label; tr.cells[1].textContent = p.score.toFixed(3);
       tr.querySelector(".bar").style.width = `${Math.round(p.score * 100)}%`;
       return tr;
@@ -94,7 +123,7 @@ async function refreshLatest() {
 
 async function refreshPreview() {
   try {
-    const response = await fetch(withToken("snapshot.jpg"), { cache: "no-store" });
+    const response = await fetch("snapshot.jpg", { cache: "no-store" });
     if (!response.ok) return;
     const frame = response.headers.get("X-Frame-Number");
     const url = URL.createObjectURL(await response.blob());
@@ -110,6 +139,12 @@ async function refreshPreview() {
 }
 
 function tick() { refreshStats(); refreshLatest(); refreshPreview(); }
-for (const id of ["snapshot-link", "stream-link", "api-stats", "api-latest", "metrics"]) $(id).href = withToken($(id).getAttribute("href"));
-tick();
-setInterval(tick, 1000);
+
+$("login").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const field = $("login").elements.token;
+  if (await login(field.value)) { field.value = ""; showLogin(false); tick(); }
+  else $("login-error").textContent = "wrong token";
+});
+
+fragmentLogin().finally(() => { tick(); setInterval(tick, 1000); });
