@@ -181,7 +181,7 @@ class Daemon:
             uptime_s=self.clock() - self.started,
             threads_per_worker=self.threads,
             state=self.smoother.current,
-            link=LinkStatus(self.link.connected, self.link.reconnects) if self.link else LinkStatus(),
+            link=LinkStatus(True, self.link.connected, self.link.reconnects) if self.link else LinkStatus(),
             extra=self.monitoring.stats(),
         )
 

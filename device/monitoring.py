@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .capture import CaptureSettings, CaptureWriter
 from .classify import Classifier
-from .core.errors import ConfigError
-from .core.tomlfile import read_secret
 from .drift import DriftMonitor, Reference
 from .results import Consumer, FrameResult
 from .smoothing import State
 
 if TYPE_CHECKING:
-    from .http import HttpSettings, StatusBoard, StatusServer
+    from .http import StatusBoard, StatusServer
 
 log = logging.getLogger(__name__)
 
@@ -43,24 +41,6 @@ class DaemonHooks:
     publish_alert: Callable[[dict[str, Any]], None]  # <prefix>/alert (a no-op without MQTT)
 
 
-def read_token(section: ConfigSection) -> str | None:
-    """The HTTP token from ``token`` or the first line of ``token_file``."""
-    if section.token_file:
-        token = read_secret(section.token_file, "[http] token_file")
-        if not token:
-            raise ConfigError(f"[http] token_file: {section.token_file} starts with an empty line")
-        return token
-    return section.token or None
-
-
-def http_settings(section: ConfigSection) -> HttpSettings:
-    """:class:`HttpSettings` from the ``[http]`` section: each field by name, the token resolved."""
-    from .http import HttpSettings
-
-    values = {f.name: getattr(section, f.name) for f in fields(HttpSettings) if hasattr(section, f.name)}
-    return HttpSettings(**{**values, "enabled": True, "token": read_token(section)})
-
-
 class Monitoring:
     """The daemon's status board/server, capture writer and drift monitor (each optional)."""
 
@@ -74,10 +54,12 @@ class Monitoring:
         self.capture: CaptureWriter | None = None
         self.drift: DriftMonitor | None = None
         if http.enabled:
-            from .http import StatusBoard, StatusServer  # only a daemon with [http] pays for it
+            from .http import HttpSettings, StatusBoard, StatusServer  # only a daemon with [http] pays for it
 
             self.board = StatusBoard(hooks.stats, state=self._state_payload, stale_after_s=http.stale_after_s)
-            self.server = StatusServer(self.board, http_settings(http), hooks.upload_classifier)  # checks host/token
+            self.server = StatusServer(
+                self.board, HttpSettings.from_section(http), hooks.upload_classifier
+            )  # checks host/token
             hooks.add_consumer(self.board)
         if capture.enabled:
             self.capture = CaptureWriter(CaptureSettings.from_section(capture), current_state=self._state_label)

@@ -20,8 +20,9 @@ PAYLOAD_VERSION = 1
 
 @dataclass(frozen=True)
 class LinkStatus:
-    """The MQTT link as the stats report it (``connected`` false and 0 reconnects when MQTT is off)."""
+    """The MQTT link as the stats report it (``enabled`` false when MQTT is off on purpose)."""
 
+    enabled: bool = False
     connected: bool = False
     reconnects: int = 0
 
@@ -50,7 +51,7 @@ def stats_payload(
         "runtime": {"name": classifier.runtime.name, "version": classifier.runtime.version},
         "model": {"name": classifier.name, "version": classifier.version},
         "state": state.label if state else None,
-        "mqtt": {"connected": link.connected, "reconnects": link.reconnects},
+        "mqtt": {"enabled": link.enabled, "connected": link.connected, "reconnects": link.reconnects},
         "memory_rss_mb": memory_rss_mb(),
         "cpu_temp_c": cpu_temperature_c(),
         **extra,

@@ -67,7 +67,7 @@ def test_stats_json_fields(server):
     assert stats["runtime"]["name"] in ("ai_edge_litert", "tflite_runtime", "tensorflow.lite", "onnxruntime")
     assert stats["uptime_s"] > 0
     assert {"infer", "preprocess", "total"} <= set(stats["latency_ms"])
-    assert stats["mqtt"] == {"connected": False, "reconnects": 0}
+    assert stats["mqtt"] == {"enabled": False, "connected": False, "reconnects": 0}
     assert stats["history"] and {"t", "fps", "latency_ms"} <= set(stats["history"][-1])
 
 
