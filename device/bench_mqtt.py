@@ -118,7 +118,7 @@ class ResultPublisher:
 
     def __init__(self, host: str, port: int, prefix: str) -> None:
         from .config import defaults
-        from .mqtt import MqttLink
+        from .mqtt.link import MqttLink
 
         config = defaults()
         config.override(
@@ -162,7 +162,7 @@ def frame_number(payload: bytes) -> int | None:
 def measure_mqtt(target: dict[str, Any], source: Path, frames: int) -> dict[str, Any]:
     """Pipeline -> paho publisher -> local mosquitto -> paho subscriber, paced like a camera."""
     from .bench import Latency, run_in_child
-    from .mqtt import Topics
+    from .mqtt.topics import Topics
 
     prefix = "edgesight/bench"
     topic = Topics(prefix).result
