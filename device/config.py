@@ -29,6 +29,7 @@ from typing import Any
 
 from .core.errors import ConfigError
 from .core.tomlfile import read_toml
+from .mqtt.commands import VERBS as COMMAND_VERBS
 from .runtimes import AUTO_ORDER, RUNTIMES  # names only: each runtime's heavy import waits for its use
 
 DEFAULT_PATH = Path("/etc/edgesight/edgesight.toml")
@@ -163,6 +164,29 @@ SCHEMA: list[Section] = [
             Key(
                 "threads", int, 0, "threads per interpreter; 0 = 1 with several workers, else all cores", min=0, max=64
             ),
+            Key(
+                "models_dir",
+                str,
+                "/var/lib/edgesight/models",
+                "the only folder cmd/reload may load bundles from; a reload names a bundle folder in it",
+            ),
+            Key(
+                "trial_memory_mb",
+                int,
+                1024,
+                "address-space cap (MB) of the child process that tries a reloaded bundle before it replaces "
+                "the running one; 0 = no cap (GPU runtimes reserve large address spaces)",
+                min=0,
+                max=1_000_000,
+            ),
+            Key(
+                "trial_timeout_s",
+                float,
+                60.0,
+                "seconds the trial may take to load the bundle and classify one frame",
+                min=0.1,
+                max=3600,
+            ),
         ),
     ),
     Section(
@@ -271,7 +295,30 @@ SCHEMA: list[Section] = [
             Key("stats_interval", float, 10.0, "seconds between <prefix>/stats messages", min=0.5, max=86400),
             Key("discovery", bool, True, "publish Home Assistant MQTT discovery"),
             Key("discovery_prefix", str, "homeassistant", "Home Assistant discovery prefix"),
-            Key("commands", list, [], "commands accepted on <prefix>/cmd/<verb>", choices=("reload", "snapshot")),
+            Key(
+                "commands",
+                list,
+                [],
+                "commands accepted on <prefix>/cmd/<verb> (see docs/remote-control.md)",
+                choices=COMMAND_VERBS,
+            ),
+            Key("command_burst", int, 5, "commands accepted at once before the rate limit drops them", min=1, max=1000),
+            Key(
+                "command_refill_s",
+                float,
+                2.0,
+                "seconds per command the rate limit lets through after a burst",
+                min=0,
+                max=3600,
+            ),
+            Key(
+                "offline_states",
+                int,
+                100,
+                "state changes kept while the broker is unreachable, sent late on reconnect (oldest dropped)",
+                min=1,
+                max=100_000,
+            ),
         ),
     ),
     Section(

@@ -8,12 +8,12 @@ slow I/O must hand the work to its own thread, or it delays the next results.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from .. import __version__
 from .classify import Classifier
@@ -21,7 +21,9 @@ from .config import Config
 from .core.bundle import resolve_model
 from .core.errors import EdgesightError, UsageError
 from .monitoring import DaemonHooks, Monitoring
-from .mqtt import MqttLink, discovery_messages
+from .mqtt.commands import CommandRefused, Dispatcher
+from .mqtt.discovery import discovery_messages
+from .mqtt.link import MqttLink
 from .pipeline import Pipeline, plan_workers
 from .results import Consumer, FrameResult, result_payload
 from .runtimes.choice import kind_for_file
@@ -30,6 +32,7 @@ from .smoothing import StateSmoother
 from .snapshot import save_snapshot
 from .sources import Backoff, Source, open_source
 from .stats import LinkStatus, stats_payload
+from .trial import bundle_in_models_dir, run_trial
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,8 @@ class Daemon:
         self.threads = m.threads or self.plan.threads_per_worker
         make = self.classifier_factory(m.path, m.labels)  # a bad model fails here, before the camera opens
         self._commands: queue.Queue[tuple[str, str]] = queue.Queue()
+        self._dispatcher = Dispatcher({"reload": self._reload, "snapshot": lambda args: self._snapshot()})
+        self._reloading: threading.Thread | None = None
         self.link = self._make_link()  # built before the camera opens: a bad [mqtt] key fails first
         self.source = self._open_source(wait_for_device)
         self.consumers: list[Consumer] = []
@@ -181,17 +186,21 @@ class Daemon:
             uptime_s=self.clock() - self.started,
             threads_per_worker=self.threads,
             state=self.smoother.current,
-            link=LinkStatus(True, self.link.connected, self.link.reconnects) if self.link else LinkStatus(),
+            link=(
+                LinkStatus(True, self.link.connected, self.link.reconnects, self.link.counters())
+                if self.link
+                else LinkStatus()
+            ),
             extra=self.monitoring.stats(),
         )
 
     # -- commands -------------------------------------------------------------------------------
     def _handle(self, verb: str, text: str) -> None:
+        """Run one command from the queue (verbs, payloads and handlers: mqtt/commands.py's table)."""
         try:
-            if verb == "reload":
-                self._reload(text)
-            elif verb == "snapshot":
-                self._snapshot()
+            self._dispatcher.dispatch(verb, text)
+        except CommandRefused as exc:
+            self._refused(verb, exc)
         except EdgesightError as exc:
             log.error("cmd/%s refused: %s", verb, exc)
             if self.link:
@@ -201,18 +210,68 @@ class Daemon:
             if self.link:
                 self.link.reply(verb, False, error=f"{type(exc).__name__}: {exc}")
 
-    def _reload(self, text: str) -> None:
-        path, labels = self.config.model.path, self.config.model.labels
-        if text.startswith("{"):
+    def _refused(self, verb: str, exc: CommandRefused) -> None:
+        """The detail to the local log; only the generic reply to the broker."""
+        log.warning("cmd/%s refused: %s", verb, exc.detail)
+        if self.link:
+            self.link.reply(verb, False, error=exc.reply)
+
+    def _reload(self, args: dict[str, str]) -> None:
+        """Start a reload in the background: the trial may take seconds, the main loop must not wait.
+
+        A payload names a bundle folder under ``[model] models_dir``; an empty one reloads the
+        configured ``[model] path`` (set locally, so it may be a bare model with labels).
+        """
+        if self._reloading is not None and self._reloading.is_alive():
+            raise CommandRefused("refused: a reload is already running")
+        m = self.config.model
+        name = args.get("bundle", "")
+        if name:
+            path, labels = str(bundle_in_models_dir(m.models_dir, name)), None
+        else:
+            path, labels = m.path, m.labels
+        self._reloading = threading.Thread(target=self._reload_now, args=(path, labels), name="reload", daemon=True)
+        self._reloading.start()
+
+    def _reload_now(self, path: str, labels: str | None) -> None:
+        """Verify, try in a child process, then swap; on any refusal the running model keeps serving."""
+        m = self.config.model
+        log.info("cmd/reload: verifying and trying %s", path)
+        try:
             try:
-                request = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise EdgesightError(f"cmd/reload: payload is not valid JSON ({exc})") from None
-            path, labels = request.get("model", path), request.get("labels", labels)
-        elif text:
-            path, labels = text, None
-        log.info("cmd/reload: loading %s", path)
-        classifier = self.pipeline.swap_classifiers(self.classifier_factory(path, labels))
+                resolve_model(path, labels, m.file)  # hashes and manifest, before anything runs
+            except EdgesightError as exc:
+                raise CommandRefused("refused: not a bundle under models_dir", f"{path}: {exc}") from None
+            trial = run_trial(
+                Path(path),
+                labels=labels,
+                model_file=m.file,
+                runtime=m.runtime,
+                threads=self.threads,
+                fit=m.crop,
+                memory_mb=m.trial_memory_mb,
+                timeout_s=m.trial_timeout_s,
+            )
+            log.info(
+                "cmd/reload: trial passed (load %.0f ms, first frame %.0f ms, peak %.0f MB)",
+                trial.load_ms,
+                trial.frame_ms,
+                trial.peak_rss_mb,
+            )
+            classifier = self.pipeline.swap_classifiers(self.classifier_factory(path, labels))
+        except CommandRefused as exc:
+            self._refused("reload", exc)
+            return
+        except EdgesightError as exc:
+            log.error("cmd/reload refused: %s", exc)
+            if self.link:
+                self.link.reply("reload", False, error="refused: the bundle failed to load")
+            return
+        except Exception:  # noqa: BLE001 - a reload must never take the daemon down
+            log.exception("cmd/reload failed")
+            if self.link:
+                self.link.reply("reload", False, error="refused: the bundle failed to load")
+            return
         self.smoother.reset()
         self.monitoring.model_changed()
         if self.link:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .classify import Classifier
@@ -25,6 +25,7 @@ class LinkStatus:
     enabled: bool = False
     connected: bool = False
     reconnects: int = 0
+    counters: Mapping[str, int] = field(default_factory=dict)  # late/dropped states, dropped commands
 
 
 def stats_payload(
@@ -51,7 +52,7 @@ def stats_payload(
         "runtime": {"name": classifier.runtime.name, "version": classifier.runtime.version},
         "model": {"name": classifier.name, "version": classifier.version},
         "state": state.label if state else None,
-        "mqtt": {"enabled": link.enabled, "connected": link.connected, "reconnects": link.reconnects},
+        "mqtt": {"enabled": link.enabled, "connected": link.connected, "reconnects": link.reconnects, **link.counters},
         "memory_rss_mb": memory_rss_mb(),
         "cpu_temp_c": cpu_temperature_c(),
         **extra,

@@ -101,12 +101,18 @@ def free_port() -> int:
 
 @dataclass
 class Broker:
-    """A real mosquitto on a free loopback port; ``stop()``/``start()`` simulate an outage."""
+    """A real mosquitto on a free loopback port; ``stop()``/``start()`` (or ``restart()``) simulate an outage.
+
+    ``persistent`` keeps sessions, queued QoS 1 messages and retained messages across a restart
+    (mosquitto's ``persistence true``), as a production broker does: a subscriber with a
+    persistent session then misses nothing published while it was away.
+    """
 
     port: int
     workdir: Path
     process: subprocess.Popen | None = None
     host: str = "127.0.0.1"
+    persistent: bool = False
 
     @property
     def address(self) -> str:
@@ -114,7 +120,10 @@ class Broker:
 
     def start(self) -> None:
         conf = self.workdir / "mosquitto.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        persistence = (
+            f"persistence true\npersistence_location {self.workdir}/\n" if self.persistent else "persistence false\n"
+        )
+        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n{persistence}")
         self.process = subprocess.Popen(
             [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=(self.workdir / "mosquitto.log").open("ab")
         )
@@ -138,6 +147,12 @@ class Broker:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """Stop, stay down ``down_s`` seconds, start again on the same port."""
+        self.stop()
+        time.sleep(down_s)
+        self.start()
 
 
 @pytest.fixture
@@ -227,3 +242,14 @@ def pytest_runtest_makereport(item, call):
     if name:
         report.outcome = "skipped"
         report.longrepr = (str(item.path), item.location[1] or 0, f"Skipped: needs the trainer's {name}")
+
+
+@pytest.fixture
+def persistent_broker(tmp_path_factory) -> Broker:
+    """A fresh mosquitto with ``persistence true``: sessions and queued messages survive ``restart()``."""
+    if MOSQUITTO is None:
+        pytest.fail("mosquitto is not installed: run scripts/setup.sh (apt-get install mosquitto)")
+    instance = Broker(port=free_port(), workdir=tmp_path_factory.mktemp("mosquitto"), persistent=True)
+    instance.start()
+    yield instance
+    instance.stop()

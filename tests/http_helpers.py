@@ -95,8 +95,9 @@ def start_daemon(
     *,
     name: str = "daemon",
     args: tuple[str, ...] = (),
+    model_extra: str = "",
 ) -> DaemonProcess:
-    """``edgesight run`` as a subprocess with [model] and [source] set and ``extra`` TOML appended."""
+    """``edgesight run`` as a subprocess with [model] (plus ``model_extra``) and [source] set, ``extra`` appended."""
     labels_line = f'labels = "{labels}"' if labels else ""
     config = write_config(
         tmp / f"{name}.toml",
@@ -105,6 +106,7 @@ def start_daemon(
 path = "{model}"
 {labels_line}
 workers = 1
+{model_extra}
 [source]
 spec = "{source}"
 {extra}

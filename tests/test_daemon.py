@@ -228,7 +228,7 @@ def test_cmd_reload_refuses_a_bad_bundle_and_swaps_a_good_one(
 
     def bundle(name: str) -> Path:
         return write_bundle(
-            tmp_path / name,
+            tmp_path / "models" / name,
             {"model.tflite": v1_model},
             read_labels(imagenet_labels),
             name="tiny-v1",
@@ -249,20 +249,23 @@ def test_cmd_reload_refuses_a_bad_bundle_and_swaps_a_good_one(
         extra='commands = ["reload", "snapshot"]',
         source=f'spec = "{video}"\nloop = true\nrealtime = true',
     )
-    cfg.write_text(cfg.read_text() + f'\n[snapshot]\ndir = "{snapshots}"\n')
+    cfg.write_text(
+        cfg.read_text() + f'\n[snapshot]\ndir = "{snapshots}"\n[model]\nmodels_dir = "{tmp_path / "models"}"\n'
+    )
     sub = Subscriber(broker.port)
     daemon = DaemonProcess(["--config", cfg, *model_args(v2_model, imagenet_labels)], tmp_path / "d.log")
     try:
         sub.wait_topic("edgesight/t1/result")
-        sub.client.publish("edgesight/t1/cmd/reload", str(bad), qos=1)
+        sub.client.publish("edgesight/t1/cmd/reload", bad.name, qos=1)  # a bundle folder name under models_dir
         reply = sub.wait_topic("edgesight/t1/reply").json()
         assert reply["command"] == "reload" and reply["ok"] is False
-        assert "model.tflite" in reply["error"] and "sha256" in reply["error"]
+        assert reply["error"] == "refused: not a bundle under models_dir"  # the why is in the local log only
+        assert "sha256 does not match" in daemon.log()
         seen = len(sub.on("edgesight/t1/result"))
         old = sub.wait_for(lambda ms: [m for m in ms if m.topic.endswith("/result")][seen + 5 :], what="more results")
         assert all(m.json()["model"]["name"] == "mobilenet_v2_1.0_224_quant" for m in old)
 
-        sub.client.publish("edgesight/t1/cmd/reload", f'{{"model": "{good}"}}', qos=1)
+        sub.client.publish("edgesight/t1/cmd/reload", f'{{"bundle": "{good.name}"}}', qos=1)
         ok = sub.wait_topic("edgesight/t1/reply", lambda m: m.json()["ok"]).json()
         assert ok["model"]["name"] == "tiny-v1"
         new = sub.wait_topic("edgesight/t1/result", lambda m: m.json()["model"]["name"] == "tiny-v1").json()

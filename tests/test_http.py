@@ -255,6 +255,19 @@ def test_reload_switches_the_page_and_uploads_to_the_new_model(tmp_path, broker)
     """cmd/reload: /api/stats names the new model and POST /api/classify runs it."""
     from daemon_helpers import Subscriber
 
+    from edgesight.device.core.bundle import read_labels, write_bundle
+    from edgesight.device.core.preprocess import InputContract
+
+    write_bundle(  # cmd/reload loads only bundles under [model] models_dir
+        tmp_path / "models" / "v1",
+        {"model.tflite": testdata_path("models", "mobilenet_v1_0.25_128_quant.tflite")},
+        read_labels(testdata_path("models", "imagenet_labels.txt")),
+        name="mobilenet_v1_0.25_128_quant",
+        version="1",
+        architecture={"name": "mobilenet_v1", "alpha": 0.25},
+        contract=InputContract(128, 128, "uint8", 0.0078125, 128, mean=128.0, std=128.0),
+        background_index=0,
+    )
     video = cat_video(tmp_path / "cat.avi", testdata_path("images", "cat_720p.jpg"), count=20, size=(320, 180))
     port = free_port()
     daemon = start_daemon(
@@ -275,6 +288,7 @@ commands = ["reload"]
 enabled = true
 port = {port}
 """,
+        model_extra=f'models_dir = "{tmp_path / "models"}"',
     )
     base = f"http://127.0.0.1:{port}"
     subscriber = Subscriber(broker.port, "edgesight/reloady/#")
@@ -283,9 +297,7 @@ port = {port}
         upload = testdata_path("images", "cat.bmp").read_bytes()
         before = request(base + "/api/classify", data=upload, headers={"Content-Type": "image/bmp"}).json()
         assert before["model"]["name"] == "mobilenet_v2_1.0_224_quant"
-        v1 = testdata_path("models", "mobilenet_v1_0.25_128_quant.tflite")
-        labels = testdata_path("models", "imagenet_labels.txt")
-        subscriber.client.publish("edgesight/reloady/cmd/reload", f'{{"model": "{v1}", "labels": "{labels}"}}', qos=1)
+        subscriber.client.publish("edgesight/reloady/cmd/reload", '{"bundle": "v1"}', qos=1)
         reply = subscriber.wait_topic("/reply", timeout=30).json()
         assert reply["ok"] is True, reply
         deadline = time.monotonic() + 10

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import EdgesightError
-from ..mqtt import Topics
+from ..mqtt.topics import Topics
 from .children import run_in_child
 from .measure import Latency
 from .pipeline_run import pipeline_run

@@ -10,7 +10,7 @@ import time
 
 from ..config import defaults
 from ..core.errors import EdgesightError
-from ..mqtt import MqttLink
+from ..mqtt.link import MqttLink
 from ..results import FrameResult, result_payload
 
 

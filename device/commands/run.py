@@ -39,7 +39,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def build_config(args: argparse.Namespace) -> Config:
     """The file's values with the flags applied on top (each validated, naming the key)."""
     from ..core.errors import UsageError
-    from ..mqtt import parse_broker
+    from ..mqtt.link import parse_broker
 
     config = load_config(args.config) if args.config else defaults()
     host = port = None

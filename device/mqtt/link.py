@@ -1,10 +1,15 @@
-"""Everything MQTT in one place: topic names, payload builders, Home Assistant discovery, the link.
+"""The paho-mqtt 2.x link: connect, Last Will, auth, TLS, reconnect, publish, command intake.
 
-The rest of the daemon publishes through :class:`MqttLink` and never spells a topic. Home
-Assistant discovery is generated from one table (:data:`ENTITIES`) of entity descriptions.
-The link keeps classification independent of the broker: paho's network thread reconnects
-with backoff, QoS 0 results are simply skipped while disconnected, and on every (re)connect
-availability, discovery and the current state are published again.
+The rest of the daemon publishes through :class:`MqttLink` and never spells a topic (topic names:
+``topics``; the table of what each carries: docs/mqtt.md). The link keeps classification
+independent of the broker: paho's network thread reconnects with backoff, QoS 0 results are
+simply skipped while disconnected, and state changes that happen while the broker is unreachable
+are kept (a bounded queue) and published in order on reconnect, each marked ``"late": true``,
+before the current state, so a subscriber sees every change once, in order.
+
+Commands arrive on paho's thread. The link is their outer gate: retained commands are ignored
+(one publish must not re-run at every connect), a token bucket drops floods, payloads over
+``MAX_PAYLOAD_BYTES`` or not UTF-8 are refused; what is left is queued for the daemon.
 """
 
 from __future__ import annotations
@@ -14,184 +19,21 @@ import logging
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from .config import Config
-from .core.errors import ConfigError
-from .core.tomlfile import read_secret
-from .results import PAYLOAD_VERSION
+from ..config import Config
+from ..core.errors import ConfigError
+from ..core.tomlfile import read_secret
+from ..results import PAYLOAD_VERSION
+from .commands import MAX_PAYLOAD_BYTES, RateLimit
+from .topics import OFFLINE, ONLINE, Topics
 
 log = logging.getLogger(__name__)
-
-
-ONLINE, OFFLINE = "online", "offline"
-COMMANDS = ("reload", "snapshot")
-
-
-@dataclass(frozen=True)
-class Topics:
-    """The topic names under one prefix (DESIGN.md's MQTT table)."""
-
-    prefix: str
-
-    @property
-    def availability(self) -> str:
-        return f"{self.prefix}/availability"
-
-    @property
-    def result(self) -> str:
-        return f"{self.prefix}/result"
-
-    @property
-    def state(self) -> str:
-        return f"{self.prefix}/state"
-
-    @property
-    def stats(self) -> str:
-        return f"{self.prefix}/stats"
-
-    @property
-    def alert(self) -> str:
-        """Retained drift alert: ``{"active": true|false, "score", "bound", ...}``."""
-        return f"{self.prefix}/alert"
-
-    @property
-    def reply(self) -> str:
-        """Where command outcomes go (``{"command", "ok", "error"|...}``)."""
-        return f"{self.prefix}/reply"
-
-    def cmd(self, verb: str) -> str:
-        return f"{self.prefix}/cmd/{verb}"
-
-
-# -- payloads --------------------------------------------------------------------------------
-
-
-# -- Home Assistant discovery ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Entity:
-    """One Home Assistant sensor, described as data.
-
-    ``topic`` is "state" or "stats"; ``template`` extracts the value from that JSON payload.
-    """
-
-    key: str
-    name: str
-    topic: str
-    template: str
-    unit: str | None = None
-    device_class: str | None = None
-    state_class: str | None = None
-    icon: str | None = None
-    diagnostic: bool = False
-    attributes: bool = False  # expose the whole JSON payload as attributes (label + score + since)
-
-
-ENTITIES: tuple[Entity, ...] = (
-    Entity("state", "Label", "state", "{{ value_json.label }}", icon="mdi:eye", attributes=True),
-    Entity("score", "Score", "state", "{{ value_json.score }}", state_class="measurement", icon="mdi:percent"),
-    Entity(
-        "fps",
-        "Frame rate",
-        "stats",
-        "{{ value_json.fps }}",
-        unit="fps",
-        state_class="measurement",
-        icon="mdi:speedometer",
-        diagnostic=True,
-    ),
-    Entity(
-        "latency",
-        "Latency",
-        "stats",
-        "{{ value_json.latency_ms.total.p50 if value_json.latency_ms.total is defined else none }}",
-        unit="ms",
-        device_class="duration",
-        state_class="measurement",
-        diagnostic=True,
-    ),
-    Entity(
-        "infer_latency",
-        "Inference latency",
-        "stats",
-        "{{ value_json.latency_ms.infer.p50 if value_json.latency_ms.infer is defined else none }}",
-        unit="ms",
-        device_class="duration",
-        state_class="measurement",
-        diagnostic=True,
-    ),
-    Entity(
-        "dropped",
-        "Dropped frames",
-        "stats",
-        "{{ value_json.dropped }}",
-        state_class="total_increasing",
-        icon="mdi:image-remove",
-        diagnostic=True,
-    ),
-    Entity(
-        "drift",
-        "Drift score",
-        "stats",
-        "{{ value_json.drift.score if value_json.drift is defined and value_json.drift.score is not none else none }}",
-        state_class="measurement",
-        icon="mdi:chart-bell-curve",
-        diagnostic=True,
-    ),
-)
-
-
-def _ha_id(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "_-" else "_" for c in text)
-
-
-def discovery_messages(
-    topics: Topics, device_id: str, discovery_prefix: str, *, model: str = "", sw_version: str = ""
-) -> dict[str, dict]:
-    """Discovery topic -> config payload for every entity of :data:`ENTITIES`."""
-    node = _ha_id(f"edgesight_{device_id}")
-    device = {
-        "identifiers": [node],
-        "name": f"edgesight {device_id}",
-        "manufacturer": "edgesight",
-        "model": model or "image classifier",
-        "sw_version": sw_version,
-    }
-    messages = {}
-    for entity in ENTITIES:
-        state_topic = topics.state if entity.topic == "state" else topics.stats
-        payload: dict[str, Any] = {
-            "name": entity.name,
-            "unique_id": f"{node}_{entity.key}",
-            "state_topic": state_topic,
-            "value_template": entity.template,
-            "availability_topic": topics.availability,
-            "payload_available": ONLINE,
-            "payload_not_available": OFFLINE,
-            "device": device,
-            "origin": {"name": "edgesight", "sw_version": sw_version},
-        }
-        optional = {
-            "unit_of_measurement": entity.unit,
-            "device_class": entity.device_class,
-            "state_class": entity.state_class,
-            "icon": entity.icon,
-            "entity_category": "diagnostic" if entity.diagnostic else None,
-            "json_attributes_topic": state_topic if entity.attributes else None,
-        }
-        payload.update({k: v for k, v in optional.items() if v is not None})
-        messages[f"{discovery_prefix}/sensor/{node}/{entity.key}/config"] = payload
-    return messages
-
-
-# -- the link --------------------------------------------------------------------------------
 
 
 def parse_broker(text: str) -> tuple[str, int | None]:
@@ -216,9 +58,10 @@ def parse_broker(text: str) -> tuple[str, int | None]:
 class MqttLink:
     """One paho client: Last Will, auth, TLS, reconnect with backoff, republish on reconnect.
 
-    ``on_command(verb, payload)`` is called from paho's network thread; keep it short (queue the
-    work). ``discovery()`` returns the Home Assistant messages (topic -> payload) to publish on
-    each connect; the last state (and alert) are republished too.
+    ``on_command(verb, payload)`` is called from paho's network thread for a command that passed
+    the link's gate (not retained, within the rate limit and size cap, UTF-8); keep it short
+    (queue the work). ``discovery()`` returns the Home Assistant messages (topic -> payload) to
+    publish on each connect; the last state (and alert) are republished too.
     """
 
     def __init__(
@@ -241,6 +84,15 @@ class MqttLink:
         self._state: dict | None = None
         self._alert: dict | None = None
         self._lock = threading.Lock()
+        # State changes not yet handed to a live connection, oldest first (see publish_state).
+        self._backlog: deque[dict] = deque(maxlen=max(1, m.offline_states))
+        self._live = False  # True once the backlog of this connection has been flushed
+        self._flush_mid: int | None = None
+        self.late_published = 0
+        self.late_dropped = 0
+        self.rate = RateLimit(m.command_burst, m.command_refill_s)
+        self.commands_ignored = 0  # retained, oversized or not UTF-8
+        self._warned: set[str] = set()
         self.connects = 0
         self.reconnects = 0
         self.connected = False
@@ -257,6 +109,7 @@ class MqttLink:
         self.client.on_disconnect = self._disconnected
         self.client.on_message = self._message
         self.client.on_connect_fail = self._connect_failed
+        self.client.on_publish = self._published
 
     def _auth(self, m) -> None:
         password = m.password
@@ -327,10 +180,30 @@ class MqttLink:
         return self.publish_json(self.topics.result, payload, 0, self.config.mqtt.result_retain)
 
     def publish_state(self, payload: dict) -> bool:
-        """Remember the state (republished on reconnect) and publish it, QoS 1 retained."""
+        """Remember the state and publish it, QoS 1 retained; offline, keep it for the reconnect.
+
+        While the link is not live (disconnected, or reconnected but the backlog not yet flushed)
+        the change joins a bounded queue; when full, the oldest change is dropped and counted.
+        Returns True when it went to the broker now.
+        """
         with self._lock:
             self._state = payload
-        return self.publish_json(self.topics.state, payload, qos=1, retain=True)
+            if self._live and self.connected:
+                return self.publish_json(self.topics.state, payload, qos=1, retain=True)
+            if len(self._backlog) == self._backlog.maxlen:
+                self.late_dropped += 1
+                self._warn_once("backlog", "MQTT: offline state queue full; dropping the oldest state changes")
+            self._backlog.append(payload)
+            return False
+
+    def counters(self) -> dict[str, int]:
+        """For the ``mqtt`` block of stats: late states sent and dropped, commands dropped and ignored."""
+        return {
+            "late_published": self.late_published,
+            "late_dropped": self.late_dropped,
+            "commands_dropped": self.rate.dropped,
+            "commands_ignored": self.commands_ignored,
+        }
 
     def publish_alert(self, payload: dict) -> bool:
         """Remember the alert (republished on reconnect, so it is not lost while offline); QoS 1 retained."""
@@ -376,16 +249,47 @@ class MqttLink:
             self.port,
             f" (reconnect {self.reconnects})" if self.reconnects else "",
         )
-        client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
+        info = client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
+        # The state backlog goes out when the broker acknowledges this message: paho resends the
+        # messages left unacknowledged by the lost connection right after this callback returns,
+        # and those are older than anything in the backlog.
+        with self._lock:
+            self._live = False
+            self._flush_mid = info.mid
         self.republish_discovery()
         with self._lock:
-            state, alert = self._state, self._alert
-        if state is not None:
-            client.publish(self.topics.state, json.dumps(state, separators=(",", ":")), qos=1, retain=True)
+            alert = self._alert
         if alert is not None:
             client.publish(self.topics.alert, json.dumps(alert, separators=(",", ":")), qos=1, retain=True)
         for verb in self.commands:
             client.subscribe(self.topics.cmd(verb), qos=1)
+
+    def _published(self, client, userdata, mid, reason_code, properties) -> None:
+        with self._lock:
+            if mid != self._flush_mid or not self.connected:
+                return
+            self._flush_mid = None
+            self._flush_backlog(client)
+            self._live = True
+
+    def _flush_backlog(self, client) -> None:
+        """Offline changes in order, each ``"late": true`` (its ``since`` is when it happened); then the state.
+
+        The last one is the current state and is the one retained; with no backlog the current
+        state is republished retained (a restarted broker may have lost it). Called with the lock held.
+        """
+        late = list(self._backlog)
+        self._backlog.clear()
+        for number, payload in enumerate(late, 1):
+            last = number == len(late)
+            client.publish(
+                self.topics.state, json.dumps({**payload, "late": True}, separators=(",", ":")), qos=1, retain=last
+            )
+        if late:
+            self.late_published += len(late)
+            log.info("MQTT: published %d state change(s) made while offline", len(late))
+        elif self._state is not None:
+            client.publish(self.topics.state, json.dumps(self._state, separators=(",", ":")), qos=1, retain=True)
 
     def _connect_failed(self, client, userdata) -> None:
         # A broker that is down never answers, so _connected is not called: say so once, at
@@ -399,19 +303,47 @@ class MqttLink:
 
     def _disconnected(self, client, userdata, flags, reason_code, properties) -> None:
         was = self.connected
-        self.connected = False
+        with self._lock:
+            self.connected = False
+            self._live = False
         if was and not self._stopping:
             log.warning(
                 "MQTT: disconnected from %s:%d (%s); reconnecting with backoff", self.host, self.port, reason_code
             )
 
+    def _warn_once(self, key: str, message: str, *args: Any) -> None:
+        """WARNING the first time, DEBUG after: a flood must not flood the journal too."""
+        log.log(logging.DEBUG if key in self._warned else logging.WARNING, message, *args)
+        self._warned.add(key)
+
     def _message(self, client, userdata, message) -> None:
         verb = message.topic.rsplit("/", 1)[-1]
-        if verb not in self.commands or self._on_command is None:
+        if verb not in self.commands or self._on_command is None or message.topic != self.topics.cmd(verb):
+            return
+        if message.retain:
+            # a retained command would run again at every connect (and after every restart)
+            self.commands_ignored += 1
+            self._warn_once(
+                "retain:" + verb,
+                "MQTT: ignoring a retained message on %s (commands must not be retained; clear it with an "
+                "empty retained publish)",
+                message.topic,
+            )
+            return
+        if not self.rate.allow():
+            self._warn_once("rate", "MQTT: commands arrive faster than the rate limit; dropping the excess")
+            return
+        if len(message.payload) > MAX_PAYLOAD_BYTES:
+            self.commands_ignored += 1
+            log.warning(
+                "MQTT: cmd/%s payload of %d bytes refused (limit %d)", verb, len(message.payload), MAX_PAYLOAD_BYTES
+            )
+            self.reply(verb, False, error=f"refused: payload larger than {MAX_PAYLOAD_BYTES} bytes")
             return
         try:
             text = message.payload.decode("utf-8").strip()
         except UnicodeDecodeError:
-            self.reply(verb, False, error="payload is not UTF-8 text")
+            self.commands_ignored += 1
+            self.reply(verb, False, error="refused: payload is not UTF-8 text")
             return
         self._on_command(verb, text)

@@ -1,0 +1,127 @@
+"""Home Assistant MQTT discovery, generated from one table (:data:`ENTITIES`) of entity descriptions.
+
+A sensor is added by adding one :class:`Entity`; the discovery payloads are built from the table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .topics import OFFLINE, ONLINE, Topics
+
+
+@dataclass(frozen=True)
+class Entity:
+    """One Home Assistant sensor, described as data.
+
+    ``topic`` is "state" or "stats"; ``template`` extracts the value from that JSON payload.
+    """
+
+    key: str
+    name: str
+    topic: str
+    template: str
+    unit: str | None = None
+    device_class: str | None = None
+    state_class: str | None = None
+    icon: str | None = None
+    diagnostic: bool = False
+    attributes: bool = False  # expose the whole JSON payload as attributes (label + score + since)
+
+
+ENTITIES: tuple[Entity, ...] = (
+    Entity("state", "Label", "state", "{{ value_json.label }}", icon="mdi:eye", attributes=True),
+    Entity("score", "Score", "state", "{{ value_json.score }}", state_class="measurement", icon="mdi:percent"),
+    Entity(
+        "fps",
+        "Frame rate",
+        "stats",
+        "{{ value_json.fps }}",
+        unit="fps",
+        state_class="measurement",
+        icon="mdi:speedometer",
+        diagnostic=True,
+    ),
+    Entity(
+        "latency",
+        "Latency",
+        "stats",
+        "{{ value_json.latency_ms.total.p50 if value_json.latency_ms.total is defined else none }}",
+        unit="ms",
+        device_class="duration",
+        state_class="measurement",
+        diagnostic=True,
+    ),
+    Entity(
+        "infer_latency",
+        "Inference latency",
+        "stats",
+        "{{ value_json.latency_ms.infer.p50 if value_json.latency_ms.infer is defined else none }}",
+        unit="ms",
+        device_class="duration",
+        state_class="measurement",
+        diagnostic=True,
+    ),
+    Entity(
+        "dropped",
+        "Dropped frames",
+        "stats",
+        "{{ value_json.dropped }}",
+        state_class="total_increasing",
+        icon="mdi:image-remove",
+        diagnostic=True,
+    ),
+    Entity(
+        "drift",
+        "Drift score",
+        "stats",
+        "{{ value_json.drift.score if value_json.drift is defined and value_json.drift.score is not none else none }}",
+        state_class="measurement",
+        icon="mdi:chart-bell-curve",
+        diagnostic=True,
+    ),
+)
+
+
+def _ha_id(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "_-" else "_" for c in text)
+
+
+def discovery_messages(
+    topics: Topics, device_id: str, discovery_prefix: str, *, model: str = "", sw_version: str = ""
+) -> dict[str, dict]:
+    """Discovery topic -> config payload for every entity of :data:`ENTITIES`."""
+    node = _ha_id(f"edgesight_{device_id}")
+    device = {
+        "identifiers": [node],
+        "name": f"edgesight {device_id}",
+        "manufacturer": "edgesight",
+        "model": model or "image classifier",
+        "sw_version": sw_version,
+    }
+    messages = {}
+    for entity in ENTITIES:
+        state_topic = topics.state if entity.topic == "state" else topics.stats
+        payload: dict[str, Any] = {
+            "name": entity.name,
+            "unique_id": f"{node}_{entity.key}",
+            "state_topic": state_topic,
+            "value_template": entity.template,
+            "availability_topic": topics.availability,
+            "payload_available": ONLINE,
+            "payload_not_available": OFFLINE,
+            "device": device,
+            "origin": {"name": "edgesight", "sw_version": sw_version},
+        }
+        optional = {
+            "unit_of_measurement": entity.unit,
+            "device_class": entity.device_class,
+            "state_class": entity.state_class,
+            "icon": entity.icon,
+            "entity_category": "diagnostic" if entity.diagnostic else None,
+            "json_attributes_topic": state_topic if entity.attributes else None,
+        }
+        payload.update({k: v for k, v in optional.items() if v is not None})
+        messages[f"{discovery_prefix}/sensor/{node}/{entity.key}/config"] = payload
+    return messages
