@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 if TYPE_CHECKING:
-    from .evaluate import Evaluation
+    from .evaluation import Evaluation
 
 
 def plot_confusion(confusion: np.ndarray, labels: tuple[str, ...], path: Path, title: str) -> Path:
