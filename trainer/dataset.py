@@ -138,7 +138,7 @@ def _visible_files(folder: Path, unreadable: list[Unreadable]) -> list[Path]:
     def cannot_list(exc: OSError) -> None:
         unreadable.append(Unreadable(Path(exc.filename or folder), _os_reason(exc), folder=True))
 
-    found = []
+    found: list[Path] = []
     for top, dirs, files in os.walk(folder, onerror=cannot_list):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found.extend(Path(top) / name for name in files if not name.startswith("."))
@@ -172,15 +172,15 @@ def _voc_objects(xml_path: Path) -> list[tuple[str, tuple[int, int, int, int]]]:
         root = ET.parse(xml_path).getroot()
     except ET.ParseError as exc:
         raise ImageError(f"{xml_path}: not valid Pascal VOC XML ({exc})") from None
-    objects = []
+    objects: list[tuple[str, tuple[int, int, int, int]]] = []
     for obj in root.iter("object"):
         name = (obj.findtext("name") or "").strip()
         box = obj.find("bndbox")
         try:
-            coords = tuple(int(float(box.findtext(k))) for k in ("xmin", "ymin", "xmax", "ymax"))  # type: ignore[union-attr]
+            x0, y0, x1, y1 = (int(float(box.findtext(k) or "")) for k in ("xmin", "ymin", "xmax", "ymax"))  # type: ignore[union-attr]
         except (AttributeError, TypeError, ValueError):
-            coords = (0, 0, 0, 0)
-        objects.append((name, coords))
+            x0 = y0 = x1 = y1 = 0
+        objects.append((name, (x0, y0, x1, y1)))
     return objects
 
 
@@ -573,13 +573,13 @@ def import_dataset(
             rejects.append(Reject(candidate.path, candidate.label, f"class {candidate.label!r} is not in labels.txt"))
         candidates = [c for c in candidates if c.label not in unknown]
     samples: list[Sample] = []
-    for result in _check_all(candidates, min_size, max_pixels, workers, progress):
-        if isinstance(result, Sample):
-            samples.append(result)
-        elif isinstance(result, Reject):
-            rejects.append(result)
+    for checked in _check_all(candidates, min_size, max_pixels, workers, progress):
+        if isinstance(checked, Sample):
+            samples.append(checked)
+        elif isinstance(checked, Reject):
+            rejects.append(checked)
         else:
-            unreadable.append(result)
+            unreadable.append(checked)
     _warn_unreadable(unreadable)
     samples, duplicates = find_duplicates(samples, near_distance)
     record_rejects(rejects, dataset_dir, src, move_rejects)

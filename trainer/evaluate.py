@@ -144,7 +144,7 @@ def evaluate(
     metrics = {
         **result.metrics,
         "per_class": result.per_class,
-        "confusion_matrix": result.confusion.tolist() if result.confusion is not None else [],
+        "confusion_matrix": result.confusion.tolist(),
         "worst_mistakes": mistakes,
         "bundle": str(bundle_dir.resolve()),
         "dataset": str(dataset.root.resolve()),

@@ -24,4 +24,4 @@ class Evaluation:
     default_model: str
     metrics: dict[str, Any] = field(default_factory=dict)
     per_class: list[dict[str, Any]] = field(default_factory=list)
-    confusion: np.ndarray | None = None
+    confusion: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64))  # rows true, cols predicted

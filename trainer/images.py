@@ -19,7 +19,7 @@ from __future__ import annotations
 import io
 import struct
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import cv2
 import numpy as np
@@ -34,7 +34,7 @@ class ImageFault(Exception):
     """A fault of the image itself; the message is the reason, without the path."""
 
 
-def _pillow():  # type: ignore[no-untyped-def]
+def _pillow() -> Any:
     from PIL import Image
 
     # Our own limit (checked from the header before any decode) replaces Pillow's, whose

@@ -24,10 +24,12 @@ from typing import Any
 import numpy as np
 
 from ..device.core.errors import UsageError
+from ..device.core.preprocess import normalise_fit
 from .backend import load_tensorflow
 from .config import TrainConfig, from_mapping
 from .dataset import Dataset
 from .inputs import augmenter, load_images, make_dataset
+from .notify import Say, log_only
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +192,8 @@ def fit_head(
         assert train.features is not None
         repeats = len(train.features) // len(train)
         y = np.tile(train.onehot, (repeats, 1))
-        validation = (val.features[: len(val)], val.onehot) if monitor == "val_loss" else None  # type: ignore[index]
+        has_val = monitor == "val_loss" and val is not None and val.features is not None
+        validation = (val.features[: len(val)], val.onehot) if has_val else None  # type: ignore[index,union-attr,arg-type]
         history = head.fit(
             train.features,
             y,
@@ -290,6 +293,7 @@ def train(
     resume: bool = False,
     verbose: int | None = None,
     resume_overrides: dict[str, Any] | None = None,
+    say: Say | None = None,
 ) -> TrainResult:
     """Train on the dataset's train split (val for early stopping) and save the run directory.
 
@@ -299,6 +303,7 @@ def train(
     dataset, metrics), ``labels.txt``, ``history.json``, TensorBoard ``logs/`` and checkpoints.
     """
     t0 = time.perf_counter()
+    say = say or log_only(log)
     dataset = Dataset.load(dataset_dir)
     run_dir = Path(run_dir)
     state = _check_run_dir(run_dir, resume) if run_dir.exists() or resume else {}
@@ -318,11 +323,12 @@ def train(
     verbose = _verbosity() if verbose is None else verbose
     keras.utils.set_random_seed(cfg.seed)
     n = len(dataset.labels)
-    train_arrays = Arrays(load_images(paths, cfg.size, cfg.fit), y_train, n)
+    fit = normalise_fit(cfg.fit)
+    train_arrays = Arrays(load_images(paths, cfg.size, fit), y_train, n)
     val_paths, y_val = dataset.subset("val")
-    val_arrays = Arrays(load_images(val_paths, cfg.size, cfg.fit), y_val, n) if val_paths else None
+    val_arrays = Arrays(load_images(val_paths, cfg.size, fit), y_val, n) if val_paths else None
     test_paths, y_test = dataset.subset("test")
-    test_arrays = Arrays(load_images(test_paths, cfg.size, cfg.fit), y_test, n)
+    test_arrays = Arrays(load_images(test_paths, cfg.size, fit), y_test, n)
     log.info("train %d, val %d, test %d images at %d px", len(train_arrays), len(val_paths), len(test_paths), cfg.size)
 
     model = build_model(cfg, n)
@@ -335,7 +341,7 @@ def train(
             train_arrays.features = _views(compute_features(model, train_arrays.x, cfg), every)
             if val_arrays is not None:
                 val_arrays.features = compute_features(model, val_arrays.x)[0]
-        print(f"phase 1: head on a frozen {cfg.arch} backbone, {cfg.epochs_head} epoch(s) at most", flush=True)
+        say(f"phase 1: head on a frozen {cfg.arch} backbone, {cfg.epochs_head} epoch(s) at most")
         history.update(
             {f"head_{k}": v for k, v in fit_head(model, cfg, train_arrays, val_arrays, run_dir, verbose).items()}
         )
@@ -348,10 +354,8 @@ def train(
         history.update(state.get("head_history", {}))
         log.info("resuming %s in phase 2", run_dir)
     head_accuracy = accuracy(model, val_arrays) if val_arrays is not None else float("nan")
-    print(
-        f"phase 2: top {cfg.unfreeze} backbone layers at lr {cfg.lr_finetune:g}, "
-        f"{cfg.epochs_finetune} epoch(s) at most",
-        flush=True,
+    say(
+        f"phase 2: top {cfg.unfreeze} backbone layers at lr {cfg.lr_finetune:g}, {cfg.epochs_finetune} epoch(s) at most"
     )
     history.update(
         {f"finetune_{k}": v for k, v in fine_tune(model, cfg, train_arrays, val_arrays, run_dir, verbose).items()}
@@ -415,6 +419,7 @@ def kfold(
     k: int,
     verbose: int | None = None,
     val_fraction: float = 0.1,
+    say: Say | None = None,
 ) -> dict[str, Any]:
     """Stratified k-fold cross-validation over every sample of the dataset.
 
@@ -442,7 +447,7 @@ def kfold(
     verbose = 0 if verbose is None else verbose
     t0 = time.perf_counter()
     n = len(dataset.labels)
-    x = load_images(paths, cfg.size, cfg.fit)
+    x = load_images(paths, cfg.size, normalise_fit(cfg.fit))
     keras.utils.set_random_seed(cfg.seed)
     features = compute_features(build_model(cfg, n), x, cfg) if cfg.cache_features else None
     folds = []
@@ -472,9 +477,8 @@ def kfold(
                 "accuracy": round(acc, 4),
             }
         )
-        print(
-            f"fold {fold}/{k}: accuracy {acc:.3f} (head only {head_acc:.3f}) on {len(test_idx)} held-out images",
-            flush=True,
+        (say or log_only(log))(
+            f"fold {fold}/{k}: accuracy {acc:.3f} (head only {head_acc:.3f}) on {len(test_idx)} held-out images"
         )
     accs = np.array([f["accuracy"] for f in folds])
     heads = np.array([f["head_only_accuracy"] for f in folds])

@@ -51,9 +51,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         sub,
         "import",
         "check a folder of labelled photos and write a split dataset manifest",
-        "SRC is a folder per class, or Images/ + Annotations/ (Pascal VOC) [+ labels.txt]. "
-        "Unusable files are moved to DATASET_DIR/rejects/ (each recorded in rejects.csv first), never "
-        "deleted; files that cannot be read (permissions) are reported and left in place.",
+        "SRC is a folder per class, or Images/ + Annotations/ (Pascal VOC) [+ labels.txt].\n"
+        "Unusable files are moved to DATASET_DIR/rejects/ (each recorded in rejects.csv\n"
+        "first), never deleted; files that cannot be read (permissions) are reported and\n"
+        "left in place. Duplicates and label conflicts are listed in duplicates.csv.",
         IMPORT_EXAMPLES,
     )
     imp.add_argument("src", metavar="SRC", help="folder of labelled photos (read; rejects are moved out of it)")
@@ -78,7 +79,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_MAX_PIXELS,
         metavar="N",
         help="reject images whose header claims more than N pixels (width x height), "
-        f"without decoding them (default {DEFAULT_MAX_PIXELS:_})",
+        f"without decoding them (default {DEFAULT_MAX_PIXELS}, i.e. 50 megapixels)",
     )
     imp.add_argument(
         "--near-distance",

@@ -15,3 +15,8 @@ def shown(value: object) -> str:
     """``value`` as printable text; bytes that are not UTF-8 appear as ``\\xNN``."""
     text = os.fspath(value) if isinstance(value, Path) else str(value)
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def say(line: str) -> None:
+    """Progress lines from the library (phase, trial, fold, conversion), printed as they happen."""
+    print(shown(line), flush=True)
