@@ -42,11 +42,7 @@ def _verb(
     )
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = DATA_EXAMPLES
-    sub = parser.add_subparsers(dest="action", metavar="ACTION")
-    sub.required = True
+def _configure_import(sub: argparse._SubParsersAction) -> None:
     imp = _verb(
         sub,
         "import",
@@ -95,6 +91,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="Pascal VOC: one sample per bounding box (crops written under DATASET_DIR/crops)",
     )
     imp.add_argument("--no-move", action="store_true", help="list rejects in rejects.csv without moving them aside")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = DATA_EXAMPLES
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    sub.required = True
+    _configure_import(sub)
     rep = _verb(
         sub,
         "report",
