@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -75,4 +78,39 @@ def write_ico(path: Path) -> Path:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(cv2.cvtColor(photo(200, 64), cv2.COLOR_BGR2RGB)).save(path, format="ICO")
+    return path
+
+
+def encode_jpeg(image: np.ndarray, quality: int = 92) -> bytes:
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return data.tobytes()
+
+
+def write_bytes_path(path: bytes, data: bytes) -> None:
+    """Write to a path given as raw bytes (a name that need not be valid UTF-8)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as handle:
+        handle.write(data)
+
+
+def write_jpeg_with_trailer(path: Path, image: np.ndarray) -> Path:
+    """A valid JPEG followed by bytes after its end-of-image marker, as some phones append."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    trailer = b"SEFH" + bytes(range(256)) * 2 + b"\x00\x01trailing metadata"
+    path.write_bytes(encode_jpeg(image) + trailer)
+    return path
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def write_png_claiming(path: Path, width: int, height: int) -> Path:
+    """A tiny PNG whose header claims ``width`` x ``height`` RGB pixels, with a short IDAT of zeros."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    data = b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
+    data += _png_chunk(b"IDAT", zlib.compress(b"\x00" * 200_000, 9)) + _png_chunk(b"IEND", b"")
+    path.write_bytes(data)
     return path

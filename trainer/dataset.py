@@ -4,8 +4,15 @@ The dataset directory holds ``dataset.json`` (every usable sample with its label
 ``labels.txt``, ``rejects/`` + ``rejects.csv`` (files that cannot be trained on, moved aside,
 never deleted) and ``duplicates.csv`` (exact/near duplicates and label conflicts, which stay
 where they are but are left out of the split). Images are referenced, not copied, so a large
-photo folder is not duplicated on disk. The device's own decoder (``read_image``) is the judge
-of what is readable, so anything that passes here also decodes on the device.
+photo folder is not duplicated on disk. ``images.load_photo`` is the judge of what is an image
+(OpenCV, the device's decoder, gives the pixels).
+
+User data is never lost: each reject is appended to ``rejects.csv`` and flushed to disk *before*
+the file is moved, so a crash cannot leave a moved file unrecorded. Files or folders that cannot
+be read (permissions, I/O) are not rejects: they are reported and left where they are. Names
+that are not UTF-8 keep their original bytes: CSV files are written with ``surrogateescape``
+(the raw bytes) and ``dataset.json`` escapes them (``\\udcXX``, which ``json`` reads back to the
+same name); a class name that is not UTF-8 becomes a label with the byte shown as ``\\xXX``.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import logging
 import os
 import shutil
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -27,7 +34,8 @@ from typing import Any
 import numpy as np
 
 from ..device.core.errors import EdgesightError, ImageError, UsageError
-from ..device.core.preprocess import read_image, to_rgb
+from ..device.core.preprocess import to_rgb
+from .images import DEFAULT_MAX_PIXELS, ImageFault, load_photo
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +78,21 @@ class Sample:
 
 @dataclass
 class Reject:
+    """A file that cannot be trained on (a fault of the image or its annotation)."""
+
     path: Path
     label: str
     reason: str
     moved_to: Path | None = None
+
+
+@dataclass
+class Unreadable:
+    """A file or folder the import could not read (permissions, I/O): reported, left in place."""
+
+    path: Path
+    reason: str
+    folder: bool = False
 
 
 @dataclass
@@ -95,17 +114,40 @@ class ImportResult:
     samples: list[Sample]
     rejects: list[Reject] = field(default_factory=list)
     duplicates: list[Duplicate] = field(default_factory=list)
+    unreadable: list[Unreadable] = field(default_factory=list)
+
+    @property
+    def moved(self) -> int:
+        """How many rejects were moved under ``rejects/``."""
+        return sum(r.moved_to is not None for r in self.rejects)
+
+
+Progress = Callable[[int, int], None]  # (files checked so far, files to check)
 
 
 # --------------------------------------------------------------------------- discovery
 
 
-def _visible_files(folder: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
+def _os_reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _visible_files(folder: Path, unreadable: list[Unreadable]) -> list[Path]:
+    """Files under ``folder`` (hidden ones skipped); folders that cannot be listed are recorded."""
+
+    def cannot_list(exc: OSError) -> None:
+        unreadable.append(Unreadable(Path(exc.filename or folder), _os_reason(exc), folder=True))
+
+    found: list[Path] = []
+    for top, dirs, files in os.walk(folder, onerror=cannot_list):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found.extend(Path(top) / name for name in files if not name.startswith("."))
+    return sorted(p for p in found if p.is_file())
+
+
+def label_text(name: str) -> str:
+    """A folder name as label text: valid UTF-8 always (a byte that is not shows as ``\\xe9``)."""
+    return os.fsencode(name).decode("utf-8", errors="backslashreplace")
 
 
 def _find_voc(src: Path) -> tuple[Path, Path] | None:
@@ -130,118 +172,135 @@ def _voc_objects(xml_path: Path) -> list[tuple[str, tuple[int, int, int, int]]]:
         root = ET.parse(xml_path).getroot()
     except ET.ParseError as exc:
         raise ImageError(f"{xml_path}: not valid Pascal VOC XML ({exc})") from None
-    objects = []
+    objects: list[tuple[str, tuple[int, int, int, int]]] = []
     for obj in root.iter("object"):
         name = (obj.findtext("name") or "").strip()
         box = obj.find("bndbox")
         try:
-            coords = tuple(int(float(box.findtext(k))) for k in ("xmin", "ymin", "xmax", "ymax"))  # type: ignore[union-attr]
+            x0, y0, x1, y1 = (int(float(box.findtext(k) or "")) for k in ("xmin", "ymin", "xmax", "ymax"))  # type: ignore[union-attr]
         except (AttributeError, TypeError, ValueError):
-            coords = (0, 0, 0, 0)
-        objects.append((name, coords))
+            x0 = y0 = x1 = y1 = 0
+        objects.append((name, (x0, y0, x1, y1)))
     return objects
 
 
-def discover(
-    src: Path, dataset_dir: Path, crop_objects: bool
-) -> tuple[list[Candidate], list[Reject], list[str] | None]:
+@dataclass
+class Discovery:
+    """What a source folder holds, before any image is checked."""
+
+    candidates: list[Candidate] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)  # known unusable from layout alone
+    unreadable: list[Unreadable] = field(default_factory=list)
+    order: list[str] | None = None  # label order from the source's labels.txt
+
+
+def _class_folders(src: Path, dataset_dir: Path, found: Discovery) -> None:
+    """Folder-per-class layout: every visible file of each class folder is a candidate."""
+    class_dirs = [
+        d
+        for d in sorted(src.iterdir())
+        if d.is_dir() and not d.name.startswith(".") and d.resolve() != dataset_dir.resolve()
+    ]
+    for class_dir in class_dirs:
+        label = label_text(class_dir.name)
+        if label != class_dir.name:
+            log.warning("%s: the folder name is not UTF-8; its label is %r", class_dir, label)
+        # JSON sidecars (the device's retraining captures) are metadata, not samples: skip, not reject
+        found.candidates.extend(
+            Candidate(path, label)
+            for path in _visible_files(class_dir, found.unreadable)
+            if path.suffix.lower() not in SIDECAR_SUFFIXES
+        )
+    loose = [p.name for p in src.iterdir() if p.is_file() and p.name != LABELS and not p.name.startswith(".")]
+    if loose:
+        log.warning("%s: ignoring %d file(s) outside class folders (e.g. %s)", src, len(loose), loose[0])
+
+
+def _voc_label(image_path: Path, xml_path: Path, crop_objects: bool, found: Discovery) -> list | None:
+    """The objects of one VOC photo, or None after recording why the photo cannot be used."""
+    if not xml_path.is_file():
+        found.rejects.append(Reject(image_path, "", f"no annotation {xml_path.name}"))
+        return None
+    try:
+        objects = _voc_objects(xml_path)
+    except ImageError as exc:
+        found.rejects.append(Reject(image_path, "", str(exc)))
+        return None
+    names = sorted({name for name, _ in objects if name})
+    if not names:
+        found.rejects.append(Reject(image_path, "", f"{xml_path.name} names no object"))
+        return None
+    if not crop_objects and len(names) > 1:
+        reason = f"{xml_path.name} has several classes ({', '.join(names)}); use --crop-objects"
+        found.rejects.append(Reject(image_path, "", reason))
+        return None
+    return objects
+
+
+def _voc_crops(image_path: Path, xml_path: Path, objects: list, crops_dir: Path, found: Discovery) -> None:
+    """One candidate per bounding box, cut from the photo and written under ``crops/``."""
+    try:
+        frame, _ = load_photo(image_path)
+    except ImageFault as exc:
+        found.rejects.append(Reject(image_path, "", str(exc)))
+        return
+    except OSError as exc:
+        found.unreadable.append(Unreadable(image_path, _os_reason(exc)))
+        return
+    import cv2  # local: only the crop path needs the encoder
+
+    for number, (name, (x0, y0, x1, y1)) in enumerate(objects):
+        x0, y0 = max(0, x0), max(0, y0)
+        x1, y1 = min(frame.shape[1], x1), min(frame.shape[0], y1)
+        if not name or x1 <= x0 or y1 <= y0:
+            log.warning("%s: object %d has an empty box; skipped", xml_path, number)
+            continue
+        crop_path = crops_dir / name / f"{image_path.stem}_{number}.png"
+        crop_path.parent.mkdir(parents=True, exist_ok=True)
+        ok, encoded = cv2.imencode(".png", frame[y0:y1, x0:x1])
+        if ok:  # written by Python, not cv2.imwrite: the name may not be UTF-8
+            crop_path.write_bytes(encoded.tobytes())
+        found.candidates.append(Candidate(crop_path, name, origin=image_path))
+
+
+def _voc_layout(images_dir: Path, notes_dir: Path, dataset_dir: Path, crop_objects: bool, found: Discovery) -> None:
+    for image_path in _visible_files(images_dir, found.unreadable):
+        xml_path = notes_dir / image_path.relative_to(images_dir).with_suffix(".xml")
+        objects = _voc_label(image_path, xml_path, crop_objects, found)
+        if objects is None:
+            continue
+        if crop_objects:
+            _voc_crops(image_path, xml_path, objects, dataset_dir / CROPS_DIR, found)
+        else:
+            (label,) = {name for name, _ in objects if name}
+            found.candidates.append(Candidate(image_path, label))
+
+
+def discover(src: Path, dataset_dir: Path, crop_objects: bool) -> Discovery:
     """List candidate samples from a folder-per-class or a Pascal VOC layout.
 
-    Returns the candidates, the files already known to be unusable (no annotation, several
-    classes in one photo) and the label order from the source's ``labels.txt`` if it has one.
+    Also returns the files already known to be unusable (no annotation, several classes in one
+    photo), the files and folders that could not be read, and the label order from the
+    source's ``labels.txt`` if it has one.
     """
     if not src.exists():
         raise UsageError(f"{src}: no such dataset folder")
     if not src.is_dir():
         raise UsageError(f"{src}: not a folder (expected one sub-folder per class, or Images/ + Annotations/)")
-    order = _read_label_order(src)
+    if not os.access(src, os.R_OK | os.X_OK):
+        raise UsageError(f"{src}: cannot read this folder (permission denied)")
+    found = Discovery(order=_read_label_order(src))
     voc = _find_voc(src)
-    candidates: list[Candidate] = []
-    rejects: list[Reject] = []
     if voc is None:
         if crop_objects:
             raise UsageError(f"{src}: --crop-objects needs the Pascal VOC layout (Images/ + Annotations/)")
-        class_dirs = [
-            d
-            for d in sorted(src.iterdir())
-            if d.is_dir() and not d.name.startswith(".") and d.resolve() != dataset_dir.resolve()
-        ]
-        for class_dir in class_dirs:
-            # JSON sidecars (the device's retraining captures) are metadata, not samples: skip, not reject
-            candidates.extend(
-                Candidate(path, class_dir.name)
-                for path in _visible_files(class_dir)
-                if path.suffix.lower() not in SIDECAR_SUFFIXES
-            )
-        loose = [p.name for p in src.iterdir() if p.is_file() and p.name != LABELS and not p.name.startswith(".")]
-        if loose:
-            log.warning("%s: ignoring %d file(s) outside class folders (e.g. %s)", src, len(loose), loose[0])
-        return candidates, rejects, order
-    images_dir, notes_dir = voc
-    crops_dir = dataset_dir / CROPS_DIR
-    for image_path in _visible_files(images_dir):
-        xml_path = notes_dir / image_path.relative_to(images_dir).with_suffix(".xml")
-        if not xml_path.is_file():
-            rejects.append(Reject(image_path, "", f"no annotation {xml_path.name}"))
-            continue
-        try:
-            objects = _voc_objects(xml_path)
-        except ImageError as exc:
-            rejects.append(Reject(image_path, "", str(exc)))
-            continue
-        names = sorted({name for name, _ in objects if name})
-        if not names:
-            rejects.append(Reject(image_path, "", f"{xml_path.name} names no object"))
-        elif not crop_objects:
-            if len(names) > 1:
-                rejects.append(
-                    Reject(
-                        image_path, "", f"{xml_path.name} has several classes ({', '.join(names)}); use --crop-objects"
-                    )
-                )
-            else:
-                candidates.append(Candidate(image_path, names[0]))
-        else:
-            try:
-                frame = read_image(image_path)
-            except ImageError as exc:
-                rejects.append(Reject(image_path, "", str(exc).split(": ", 1)[-1]))
-                continue
-            for number, (name, (x0, y0, x1, y1)) in enumerate(objects):
-                x0, y0 = max(0, x0), max(0, y0)
-                x1, y1 = min(frame.shape[1], x1), min(frame.shape[0], y1)
-                if not name or x1 <= x0 or y1 <= y0:
-                    log.warning("%s: object %d has an empty box; skipped", xml_path, number)
-                    continue
-                crop_path = crops_dir / name / f"{image_path.stem}_{number}.png"
-                crop_path.parent.mkdir(parents=True, exist_ok=True)
-                import cv2  # local: only the crop path needs the encoder
-
-                cv2.imwrite(str(crop_path), frame[y0:y1, x0:x1])
-                candidates.append(Candidate(crop_path, name, origin=image_path))
-    return candidates, rejects, order
+        _class_folders(src, dataset_dir, found)
+    else:
+        _voc_layout(*voc, dataset_dir, crop_objects, found)
+    return found
 
 
 # --------------------------------------------------------------------------- checks
-
-
-def _sniff(path: Path) -> str | None:
-    """A reason to refuse the file by its container format, or None to go on and decode it."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            fmt = image.format or ""
-            frames = getattr(image, "n_frames", 1)
-    except UnidentifiedImageError:
-        return "not an image file"
-    except (OSError, ValueError, SyntaxError) as exc:
-        return f"unreadable image ({exc})"
-    if fmt == "GIF" and frames > 1:
-        return f"animated GIF ({frames} frames)"
-    if fmt == "ICO":
-        return "ICO icon file"
-    return None
 
 
 def _phash(rgb: np.ndarray) -> int:
@@ -251,22 +310,24 @@ def _phash(rgb: np.ndarray) -> int:
     return int(str(imagehash.phash(Image.fromarray(rgb))), 16)
 
 
-def check_file(candidate: Candidate, min_size: int) -> Sample | Reject:
-    """Decide whether one file can be trained on; a Reject says why not."""
+def check_file(
+    candidate: Candidate, min_size: int, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Sample | Reject | Unreadable:
+    """Decide whether one file can be trained on.
+
+    A Reject says why not; Unreadable says the file could not be read, so it is not ours to judge.
+    """
     path = candidate.path
-    reason = _sniff(path)
-    if reason is None:
-        try:
-            frame = read_image(path)
-        except ImageError as exc:
-            reason = str(exc).split(": ", 1)[-1]
-        else:
-            height, width = frame.shape[:2]
-            if min(height, width) < min_size:
-                reason = f"too small ({width}x{height}; the floor is {min_size} px a side)"
-    if reason is not None:
-        return Reject(path, candidate.label, reason)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    try:
+        frame, data = load_photo(path, max_pixels)
+    except ImageFault as exc:
+        return Reject(path, candidate.label, str(exc))
+    except OSError as exc:
+        return Unreadable(path, _os_reason(exc))
+    height, width = frame.shape[:2]
+    if min(height, width) < min_size:
+        return Reject(path, candidate.label, f"too small ({width}x{height}; the floor is {min_size} px a side)")
+    digest = hashlib.sha256(data).hexdigest()
     return Sample(path, candidate.label, width, height, digest, _phash(to_rgb(frame)), candidate.origin)
 
 
@@ -367,12 +428,49 @@ def assign_splits(samples: list[Sample], fractions: tuple[float, float, float], 
 
 # --------------------------------------------------------------------------- writing
 
+CSV_ERRORS = "surrogateescape"  # names that are not UTF-8 are written as their original bytes
+REJECT_COLUMNS = ["time", "original", "moved_to", "label", "reason"]
 
-def _move_aside(reject: Reject, dataset_dir: Path, src: Path) -> None:
-    """Move a rejected file under ``rejects/`` keeping its relative path; never overwrite."""
+
+class RejectLog:
+    """``rejects.csv``, appended one durable row at a time (earlier imports' rows are kept).
+
+    Each row is flushed and fsync'd before the caller moves the file it names, so whatever
+    happens next (a crash, a full disk, a kill) a moved file always has its row.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handle: Any = None
+        self._writer: Any = None
+
+    def record(self, reject: Reject, moved_to: Path | None, note: str = "") -> None:
+        if self._handle is None:
+            new = not self.path.exists() or self.path.stat().st_size == 0
+            self._handle = self.path.open("a", newline="", encoding="utf-8", errors=CSV_ERRORS)
+            self._writer = csv.writer(self._handle)
+            if new:
+                self._writer.writerow(REJECT_COLUMNS)
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        reason = f"{reject.reason}; {note}" if note else reject.reason
+        self._writer.writerow([now, str(reject.path), str(moved_to or ""), reject.label, reason])
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+def _reject_target(reject: Reject, dataset_dir: Path, src: Path) -> Path | None:
+    """Where under ``rejects/`` a rejected file goes (its relative path kept, never overwriting).
+
+    None for our own crops (nothing of the user's to move) and for files already gone.
+    """
     path = reject.path
-    if dataset_dir.resolve() in path.resolve().parents:  # our own crop: nothing of the user's to move
-        return
+    if dataset_dir.resolve() in path.resolve().parents or not path.exists():
+        return None
     try:
         relative = path.resolve().relative_to(src.resolve())
     except ValueError:
@@ -382,22 +480,51 @@ def _move_aside(reject: Reject, dataset_dir: Path, src: Path) -> None:
     while target.exists():
         target = target.with_name(f"{stem}.{number}{suffix}")
         number += 1
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(path), str(target))
-    reject.moved_to = target
+    return target
+
+
+def record_rejects(rejects: list[Reject], dataset_dir: Path, src: Path, move: bool) -> None:
+    """Record every reject in ``rejects.csv``; when ``move``, move each aside *after* its row is on disk."""
+    book = RejectLog(dataset_dir / REJECTS_CSV)
+    try:
+        for reject in rejects:
+            target = _reject_target(reject, dataset_dir, src) if move else None
+            book.record(reject, target)
+            if target is None:
+                continue
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(reject.path), str(target))
+            except OSError as exc:
+                log.warning("%s: could not move it to %s (%s); left in place", reject.path, target, _os_reason(exc))
+                book.record(reject, None, f"not moved: {_os_reason(exc)}")
+            else:
+                reject.moved_to = target
+    finally:
+        book.close()
 
 
 def _rel(path: Path | None, base: Path) -> str | None:
     return None if path is None else os.path.relpath(path.resolve(), base.resolve())
 
 
-def _append_csv(path: Path, header: list[str], rows: Iterable[list[Any]]) -> None:
-    new = not path.exists()
-    with path.open("a", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        if new:
-            writer.writerow(header)
-        writer.writerows(rows)
+def _check_all(
+    candidates: list[Candidate], min_size: int, max_pixels: int, workers: int | None, progress: Progress | None
+) -> list[Sample | Reject | Unreadable]:
+    """Check every candidate in parallel (decoding releases the GIL), reporting progress."""
+    results: list[Sample | Reject | Unreadable] = []
+    with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 2))) as pool:
+        for result in pool.map(lambda c: check_file(c, min_size, max_pixels), candidates):
+            results.append(result)
+            if progress is not None:
+                progress(len(results), len(candidates))
+    return results
+
+
+def _warn_unreadable(unreadable: list[Unreadable]) -> None:
+    for item in unreadable:
+        kind = "folder" if item.folder else "file"
+        log.warning("%s: cannot read this %s (%s); left in place, not imported", item.path, kind, item.reason)
 
 
 def import_dataset(
@@ -407,10 +534,12 @@ def import_dataset(
     split: tuple[float, float, float] = (0.8, 0.1, 0.1),
     seed: int = 0,
     min_size: int = 32,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
     near_distance: int = 4,
     crop_objects: bool = False,
     move_rejects: bool = True,
     workers: int | None = None,
+    progress: Progress | None = None,
 ) -> ImportResult:
     """Check, de-duplicate and split ``src`` into the dataset directory ``dataset_dir``.
 
@@ -420,87 +549,68 @@ def import_dataset(
         split: train/val/test fractions.
         seed: makes the split reproducible.
         min_size: images with a side shorter than this are rejected.
+        max_pixels: images whose header claims more pixels than this are rejected undecoded.
         near_distance: perceptual-hash Hamming distance at or below which two images are near
             duplicates (-1 turns near-duplicate search off).
         crop_objects: VOC only: one sample per bounding box instead of one per photo.
         move_rejects: move rejected files aside (the default) or only list them.
+        progress: called with (checked, total) after each file is checked.
     Returns:
-        What was kept, rejected and reported.
+        What was kept, rejected, left unread and reported.
     """
-    from tqdm import tqdm
-
     src, dataset_dir = Path(src), Path(dataset_dir)
     if dataset_dir.exists() and not dataset_dir.is_dir():
         raise UsageError(f"{dataset_dir}: exists and is not a folder")
     dataset_dir.mkdir(parents=True, exist_ok=True)
-    candidates, rejects, order = discover(src, dataset_dir, crop_objects)
+    found = discover(src, dataset_dir, crop_objects)
+    candidates, rejects, unreadable = found.candidates, found.rejects, found.unreadable
     if not candidates and not rejects:
+        _warn_unreadable(unreadable)
         raise UsageError(f"{src}: no images found (expected one sub-folder per class, or Images/ + Annotations/)")
-    if order is not None:
-        unknown = sorted({c.label for c in candidates} - set(order))
+    if found.order is not None:
+        unknown = sorted({c.label for c in candidates} - set(found.order))
         for candidate in [c for c in candidates if c.label in unknown]:
             rejects.append(Reject(candidate.path, candidate.label, f"class {candidate.label!r} is not in labels.txt"))
         candidates = [c for c in candidates if c.label not in unknown]
     samples: list[Sample] = []
-    with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 2))) as pool:
-        checked = pool.map(lambda c: check_file(c, min_size), candidates)
-        for result in tqdm(checked, total=len(candidates), desc="checking", unit="img", leave=False, disable=None):
-            (samples if isinstance(result, Sample) else rejects).append(result)
+    for checked in _check_all(candidates, min_size, max_pixels, workers, progress):
+        if isinstance(checked, Sample):
+            samples.append(checked)
+        elif isinstance(checked, Reject):
+            rejects.append(checked)
+        else:
+            unreadable.append(checked)
+    _warn_unreadable(unreadable)
     samples, duplicates = find_duplicates(samples, near_distance)
-    if move_rejects:
-        for reject in rejects:
-            if reject.path.exists():
-                _move_aside(reject, dataset_dir, src)
+    record_rejects(rejects, dataset_dir, src, move_rejects)
     if not samples:
-        _write_rejects(dataset_dir, rejects)
         raise EdgesightError(
             f"{src}: no usable images ({len(rejects)} rejected; reasons in {dataset_dir / REJECTS_CSV})"
         )
-    labels = order or sorted({s.label for s in samples})
+    labels = found.order or sorted({s.label for s in samples})
     assign_splits(samples, split, seed)
-    _write_rejects(dataset_dir, rejects)
-    _write(dataset_dir, src, labels, samples, rejects, duplicates, split, seed, min_size, near_distance)
-    return ImportResult(dataset_dir, labels, samples, rejects, duplicates)
+    result = ImportResult(dataset_dir, labels, samples, rejects, duplicates, unreadable)
+    settings = {"seed": seed, "split": dict(zip(SPLITS, split)), "min_size": min_size, "max_pixels": max_pixels}
+    _write(result, src, {**settings, "near_distance": near_distance})
+    return result
 
 
-def _write_rejects(dataset_dir: Path, rejects: list[Reject]) -> None:
-    """Append this import's rejects to ``rejects.csv`` (earlier imports' rows are kept)."""
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    _append_csv(
-        dataset_dir / REJECTS_CSV,
-        ["time", "original", "moved_to", "label", "reason"],
-        ([now, str(r.path), str(r.moved_to or ""), r.label, r.reason] for r in rejects),
-    )
-
-
-def _write(
-    dataset_dir: Path,
-    src: Path,
-    labels: list[str],
-    samples: list[Sample],
-    rejects: list[Reject],
-    duplicates: list[Duplicate],
-    split: tuple[float, float, float],
-    seed: int,
-    min_size: int,
-    near_distance: int,
-) -> None:
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    with (dataset_dir / DUPLICATES_CSV).open("w", newline="", encoding="utf-8") as handle:
+def _write_duplicates(dataset_dir: Path, duplicates: list[Duplicate]) -> None:
+    with (dataset_dir / DUPLICATES_CSV).open("w", newline="", encoding="utf-8", errors=CSV_ERRORS) as handle:
         writer = csv.writer(handle)
         writer.writerow(["kind", "path", "label", "kept", "phash_distance", "labels"])
         writer.writerows(
             [d.kind, str(d.path), d.label, str(d.kept or ""), d.distance, " ".join(d.labels)] for d in duplicates
         )
-    (dataset_dir / LABELS).write_text("".join(f"{label}\n" for label in labels), encoding="utf-8")
-    manifest = {
+
+
+def _manifest(result: ImportResult, src: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    labels, dataset_dir = result.labels, result.dataset_dir
+    return {
         "schema_version": SCHEMA_VERSION,
-        "created": now,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "source": str(src.resolve()),
-        "seed": seed,
-        "split": dict(zip(SPLITS, split)),
-        "min_size": min_size,
-        "near_distance": near_distance,
+        **settings,
         "labels": labels,
         "samples": [
             {
@@ -512,11 +622,11 @@ def _write(
                 "sha256": s.sha256,
                 **({"origin": str(s.origin)} if s.origin else {}),
             }
-            for s in sorted(samples, key=lambda s: (labels.index(s.label), str(s.path)))
+            for s in sorted(result.samples, key=lambda s: (labels.index(s.label), str(s.path)))
         ],
         "duplicates": [
             {**asdict(d), "path": str(d.path), "kept": str(d.kept) if d.kept else None, "labels": list(d.labels)}
-            for d in duplicates
+            for d in result.duplicates
         ],
         "rejects": [
             {
@@ -525,18 +635,31 @@ def _write(
                 "label": r.label,
                 "reason": r.reason,
             }
-            for r in rejects
+            for r in result.rejects
+        ],
+        "unreadable": [
+            {"path": str(u.path), "kind": "folder" if u.folder else "file", "reason": u.reason}
+            for u in result.unreadable
         ],
     }
+
+
+def _write(result: ImportResult, src: Path, settings: dict[str, Any]) -> None:
+    """duplicates.csv, labels.txt and (last, atomically) dataset.json."""
+    dataset_dir = result.dataset_dir
+    _write_duplicates(dataset_dir, result.duplicates)
+    (dataset_dir / LABELS).write_text("".join(f"{label}\n" for label in result.labels), encoding="utf-8")
     tmp = dataset_dir / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    # ensure_ascii: a name that is not UTF-8 is kept as a \udcXX escape, read back to the same bytes
+    tmp.write_text(json.dumps(_manifest(result, src, settings), indent=1, ensure_ascii=True) + "\n", encoding="ascii")
     tmp.replace(dataset_dir / MANIFEST)
     log.info(
-        "dataset %s: %d samples, %d rejected, %d duplicates/conflicts",
+        "dataset %s: %d samples, %d rejected, %d duplicates/conflicts, %d unreadable",
         dataset_dir,
-        len(samples),
-        len(rejects),
-        len(duplicates),
+        len(result.samples),
+        len(result.rejects),
+        len(result.duplicates),
+        len(result.unreadable),
     )
 
 

@@ -1,7 +1,7 @@
 """Measure a bundle on a dataset split with the device runtime, and explain its worst mistakes.
 
 Every model file of the bundle is run through ``edgesight.device.classify`` on the photos as the
-device would see them (decoded with ``read_image``, fitted by the bundle's contract), so the
+device would see them (decoded by OpenCV as on the device, fitted by the bundle's contract), so the
 figures are those of what ships. The HTML report adds the confusion matrix, per-class
 precision/recall/F1 (scikit-learn), float vs int8 agreement, and the most confident mistakes
 with Grad-CAM heat maps from the run's Keras model.
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,25 +18,15 @@ import numpy as np
 
 from ..device.core.bundle import load_bundle
 from ..device.core.errors import UsageError
-from ..device.core.preprocess import fit_to_size, read_image, to_rgb
+from ..device.core.preprocess import fit_to_size, to_rgb
 from .dataset import Dataset
+from .evaluation import Evaluation
+from .images import read_photo
 from .measure import agreement, open_variant, score_frames, summarise
+from .report import write_report
+from .train import MODEL_FILE
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Evaluation:
-    """Scores of every model file on one split, and the derived figures."""
-
-    labels: tuple[str, ...]
-    paths: list[Path]
-    targets: np.ndarray
-    scores: dict[str, np.ndarray]  # model file -> [N, classes]
-    default_model: str
-    metrics: dict[str, Any] = field(default_factory=dict)
-    per_class: list[dict[str, Any]] = field(default_factory=list)
-    confusion: np.ndarray | None = None
 
 
 def run_models(bundle_dir: Path, dataset: Dataset, split: str, top_k: int = 3) -> Evaluation:
@@ -52,7 +41,7 @@ def run_models(bundle_dir: Path, dataset: Dataset, split: str, top_k: int = 3) -
     paths, targets = dataset.subset(split)
     if not paths:
         raise UsageError(f"{dataset.root}: the {split} split is empty")
-    frames = [read_image(p) for p in paths]
+    frames = [read_photo(p) for p in paths]
     files = [f for f in spec.manifest["files"] if f.endswith(".tflite") and "edgetpu" not in f]
     scores = {f: score_frames(open_variant(spec, bundle_dir / f), frames) for f in files}
     default = spec.manifest["default_model"]
@@ -107,7 +96,7 @@ def worst_mistakes(result: Evaluation, limit: int) -> list[dict[str, Any]]:
 
 def _find_run(bundle_manifest: dict[str, Any], run_dir: str | Path | None) -> Path | None:
     candidate = Path(run_dir) if run_dir else Path(bundle_manifest.get("training", {}).get("run_dir", ""))
-    if candidate and (candidate / "model.keras").is_file():
+    if candidate and (candidate / MODEL_FILE).is_file():
         return candidate
     if run_dir:
         raise UsageError(f"{run_dir}: no model.keras there (needed for Grad-CAM)")
@@ -126,8 +115,6 @@ def evaluate(
     gradcam: bool = True,
 ) -> dict[str, Any]:
     """Evaluate and write the report; returns the metrics (also saved as ``metrics.json``)."""
-    from .report import write_report
-
     bundle_dir = Path(bundle_dir)
     dataset = Dataset.load(dataset_dir)
     result = run_models(bundle_dir, dataset, split, top_k)
@@ -137,7 +124,7 @@ def evaluate(
     mistakes = worst_mistakes(result, worst)
     size = spec.contract.height if spec.contract else 160
     fit = spec.contract.fit if spec.contract else "centre"
-    thumbs = {m["index"]: fit_to_size(to_rgb(read_image(result.paths[m["index"]])), size, size, fit) for m in mistakes}
+    thumbs = {m["index"]: fit_to_size(to_rgb(read_photo(result.paths[m["index"]])), size, size, fit) for m in mistakes}
     heatmaps: dict[int, np.ndarray] = {}
     run = _find_run(spec.manifest, run_dir) if gradcam else None
     if run is not None and mistakes:
@@ -148,7 +135,7 @@ def evaluate(
         from .explain import gradcam as grad_cam
         from .explain import overlay
 
-        model = keras.models.load_model(run / "model.keras")
+        model = keras.models.load_model(run / MODEL_FILE)
         for m in mistakes:
             predicted = result.labels.index(m["predicted"])
             heatmaps[m["index"]] = overlay(thumbs[m["index"]], grad_cam(model, thumbs[m["index"]], predicted))
@@ -157,7 +144,7 @@ def evaluate(
     metrics = {
         **result.metrics,
         "per_class": result.per_class,
-        "confusion_matrix": result.confusion.tolist() if result.confusion is not None else [],
+        "confusion_matrix": result.confusion.tolist(),
         "worst_mistakes": mistakes,
         "bundle": str(bundle_dir.resolve()),
         "dataset": str(dataset.root.resolve()),

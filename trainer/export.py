@@ -14,19 +14,29 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..device.core.bundle import DEFAULT_MODEL, ModelSpec, write_bundle
+from ..device.core.bundle import (
+    DEFAULT_MODEL,
+    EDGETPU_MODEL,
+    MANIFEST,
+    ONNX_MODEL,
+    ModelSpec,
+    variant_file,
+    write_bundle,
+)
 from ..device.core.errors import UsageError
-from ..device.core.preprocess import InputContract
+from ..device.core.preprocess import Fit, InputContract
 from .backend import load_tensorflow
 from .dataset import Dataset
 from .inputs import load_images
 from .measure import agreement, open_variant, score_distribution, score_frames, summarise
+from .notify import Say, log_only
 from .train import MODEL_FILE, RUN_CONFIG
 
 log = logging.getLogger(__name__)
@@ -39,7 +49,7 @@ CALIBRATION_IMAGES = 200
 def model_filenames(quants: list[str]) -> dict[str, str]:
     """quant -> file name; the first of int8, fp16, float that was asked for is ``model.tflite``."""
     ordered = [q for q in QUANTS if q in quants]
-    return {q: DEFAULT_MODEL if i == 0 else f"model_{q}.tflite" for i, q in enumerate(ordered)}
+    return {q: DEFAULT_MODEL if i == 0 else variant_file(q) for i, q in enumerate(ordered)}
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:
@@ -93,21 +103,22 @@ def convert(saved_model: Path, quant: str, io: str, calibration: np.ndarray) -> 
     return converter.convert()
 
 
-def export(
-    run_dir: str | Path,
-    out_dir: str | Path,
-    *,
-    quants: list[str] | None = None,
-    io: str = "uint8",
-    onnx: bool = False,
-    edgetpu: bool = False,
-    name: str | None = None,
-    version: str | None = None,
-    dataset_dir: str | Path | None = None,
-) -> dict[str, Any]:
-    """Convert, measure and bundle; returns the manifest that was written."""
-    run_dir, out_dir = Path(run_dir), Path(out_dir)
-    quants = list(dict.fromkeys(quants or QUANTS))
+@dataclass
+class _Inputs:
+    """What a bundle is made from: the run, its dataset, and the images converting and measuring need."""
+
+    run_dir: Path
+    info: dict[str, Any]
+    labels: tuple[str, ...]
+    dataset: Dataset
+    size: int
+    fit: Fit
+    calibration: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+
+
+def _check_options(quants: list[str], io: str, edgetpu: bool) -> None:
     bad = [q for q in quants if q not in QUANTS]
     if bad:
         raise UsageError(f"--quant {bad[0]!r}: use {', '.join(QUANTS)}")
@@ -119,8 +130,10 @@ def export(
         from .edgetpu import find_compiler
 
         find_compiler()  # a missing compiler is known now, not after minutes of conversion
-    if out_dir.exists() and (out_dir / "manifest.json").exists() and out_dir.resolve() != run_dir.resolve():
-        log.info("%s: replacing the bundle there", out_dir)
+
+
+def _load_inputs(run_dir: Path, dataset_dir: str | Path | None) -> _Inputs:
+    """The run's settings and labels, and its dataset's calibration (train) and test images."""
     info = read_run(run_dir)
     cfg = info["config"]
     size, fit = int(cfg["size"]), cfg["fit"]
@@ -128,33 +141,37 @@ def export(
     labels = tuple(info["labels"])
     if tuple(dataset.labels) != labels:
         raise UsageError(f"{dataset.root}: its labels {list(dataset.labels)} differ from the run's {list(labels)}")
-
-    tf, keras = load_tensorflow()
     train_paths, _ = dataset.subset("train")
     rng = np.random.default_rng(0)
     pick = sorted(rng.permutation(len(train_paths))[:CALIBRATION_IMAGES])
     calibration = load_images([train_paths[i] for i in pick], size, fit)
     test_paths, test_y = dataset.subset("test")
     test_x = load_images(test_paths, size, fit) if test_paths else np.zeros((0, size, size, 3), np.uint8)
+    return _Inputs(run_dir, info, labels, dataset, size, fit, calibration, test_x, test_y)
 
-    model = keras.models.load_model(run_dir / MODEL_FILE)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = model_filenames(quants)
+
+def _convert_all(model: Any, files: dict[str, str], io: str, calibration: np.ndarray, out_dir: Path) -> None:
+    """Every asked-for TFLite model, converted from one SavedModel export of the Keras model."""
     with tempfile.TemporaryDirectory(prefix="edgesight-export-") as tmp:
         saved = Path(tmp) / "saved_model"
         model.export(str(saved), format="tf_saved_model", verbose=False)
         for quant, filename in files.items():
             log.info("converting %s -> %s", quant, filename)
             (out_dir / filename).write_bytes(convert(saved, quant, io, calibration))
-    print(f"converted {', '.join(f'{q} -> {f}' for q, f in files.items())} (TensorFlow {tf.__version__})", flush=True)
 
-    contract = InputContract(size, size, mean=0.0, std=1.0, fit=fit)  # the graph normalises its own input
-    spec = ModelSpec(out_dir / DEFAULT_MODEL, labels, contract)
+
+def _measure(
+    files: dict[str, str], inputs: _Inputs, contract: InputContract, out_dir: Path
+) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, Any]]:
+    """(test scores per quant, per-file quantization entries, metrics) with the device runtime."""
+    spec = ModelSpec(out_dir / DEFAULT_MODEL, inputs.labels, contract)
     scores: dict[str, np.ndarray] = {}
     quantization: dict[str, Any] = {}
+    runtime = ""
     for quant, filename in files.items():
         classifier = open_variant(spec, out_dir / filename)
-        scores[quant] = score_frames(classifier, test_x, order="RGB")
+        runtime = classifier.runtime.name
+        scores[quant] = score_frames(classifier, inputs.test_x, order="RGB")
         quantization[filename] = {
             "precision": quant,
             "input": [
@@ -165,64 +182,114 @@ def export(
         }
     metrics: dict[str, Any] = {
         "split": "test",
-        "runtime": classifier.runtime.name,
-        **{quant: summarise(s, test_y) for quant, s in scores.items()},
+        "runtime": runtime,
+        **{quant: summarise(s, inputs.test_y) for quant, s in scores.items()},
     }
     if "float" in scores:
         metrics["agreement_with_float"] = {q: agreement(scores["float"], s) for q, s in scores.items() if q != "float"}
-    metrics["keras_float_accuracy"] = info.get("metrics", {}).get("test_accuracy")
-    default_quant = next(iter(files))
-    extra: dict[str, Any] = {
-        "models": quantization,
-        "test_distribution": {"model": files[default_quant], **score_distribution(scores[default_quant], labels)},
-        "training": {
-            "run_dir": str(run_dir.resolve()),
-            "dataset": str(dataset.root.resolve()),
-            "config": cfg,
-            "metrics": info.get("metrics", {}),
-            "trained": info.get("created"),
-        },
-    }
+    metrics["keras_float_accuracy"] = inputs.info.get("metrics", {}).get("test_accuracy")
+    return scores, quantization, metrics
+
+
+def _accelerator_files(
+    model: Any, files: dict[str, str], inputs: _Inputs, out_dir: Path, onnx: bool, edgetpu: bool, extra: dict
+) -> dict[str, Path]:
+    """model.onnx and model_edgetpu.tflite when asked for; their checks go into ``extra``."""
     extra_files: dict[str, Path] = {}
+    default_file = next(iter(files.values()))
     if onnx:
         from .onnx_export import compare_with_tflite, export_onnx
 
-        onnx_path = export_onnx(model, out_dir / "model.onnx", size)
-        reference = out_dir / files.get("float", files[default_quant])
-        extra["onnx"] = compare_with_tflite(onnx_path, reference, list(test_x[:50]))
-        extra_files["model.onnx"] = onnx_path
+        onnx_path = export_onnx(model, out_dir / ONNX_MODEL, inputs.size)
+        reference = out_dir / files.get("float", default_file)
+        extra["onnx"] = compare_with_tflite(onnx_path, reference, list(inputs.test_x[:50]))
+        extra_files[ONNX_MODEL] = onnx_path
     if edgetpu:
         from .edgetpu import compile_edgetpu
 
         tpu_path, tpu_info = compile_edgetpu(out_dir / files["int8"], out_dir)
-        target = out_dir / "model_edgetpu.tflite"
+        target = out_dir / EDGETPU_MODEL
         if tpu_path.resolve() != target.resolve():
             os.replace(tpu_path, target)
         extra["edgetpu"] = tpu_info
-        extra_files["model_edgetpu.tflite"] = target
-    architecture = {
+        extra_files[EDGETPU_MODEL] = target
+    return extra_files
+
+
+def _architecture(cfg: dict[str, Any], size: int, classes: int) -> dict[str, Any]:
+    return {
         "family": cfg["arch"],
         "alpha": cfg["alpha"],
         "input_size": size,
-        "num_classes": len(labels),
+        "num_classes": classes,
         "weights": _weights_name(cfg["weights"]),
         "normalisation": "in graph: Rescaling(1/127.5, offset=-1); feed RGB pixels 0..255",
     }
+
+
+def export(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    quants: list[str] | None = None,
+    io: str = "uint8",
+    onnx: bool = False,
+    edgetpu: bool = False,
+    name: str | None = None,
+    version: str | None = None,
+    dataset_dir: str | Path | None = None,
+    say: Say | None = None,
+) -> dict[str, Any]:
+    """Convert, measure and bundle; returns the manifest that was written."""
+    say = say or log_only(log)
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    quants = list(dict.fromkeys(quants or QUANTS))
+    _check_options(quants, io, edgetpu)
+    if out_dir.exists() and (out_dir / MANIFEST).exists() and out_dir.resolve() != run_dir.resolve():
+        log.info("%s: replacing the bundle there", out_dir)
+    inputs = _load_inputs(run_dir, dataset_dir)
+    cfg = inputs.info["config"]
+
+    tf, keras = load_tensorflow()
+    model = keras.models.load_model(run_dir / MODEL_FILE)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = model_filenames(quants)
+    _convert_all(model, files, io, inputs.calibration, out_dir)
+    say(f"converted {', '.join(f'{q} -> {f}' for q, f in files.items())} (TensorFlow {tf.__version__})")
+
+    contract = InputContract(inputs.size, inputs.size, mean=0.0, std=1.0, fit=inputs.fit)  # the graph normalises
+    scores, quantization, metrics = _measure(files, inputs, contract, out_dir)
+    default_quant = next(iter(files))
+    extra: dict[str, Any] = {
+        "models": quantization,
+        "test_distribution": {
+            "model": files[default_quant],
+            **score_distribution(scores[default_quant], inputs.labels),
+        },
+        "training": {
+            "run_dir": str(run_dir.resolve()),
+            "dataset": str(inputs.dataset.root.resolve()),
+            "config": cfg,
+            "metrics": inputs.info.get("metrics", {}),
+            "trained": inputs.info.get("created"),
+        },
+    }
+    extra_files = _accelerator_files(model, files, inputs, out_dir, onnx, edgetpu, extra)
     created = datetime.now(timezone.utc)
     write_bundle(
         out_dir,
         {f: out_dir / f for f in files.values()},
-        list(labels),
+        list(inputs.labels),
         name=name or run_dir.name,
         version=version or created.strftime("%Y.%m.%d-%H%M"),
-        architecture=architecture,
+        architecture=_architecture(cfg, inputs.size, len(inputs.labels)),
         contract=contract,
         background_index=None,
         metrics=metrics,
         extra_files=extra_files,
         extra=extra,
     )
-    return json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
+    return json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
 
 
 def _weights_name(weights: str) -> str:

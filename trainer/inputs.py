@@ -1,7 +1,8 @@
 """Model inputs built with the device's own preprocessing, so what is trained is what runs.
 
-Every image is decoded with ``read_image``, fitted with ``fit_to_size`` and turned RGB with
-``to_rgb`` exactly as on the device, once, into a uint8 array. Training a few thousand
+Every image is decoded with ``read_photo`` (OpenCV's decoder, as on the device, behind the
+same checks as ``data import``), fitted with ``fit_to_size`` and turned RGB with ``to_rgb``
+exactly as on the device, once, into a uint8 array. Training a few thousand
 photos at 96-224 px fits in memory, and decoding once instead of every epoch is most of what
 makes CPU training quick. Augmentation runs on those arrays in ``tf.data``; it is not part of
 the exported model.
@@ -17,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from ..device.core.preprocess import Fit, fit_to_size, read_image, to_rgb
+from ..device.core.preprocess import Fit, fit_to_size, to_rgb
+from .images import read_photo
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +30,7 @@ def fitted_image(path: Path, size: int, fit: Fit) -> np.ndarray:
     Fitted first, then converted, as ``prepare`` does: the same pixels, and the colour
     conversion runs on size x size pixels instead of the whole photo.
     """
-    return to_rgb(fit_to_size(read_image(path), size, size, fit))
+    return to_rgb(fit_to_size(read_photo(path), size, size, fit))
 
 
 def load_images(paths: list[Path], size: int, fit: Fit, workers: int | None = None) -> np.ndarray:

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 if TYPE_CHECKING:
-    from .evaluate import Evaluation
+    from .evaluation import Evaluation
 
 
 def plot_confusion(confusion: np.ndarray, labels: tuple[str, ...], path: Path, title: str) -> Path:
@@ -73,6 +73,40 @@ def _table(rows: list[list[Any]], header: list[str]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _mistake_cards(
+    mistakes: list[dict[str, Any]], thumbs: dict[int, np.ndarray], heatmaps: dict[int, np.ndarray], images: Path
+) -> list[str]:
+    """One HTML card per mistake: the photo as the model saw it, its Grad-CAM, true vs predicted."""
+    cards = []
+    for m in mistakes:
+        i = m["index"]
+        photo = _save_rgb(images / f"mistake_{i}.jpg", thumbs[i])
+        heat = ""
+        if i in heatmaps:
+            heat = f'<img src="{_save_rgb(images / f"gradcam_{i}.jpg", heatmaps[i])}" alt="Grad-CAM">'
+        cards.append(
+            f'<div class="card"><img src="{photo}" alt="photo">{heat}<p>true <b>{html.escape(m["true"])}</b>, '
+            f"predicted <b>{html.escape(m['predicted'])}</b> {m['score']:.2f}<br>"
+            f"<small>{html.escape(Path(m['path']).name)}</small></p></div>"
+        )
+    return cards
+
+
+def _model_rows(metrics: dict[str, Any]) -> tuple[list[list[Any]], list[list[Any]]]:
+    """(models table, agreement-with-float table) rows."""
+    models = [
+        [
+            f,
+            m["precision"],
+            m.get("accuracy", ""),
+            next((v for k, v in m.items() if k.startswith("top") and k.endswith("_accuracy")), ""),
+        ]
+        for f, m in metrics["models"].items()
+    ]
+    agree = [[f, a["top1_agreement"], a["max_score_diff"]] for f, a in metrics.get("agreement_with_float", {}).items()]
+    return models, agree
+
+
 def write_report(
     report_dir: Path,
     manifest: dict[str, Any],
@@ -92,30 +126,10 @@ def write_report(
         f"{manifest['name']} {result.default_model} on {metrics['split']} ({metrics['images']} images)",
     )
     plot_per_class(result.per_class, report_dir / "per_class.png")
-    models = [
-        [
-            f,
-            m["precision"],
-            m.get("accuracy", ""),
-            next((v for k, v in m.items() if k.startswith("top") and k.endswith("_accuracy")), ""),
-        ]
-        for f, m in metrics["models"].items()
-    ]
-    agree = [[f, a["top1_agreement"], a["max_score_diff"]] for f, a in metrics.get("agreement_with_float", {}).items()]
+    models, agree = _model_rows(metrics)
     per_class = [[r["label"], r["precision"], r["recall"], r["f1"], r["support"]] for r in result.per_class]
     confusion = [[labels[i], *row] for i, row in enumerate(result.confusion.tolist())]
-    cards = []
-    for m in metrics["worst_mistakes"]:
-        i = m["index"]
-        photo = _save_rgb(images / f"mistake_{i}.jpg", thumbs[i])
-        heat = ""
-        if i in heatmaps:
-            heat = f'<img src="{_save_rgb(images / f"gradcam_{i}.jpg", heatmaps[i])}" alt="Grad-CAM">'
-        cards.append(
-            f'<div class="card"><img src="{photo}" alt="photo">{heat}<p>true <b>{html.escape(m["true"])}</b>, '
-            f"predicted <b>{html.escape(m['predicted'])}</b> {m['score']:.2f}<br>"
-            f"<small>{html.escape(Path(m['path']).name)}</small></p></div>"
-        )
+    cards = _mistake_cards(metrics["worst_mistakes"], thumbs, heatmaps, images)
     agree_html = (
         _table(agree, ["file", "top-1 agreement", "max score difference"])
         if agree
@@ -149,5 +163,5 @@ Default model <b>{html.escape(result.default_model)}</b>: macro F1 {metrics["mac
 </body></html>
 """
     out = report_dir / "report.html"
-    out.write_text(page, encoding="utf-8")
+    out.write_text(page, encoding="utf-8", errors="backslashreplace")  # a file name need not be UTF-8
     return out

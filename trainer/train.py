@@ -24,10 +24,12 @@ from typing import Any
 import numpy as np
 
 from ..device.core.errors import UsageError
+from ..device.core.preprocess import normalise_fit
 from .backend import load_tensorflow
 from .config import TrainConfig, from_mapping
 from .dataset import Dataset
 from .inputs import augmenter, load_images, make_dataset
+from .notify import Say, log_only
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +192,8 @@ def fit_head(
         assert train.features is not None
         repeats = len(train.features) // len(train)
         y = np.tile(train.onehot, (repeats, 1))
-        validation = (val.features[: len(val)], val.onehot) if monitor == "val_loss" else None  # type: ignore[index]
+        has_val = monitor == "val_loss" and val is not None and val.features is not None
+        validation = (val.features[: len(val)], val.onehot) if has_val else None  # type: ignore[index,union-attr,arg-type]
         history = head.fit(
             train.features,
             y,
@@ -282,6 +285,34 @@ def _check_run_dir(run_dir: Path, resume: bool) -> dict[str, Any]:
     return state
 
 
+def _load_splits(dataset: Dataset, cfg: TrainConfig, n: int) -> tuple[Arrays, Arrays | None, Arrays]:
+    """Decode and fit the train, val (None when empty) and test images once, into arrays."""
+    fit = normalise_fit(cfg.fit)
+    paths, y_train = dataset.subset("train")
+    train_arrays = Arrays(load_images(paths, cfg.size, fit), y_train, n)
+    val_paths, y_val = dataset.subset("val")
+    val_arrays = Arrays(load_images(val_paths, cfg.size, fit), y_val, n) if val_paths else None
+    test_paths, y_test = dataset.subset("test")
+    test_arrays = Arrays(load_images(test_paths, cfg.size, fit), y_test, n)
+    log.info("train %d, val %d, test %d images at %d px", len(train_arrays), len(val_paths), len(test_paths), cfg.size)
+    return train_arrays, val_arrays, test_arrays
+
+
+def _phase_one(
+    model: Any, cfg: TrainConfig, train: Arrays, val: Arrays | None, run_dir: Path, verbose: int, say: Say
+) -> dict[str, list[float]]:
+    """Phase 1 (the head on a frozen backbone), its weights saved so a resume can skip it."""
+    if cfg.cache_features and cfg.epochs_head:
+        log.info("caching backbone features of %d training images in several views", len(train))
+        train.features = _views(compute_features(model, train.x, cfg), np.arange(len(train)))
+        if val is not None:
+            val.features = compute_features(model, val.x)[0]
+    say(f"phase 1: head on a frozen {cfg.arch} backbone, {cfg.epochs_head} epoch(s) at most")
+    history = {f"head_{k}": v for k, v in fit_head(model, cfg, train, val, run_dir, verbose).items()}
+    model.save_weights(run_dir / PHASE1_WEIGHTS)
+    return history
+
+
 def train(
     dataset_dir: str | Path,
     run_dir: str | Path,
@@ -290,6 +321,7 @@ def train(
     resume: bool = False,
     verbose: int | None = None,
     resume_overrides: dict[str, Any] | None = None,
+    say: Say | None = None,
 ) -> TrainResult:
     """Train on the dataset's train split (val for early stopping) and save the run directory.
 
@@ -299,14 +331,14 @@ def train(
     dataset, metrics), ``labels.txt``, ``history.json``, TensorBoard ``logs/`` and checkpoints.
     """
     t0 = time.perf_counter()
+    say = say or log_only(log)
     dataset = Dataset.load(dataset_dir)
     run_dir = Path(run_dir)
     state = _check_run_dir(run_dir, resume) if run_dir.exists() or resume else {}
     if resume and state.get("config"):
         # a resumed run keeps its settings; only what the user passes again (e.g. more epochs) changes
         cfg = from_mapping(resume_overrides or {}, "command line", TrainConfig(**state["config"]))
-    paths, y_train = dataset.subset("train")
-    if not len(paths):
+    if not dataset.indices("train"):
         raise UsageError(f"{dataset.root}: the train split is empty")
     run_dir.mkdir(parents=True, exist_ok=True)
     state = {"phase": "head", "config": cfg.to_dict(), **({k: v for k, v in state.items() if k != "config"})}
@@ -318,28 +350,12 @@ def train(
     verbose = _verbosity() if verbose is None else verbose
     keras.utils.set_random_seed(cfg.seed)
     n = len(dataset.labels)
-    train_arrays = Arrays(load_images(paths, cfg.size, cfg.fit), y_train, n)
-    val_paths, y_val = dataset.subset("val")
-    val_arrays = Arrays(load_images(val_paths, cfg.size, cfg.fit), y_val, n) if val_paths else None
-    test_paths, y_test = dataset.subset("test")
-    test_arrays = Arrays(load_images(test_paths, cfg.size, cfg.fit), y_test, n)
-    log.info("train %d, val %d, test %d images at %d px", len(train_arrays), len(val_paths), len(test_paths), cfg.size)
-
+    train_arrays, val_arrays, test_arrays = _load_splits(dataset, cfg, n)
     model = build_model(cfg, n)
     (run_dir / STATE_FILE).write_text(json.dumps(state, indent=1))  # only now is there a run to resume
     history: dict[str, list[float]] = {}
     if state["phase"] == "head":
-        if cfg.cache_features and cfg.epochs_head:
-            log.info("caching backbone features of %d training images in several views", len(train_arrays))
-            every = np.arange(len(train_arrays))
-            train_arrays.features = _views(compute_features(model, train_arrays.x, cfg), every)
-            if val_arrays is not None:
-                val_arrays.features = compute_features(model, val_arrays.x)[0]
-        print(f"phase 1: head on a frozen {cfg.arch} backbone, {cfg.epochs_head} epoch(s) at most", flush=True)
-        history.update(
-            {f"head_{k}": v for k, v in fit_head(model, cfg, train_arrays, val_arrays, run_dir, verbose).items()}
-        )
-        model.save_weights(run_dir / PHASE1_WEIGHTS)
+        history.update(_phase_one(model, cfg, train_arrays, val_arrays, run_dir, verbose, say))
         state["phase"] = "finetune"
         state["head_history"] = history
         (run_dir / STATE_FILE).write_text(json.dumps(state, indent=1))
@@ -348,10 +364,8 @@ def train(
         history.update(state.get("head_history", {}))
         log.info("resuming %s in phase 2", run_dir)
     head_accuracy = accuracy(model, val_arrays) if val_arrays is not None else float("nan")
-    print(
-        f"phase 2: top {cfg.unfreeze} backbone layers at lr {cfg.lr_finetune:g}, "
-        f"{cfg.epochs_finetune} epoch(s) at most",
-        flush=True,
+    say(
+        f"phase 2: top {cfg.unfreeze} backbone layers at lr {cfg.lr_finetune:g}, {cfg.epochs_finetune} epoch(s) at most"
     )
     history.update(
         {f"finetune_{k}": v for k, v in fine_tune(model, cfg, train_arrays, val_arrays, run_dir, verbose).items()}
@@ -415,6 +429,7 @@ def kfold(
     k: int,
     verbose: int | None = None,
     val_fraction: float = 0.1,
+    say: Say | None = None,
 ) -> dict[str, Any]:
     """Stratified k-fold cross-validation over every sample of the dataset.
 
@@ -442,7 +457,7 @@ def kfold(
     verbose = 0 if verbose is None else verbose
     t0 = time.perf_counter()
     n = len(dataset.labels)
-    x = load_images(paths, cfg.size, cfg.fit)
+    x = load_images(paths, cfg.size, normalise_fit(cfg.fit))
     keras.utils.set_random_seed(cfg.seed)
     features = compute_features(build_model(cfg, n), x, cfg) if cfg.cache_features else None
     folds = []
@@ -450,31 +465,12 @@ def kfold(
     for fold, (train_idx, test_idx) in enumerate(splitter.split(np.zeros(len(y)), y), start=1):
         keras.backend.clear_session()
         keras.utils.set_random_seed(cfg.seed + fold)
-        model = build_model(cfg, n)
-        fit_idx, val_idx = _carve_validation(train_idx, y, val_fraction, cfg.seed + fold)
-        train = Arrays(x[fit_idx], y[fit_idx], n)
-        val = Arrays(x[val_idx], y[val_idx], n) if len(val_idx) else None
-        if features is not None:
-            train.features = _views(features, fit_idx)
-            if val is not None:
-                val.features = features[0, val_idx]
-        fit_head(model, cfg, train, val, None, verbose)
-        head_acc = accuracy(model, Arrays(x[test_idx], y[test_idx], n))
-        fine_tune(model, cfg, train, val, None, verbose)
-        acc = accuracy(model, Arrays(x[test_idx], y[test_idx], n))
-        folds.append(
-            {
-                "fold": fold,
-                "train": len(fit_idx),
-                "val": len(val_idx),
-                "test": len(test_idx),
-                "head_only_accuracy": round(head_acc, 4),
-                "accuracy": round(acc, 4),
-            }
-        )
-        print(
-            f"fold {fold}/{k}: accuracy {acc:.3f} (head only {head_acc:.3f}) on {len(test_idx)} held-out images",
-            flush=True,
+        rows = _carve_validation(train_idx, y, val_fraction, cfg.seed + fold)
+        result = _run_fold(cfg, x, y, features, (*rows, test_idx), n, verbose)
+        folds.append({"fold": fold, **result})
+        (say or log_only(log))(
+            f"fold {fold}/{k}: accuracy {result['accuracy']:.3f} (head only {result['head_only_accuracy']:.3f}) "
+            f"on {len(test_idx)} held-out images"
         )
     accs = np.array([f["accuracy"] for f in folds])
     heads = np.array([f["head_only_accuracy"] for f in folds])
@@ -490,6 +486,46 @@ def kfold(
         "dataset": str(dataset.root.resolve()),
         "seconds": round(time.perf_counter() - t0, 1),
     }
+    _write_kfold(out_dir, summary)
+    return summary
+
+
+def _run_fold(
+    cfg: TrainConfig,
+    x: np.ndarray,
+    y: np.ndarray,
+    features: np.ndarray | None,
+    rows: tuple[np.ndarray, np.ndarray, np.ndarray],
+    n: int,
+    verbose: int,
+) -> dict[str, Any]:
+    """Train one fold on its (fit, val) rows as ``train`` does and score it on its held-out rows."""
+    from .model import build_model
+
+    fit_idx, val_idx, test_idx = rows
+    model = build_model(cfg, n)
+    train = Arrays(x[fit_idx], y[fit_idx], n)
+    val = Arrays(x[val_idx], y[val_idx], n) if len(val_idx) else None
+    if features is not None:
+        train.features = _views(features, fit_idx)
+        if val is not None:
+            val.features = features[0, val_idx]
+    held_out = Arrays(x[test_idx], y[test_idx], n)
+    fit_head(model, cfg, train, val, None, verbose)
+    head_acc = accuracy(model, held_out)
+    fine_tune(model, cfg, train, val, None, verbose)
+    acc = accuracy(model, held_out)
+    return {
+        "train": len(fit_idx),
+        "val": len(val_idx),
+        "test": len(test_idx),
+        "head_only_accuracy": round(head_acc, 4),
+        "accuracy": round(acc, 4),
+    }
+
+
+def _write_kfold(out_dir: Path, summary: dict[str, Any]) -> None:
+    folds = summary["folds"]
     (out_dir / "kfold.json").write_text(json.dumps(summary, indent=1))
     with (out_dir / "kfold.csv").open("w", encoding="utf-8") as handle:
         handle.write("fold,train,val,test,head_only_accuracy,accuracy\n")
@@ -497,4 +533,3 @@ def kfold(
             f"{f['fold']},{f['train']},{f['val']},{f['test']},{f['head_only_accuracy']},{f['accuracy']}\n"
             for f in folds
         )
-    return summary

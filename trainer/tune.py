@@ -23,6 +23,7 @@ from ..device.core.errors import ConfigError, UsageError
 from ..device.core.tomlfile import read_toml
 from .backend import load_tensorflow
 from .config import TrainConfig, dump_toml, from_mapping
+from .notify import Say, log_only
 
 log = logging.getLogger(__name__)
 
@@ -110,11 +111,13 @@ def tune(
     trials: int = 10,
     minutes: float | None = None,
     space_file: str | Path | None = None,
+    say: Say | None = None,
 ) -> list[Trial]:
     """Run trials until the budget is spent; write ``tune.csv`` (best first) and ``best.toml``."""
     from .dataset import Dataset
     from .train import train
 
+    say = say or log_only(log)
     if trials < 1:
         raise UsageError("--trials must be at least 1")
     dataset = Dataset.load(dataset_dir)
@@ -131,12 +134,13 @@ def tune(
             log.info("time budget of %g min spent after %d trial(s)", minutes, len(results))
             break
         trial = Trial(number, params, run_dir=str(out_dir / "trials" / f"{number:03d}"))
-        print(f"trial {number}/{len(plan)}: " + ", ".join(f"{k}={v}" for k, v in params.items()), flush=True)
+        say(f"trial {number}/{len(plan)}: " + ", ".join(f"{k}={v}" for k, v in params.items()))
         t0 = time.monotonic()
         try:
             _, keras = load_tensorflow()
             keras.backend.clear_session()
-            result = train(dataset_dir, trial.run_dir, from_mapping(params, "search space", base), verbose=0)
+            cfg = from_mapping(params, "search space", base)
+            result = train(dataset_dir, trial.run_dir, cfg, verbose=0, say=say)
             trial.val_accuracy = result.metrics["val_accuracy"]
             trial.val_loss = _val_loss(result.history)
         except UsageError:
@@ -146,10 +150,7 @@ def tune(
             log.warning("trial %d failed: %s", number, trial.error)
         trial.seconds = round(time.monotonic() - t0, 1)
         results.append(trial)
-        print(
-            f"  val accuracy {trial.val_accuracy:.3f}, val loss {trial.val_loss:.3f} in {trial.seconds:.0f} s",
-            flush=True,
-        )
+        say(f"  val accuracy {trial.val_accuracy:.3f}, val loss {trial.val_loss:.3f} in {trial.seconds:.0f} s")
         write_results(out_dir, results, list(space), base)
     return sorted(results, key=Trial.rank_key)
 

@@ -6,8 +6,17 @@ import argparse
 
 from ..dataset import EVAL_SPLITS
 
+EVALUATE_EXAMPLES = """\
+examples:
+  edgesight evaluate bundles/first ds                  # test split; report in bundles/first/report
+  edgesight evaluate bundles/first ds --split heldout --report /tmp/report
+  edgesight evaluate bundles/first ds --no-gradcam     # no TensorFlow needed
+"""
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EVALUATE_EXAMPLES
     parser.add_argument("bundle", metavar="BUNDLE", help="bundle directory made by 'edgesight export'")
     parser.add_argument("dataset", metavar="DATASET_DIR", help="a dataset made by 'edgesight data import'")
     parser.add_argument(
@@ -20,9 +29,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--run", metavar="RUN_DIR", help="run directory for Grad-CAM (default: the one the bundle was exported from)"
     )
-    parser.add_argument("--top-k", type=int, default=3, metavar="K", help="top-k accuracy (default 3)")
-    parser.add_argument("--worst", type=int, default=8, metavar="N", help="mistakes shown in the report (default 8)")
-    parser.add_argument("--no-gradcam", action="store_true", help="skip Grad-CAM (no TensorFlow needed)")
+    parser.add_argument(
+        "--top-k",
+        type=int,
+        default=3,
+        metavar="K",
+        help="also report top-K accuracy: the true class among the K best (default 3)",
+    )
+    parser.add_argument(
+        "--worst",
+        type=int,
+        default=8,
+        metavar="N",
+        help="the N most confident mistakes shown in the report (default 8)",
+    )
+    parser.add_argument(
+        "--no-gradcam",
+        action="store_true",
+        help="skip the Grad-CAM heat maps of mistakes (then no TensorFlow is needed)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

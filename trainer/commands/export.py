@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import argparse
 
+from ...device.core.bundle import EDGETPU_MODEL, ONNX_MODEL
 from ..export import IO_TYPES, QUANTS
+from .output import say
+
+EXPORT_EXAMPLES = """\
+examples:
+  edgesight export runs/first --out bundles/first      # int8 (model.tflite), fp16 and float
+  edgesight export runs/first --out bundles/coral --quant int8 --edgetpu
+  edgesight export runs/first --out bundles/jetson --onnx --name parts --version 1.2
+  edgesight info bundles/first                         # check what was written
+"""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EXPORT_EXAMPLES
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory made by 'edgesight train'")
     parser.add_argument("--out", metavar="BUNDLE_DIR", required=True, help="bundle directory to write")
     parser.add_argument(
@@ -15,8 +27,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="append",
         choices=QUANTS,
         metavar="|".join(QUANTS),
-        help="model(s) to write; repeatable (default: all three; the first of int8, fp16, "
-        "float given becomes model.tflite)",
+        help="model precision(s) to write; repeatable (default: all three; the first of int8, fp16, "
+        "float given becomes {DEFAULT_MODEL})",
     )
     parser.add_argument(
         "--io",
@@ -24,12 +36,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default="uint8",
         help="int8 model input/output type (default uint8, as Coral/TFLite examples use)",
     )
-    parser.add_argument("--onnx", action="store_true", help="also write model.onnx (Jetson/TensorRT, onnxruntime)")
+    parser.add_argument("--onnx", action="store_true", help=f"also write {ONNX_MODEL} (Jetson/TensorRT, onnxruntime)")
     parser.add_argument(
-        "--edgetpu", action="store_true", help="also compile model_edgetpu.tflite (needs edgetpu_compiler)"
+        "--edgetpu",
+        action="store_true",
+        help=f"also compile {EDGETPU_MODEL} for a Coral Edge TPU (needs edgetpu_compiler)",
     )
-    parser.add_argument("--name", help="bundle name (default: the run directory's name)")
-    parser.add_argument("--version", help="bundle version (default: the export time, e.g. 2025.01.31-1200)")
+    parser.add_argument("--name", help="bundle name shown by the device (default: the run directory's name)")
+    parser.add_argument(
+        "--version", help="bundle version string (default: the export time in UTC, e.g. 2025.01.31-1200)"
+    )
     parser.add_argument(
         "--dataset",
         metavar="DATASET_DIR",
@@ -50,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         name=args.name,
         version=args.version,
         dataset_dir=args.dataset,
+        say=say,
     )
     metrics = manifest["metrics"]
     print(f"bundle {args.out}: {manifest['name']} {manifest['version']}, default {manifest['default_model']}")
@@ -68,13 +85,13 @@ def run(args: argparse.Namespace) -> int:
     if "onnx" in manifest:
         o = manifest["onnx"]
         print(
-            f"  model.onnx             onnxruntime {o['onnxruntime']} vs the TFLite model on {o['images']} "
+            f"  {ONNX_MODEL:<22} onnxruntime {o['onnxruntime']} vs the TFLite model on {o['images']} "
             f"test images: top-1 agreement {o['top1_agreement']:.3f}, max score difference {o['max_score_diff']:.4f}"
         )
     if "edgetpu" in manifest:
         t = manifest["edgetpu"]
         print(
-            f"  model_edgetpu.tflite   {t.get('ops_on_tpu', '?')} of {t.get('total_ops', '?')} ops on the Edge TPU "
+            f"  {EDGETPU_MODEL:<22} {t.get('ops_on_tpu', '?')} of {t.get('total_ops', '?')} ops on the Edge TPU "
             f"({t.get('ops_on_cpu', '?')} on the CPU; edgetpu_compiler {t.get('compiler_version', '?')})"
         )
     return 0

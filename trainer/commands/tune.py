@@ -5,15 +5,38 @@ from __future__ import annotations
 import argparse
 import math
 
+from .output import say
 from .train import add_config_arguments, config_from_args
+
+TUNE_EXAMPLES = """\
+examples:
+  edgesight tune ds --out tuned                        # 10 random trials over the default space
+  edgesight tune ds --out tuned --trials 30 --minutes 60
+  edgesight tune ds --out tuned --method grid --space space.toml
+  edgesight train ds --out runs/best --config tuned/best.toml
+"""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = TUNE_EXAMPLES
     parser.add_argument("dataset", metavar="DATASET_DIR", help="a dataset made by 'edgesight data import'")
     parser.add_argument("--out", metavar="DIR", required=True, help="where trials, tune.csv and best.toml go")
-    parser.add_argument("--method", choices=("random", "grid"), default="random", help="search method (default random)")
-    parser.add_argument("--trials", type=int, default=10, metavar="N", help="at most N trials (default 10)")
-    parser.add_argument("--minutes", type=float, metavar="M", help="start no new trial after M minutes")
+    parser.add_argument(
+        "--method",
+        choices=("random", "grid"),
+        default="random",
+        help="random: sample the space; grid: every combination in order (default random)",
+    )
+    parser.add_argument(
+        "--trials", type=int, default=10, metavar="N", help="at most N trials, each a full training run (default 10)"
+    )
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        metavar="M",
+        help="time budget in minutes: start no new trial after M minutes (default: no limit)",
+    )
     parser.add_argument(
         "--space",
         metavar="FILE",
@@ -34,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         trials=args.trials,
         minutes=args.minutes,
         space_file=args.space,
+        say=say,
     )
     keys = list(ranked[0].params)
     print("\nrank  trial  " + "  ".join(f"{k:>11}" for k in keys) + "  val_acc  val_loss  seconds")
