@@ -30,6 +30,9 @@ from .core.signing import PROBES_JSON
 
 PROBES_DIR = "probes"
 DEFAULT_MAX_PROBES = 8
+# A probe whose top-1 leads the runner-up by less than this is skipped: another runtime's rounding
+# could flip it, and a self-test must fail only when the model really behaves differently.
+MIN_MARGIN = 0.05
 PROBES_FORMAT = 1
 
 
@@ -66,7 +69,8 @@ def write_probes(
     """Store up to ``max_probes`` probes in ``BUNDLE/probes/`` and list probes.json in the manifest.
 
     ``images`` are paths or BGR uint8 arrays. ``classifier`` defaults to the bundle's default
-    model on LiteRT (the device runtime). Call this after ``write_bundle`` and before signing:
+    model on LiteRT (the device runtime). Images the model is unsure about (top-1 within
+    :data:`MIN_MARGIN` of the runner-up) are skipped. Call this after ``write_bundle`` and before signing:
     it rewrites manifest.json (atomically), so an existing signature is removed. Returns the
     probe entries written.
     """
@@ -83,14 +87,20 @@ def write_probes(
         old.unlink()
     side = max(classifier.contract.height, classifier.contract.width)
     entries: list[dict[str, Any]] = []
-    for number, image in enumerate(list(images)[:max_probes]):
+    for image in images:
+        if len(entries) == max_probes:
+            break
         frame = read_image(image) if isinstance(image, (str, Path)) else image
-        name = f"probe_{number:02d}.png"
+        name = f"probe_{len(entries):02d}.png"
         ok, encoded = cv2.imencode(".png", _small_copy(frame, side), [cv2.IMWRITE_PNG_COMPRESSION, 9])
         if not ok:
             raise EdgesightError(f"{image if isinstance(image, (str, Path)) else name}: cannot encode as PNG")
         (probes_dir / name).write_bytes(encoded.tobytes())
-        best = classifier.classify(read_image(probes_dir / name), k=1).best  # what the device will read
+        top = classifier.classify(read_image(probes_dir / name), k=2).top  # what the device will read
+        best = top[0]
+        if len(top) > 1 and best.score - top[1].score < MIN_MARGIN:
+            (probes_dir / name).unlink()
+            continue
         entries.append(
             {
                 "file": name,
@@ -100,6 +110,10 @@ def write_probes(
                 "label": best.label,
                 "score": round(best.score, 6),
             }
+        )
+    if not entries:
+        raise EdgesightError(
+            f"no usable probe among {len(images)} image(s): the model's top-1 leads by less than {MIN_MARGIN} on each"
         )
     body = {
         "format": PROBES_FORMAT,
