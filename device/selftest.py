@@ -158,9 +158,7 @@ def read_probes(bundle_dir: str | Path) -> list[dict[str, Any]] | None:
         raise BundleError(f"{path}: sha256 does not match {MANIFEST} (file changed or copied incompletely)")
     try:
         probes = json.loads(path.read_text(encoding="utf-8"))["probes"]
-        checked = [
-            {**p, "file": str(p["file"]), "index": int(p["index"]), "score": float(p["score"])} for p in probes
-        ]
+        checked = [{**p, "file": str(p["file"]), "index": int(p["index"]), "score": float(p["score"])} for p in probes]
     except (ValueError, KeyError, TypeError) as exc:
         raise BundleError(f"{path}: not a valid probes file ({exc})") from None
     for probe in checked:

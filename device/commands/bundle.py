@@ -77,8 +77,10 @@ def _create(args: argparse.Namespace) -> int:
         contract=classifier.contract,
         background_index=classifier.background_index,
     )
-    print(f"wrote bundle {out} ({len(classifier.labels)} classes, {classifier.contract.height}x"
-          f"{classifier.contract.width} {classifier.contract.dtype}, background {classifier.background_index})")
+    print(
+        f"wrote bundle {out} ({len(classifier.labels)} classes, {classifier.contract.height}x"
+        f"{classifier.contract.width} {classifier.contract.dtype}, background {classifier.background_index})"
+    )
     if probes:
         entries = write_probes(out, probes, max_probes=args.max_probes)
         print(f"stored {len(entries)} self-test probes in {out / 'probes'}")
