@@ -38,6 +38,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "run": ("edgesight.device.commands.run", "run the real-time classifier daemon (camera -> MQTT)"),
     "bench": ("edgesight.device.commands.bench", "measure latency and throughput of models and the pipeline"),
     "build-engine": ("edgesight.device.commands.build_engine", "build a TensorRT engine from a bundle's ONNX (Jetson)"),
+    "bundle": ("edgesight.device.commands.bundle", "wrap a .tflite into a bundle; sign, verify, self-test bundles"),
+    "keys": ("edgesight.device.commands.keys", "generate the Ed25519 deploy key pair that signs bundles"),
     "data": ("edgesight.trainer.commands.data", "import, check and split an image dataset; report on it"),
     "train": ("edgesight.trainer.commands.train", "fine-tune a MobileNet on a dataset"),
     "export": ("edgesight.trainer.commands.export", "quantize a trained run and write a model bundle"),
@@ -71,6 +73,15 @@ EXAMPLES: dict[str, str] = {
     "build-engine": """\
   edgesight build-engine models/flowers --fp16        # on the Jetson itself; cached in engines/
   edgesight build-engine models/flowers --int8 --calibration camera-frames/""",
+    "bundle": """\
+  edgesight bundle create mobilenet_v2_1.0_224_quant.tflite --labels imagenet_labels.txt --out models/imagenet
+  edgesight bundle create model.tflite --labels labels.txt --out models/m --probe photos/ --sign keys/deploy.key
+  edgesight bundle sign models/flowers --key keys/deploy.key            # writes models/flowers/manifest.sig
+  edgesight bundle verify models/flowers --key /etc/edgesight/deploy.pub  # prints the signer's fingerprint
+  edgesight bundle self-test models/flowers --runtime litert            # reproduce the stored probes""",
+    "keys": """\
+  edgesight keys generate ~/.edgesight/keys        # deploy.key (mode 600) + deploy.pub; never overwrites
+  edgesight keys fingerprint ~/.edgesight/keys/deploy.pub""",
     "data": """\
   edgesight data import ~/photos datasets/birds       # folder per class, or Images/ + Annotations/ (VOC)
   edgesight data import ~/photos datasets/birds --split 70/15/15 --no-move
@@ -106,6 +117,7 @@ PROVIDERS: dict[str, str] = {
     "prometheus_client": _DEVICE,
     "psutil": _DEVICE,
     "tqdm": _DEVICE,
+    "cryptography": _DEVICE,
     "numpy": _DEVICE,
     "tensorflow": _TRAINER,
     "keras": _TRAINER,
