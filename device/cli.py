@@ -38,6 +38,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "run": ("edgesight.device.commands.run", "run the real-time classifier daemon (camera -> MQTT)"),
     "bench": ("edgesight.device.commands.bench", "measure latency and throughput of models and the pipeline"),
     "build-engine": ("edgesight.device.commands.build_engine", "build a TensorRT engine from a bundle's ONNX (Jetson)"),
+    "doctor": ("edgesight.device.commands.doctor", "check what this device can run and what blocks it (exit 1: the config needs it)"),
     "data": ("edgesight.trainer.commands.data", "import, check and split an image dataset; report on it"),
     "train": ("edgesight.trainer.commands.train", "fine-tune a MobileNet on a dataset"),
     "export": ("edgesight.trainer.commands.export", "quantize a trained run and write a model bundle"),
@@ -71,6 +72,10 @@ EXAMPLES: dict[str, str] = {
     "build-engine": """\
   edgesight build-engine models/flowers --fp16        # on the Jetson itself; cached in engines/
   edgesight build-engine models/flowers --int8 --calibration camera-frames/""",
+    "doctor": """\
+  edgesight doctor                                              # runtime, camera stack, OpenCV, accelerators
+  sudo -u edgesight edgesight doctor --config /etc/edgesight/edgesight.toml   # as the service sees it
+  edgesight doctor --config edgesight.toml --json""",
     "data": """\
   edgesight data import ~/photos datasets/birds       # folder per class, or Images/ + Annotations/ (VOC)
   edgesight data import ~/photos datasets/birds --split 70/15/15 --no-move
