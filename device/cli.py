@@ -38,7 +38,10 @@ VERBS: dict[str, tuple[str, str]] = {
     "run": ("edgesight.device.commands.run", "run the real-time classifier daemon (camera -> MQTT)"),
     "bench": ("edgesight.device.commands.bench", "measure latency and throughput of models and the pipeline"),
     "build-engine": ("edgesight.device.commands.build_engine", "build a TensorRT engine from a bundle's ONNX (Jetson)"),
-    "doctor": ("edgesight.device.commands.doctor", "check what this device can run and what blocks it (exit 1: the config needs it)"),
+    "doctor": (
+        "edgesight.device.commands.doctor",
+        "check what this device can run and what blocks it (exit 1: the config needs it)",
+    ),
     "data": ("edgesight.trainer.commands.data", "import, check and split an image dataset; report on it"),
     "train": ("edgesight.trainer.commands.train", "fine-tune a MobileNet on a dataset"),
     "export": ("edgesight.trainer.commands.export", "quantize a trained run and write a model bundle"),

@@ -258,7 +258,12 @@ def check_opencv(config: Config) -> list[Check]:
         rows.append(Check("video back-ends", FAIL, f"{shown}; the source is a GStreamer pipeline", JETSON_FIX))
     elif kind in ("url", "file") and not (b["FFmpeg"] or b["GStreamer"]):
         rows.append(
-            Check("video back-ends", FAIL, f"{shown}; the source needs FFmpeg or GStreamer", "pip install opencv-python-headless")
+            Check(
+                "video back-ends",
+                FAIL,
+                f"{shown}; the source needs FFmpeg or GStreamer",
+                "pip install opencv-python-headless",
+            )
         )
     elif kind == "usb" and sys.platform.startswith("linux") and not b["V4L2"]:
         rows.append(Check("video back-ends", FAIL, f"{shown}; a USB camera needs V4L2", "an OpenCV built with V4L2"))
@@ -277,7 +282,9 @@ def check_video_devices(config: Config, root: Path = Path("/dev")) -> Check:
     if wanted is not None:
         if not wanted.exists():
             shown = ", ".join(p.name for p in devices) or "none"
-            return Check("cameras", FAIL, f"source {spec}: {wanted} does not exist (present: {shown})", "plug in the camera")
+            return Check(
+                "cameras", FAIL, f"source {spec}: {wanted} does not exist (present: {shown})", "plug in the camera"
+            )
         if not os.access(wanted, os.R_OK | os.W_OK):
             return Check("cameras", FAIL, f"{wanted}: not readable and writable by this user", fix_group)
     if not devices:
@@ -297,7 +304,9 @@ def check_edgetpu(config: Config) -> Check:
     try:
         ctypes.CDLL(library)
     except OSError as exc:
-        return Check("edge tpu", needed(False, need), f"{library} not loadable ({_first_line(exc)})", edgetpu.INSTALL_HINT)
+        return Check(
+            "edge tpu", needed(False, need), f"{library} not loadable ({_first_line(exc)})", edgetpu.INSTALL_HINT
+        )
     reason = edgetpu.unavailable_reason()
     if reason is None:
         return Check("edge tpu", OK, f"{library} loaded; a TPU is attached")
@@ -404,9 +413,19 @@ def check_broker(config: Config, timeout: float = 3.0) -> Check:
             pass
     code = outcome.get("code")
     if code is None:
-        return Check("broker", needed(False, need), f"{where}: no answer to CONNECT within {timeout:g} s", "is it an MQTT broker?")
+        return Check(
+            "broker",
+            needed(False, need),
+            f"{where}: no answer to CONNECT within {timeout:g} s",
+            "is it an MQTT broker?",
+        )
     if getattr(code, "is_failure", False):
-        return Check("broker", needed(False, need), f"{where} refused the connection{who}: {code}", "fix [mqtt] username/password")
+        return Check(
+            "broker",
+            needed(False, need),
+            f"{where} refused the connection{who}: {code}",
+            "fix [mqtt] username/password",
+        )
     return Check("broker", OK, f"connected to {where}{who}")
 
 

@@ -29,7 +29,11 @@ def run(args: argparse.Namespace) -> int:
     rows = run_checks(config)
     code = exit_code(rows)
     if args.json:
-        json.dump({"config": str(config.path) if config.path else None, "checks": as_json(rows), "exit": code}, sys.stdout, indent=2)
+        json.dump(
+            {"config": str(config.path) if config.path else None, "checks": as_json(rows), "exit": code},
+            sys.stdout,
+            indent=2,
+        )
         sys.stdout.write("\n")
     else:
         sys.stdout.write(render_table(rows))
