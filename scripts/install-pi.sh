@@ -90,7 +90,7 @@ if [ "$EXTRA" = jetson ]; then
     echo "install-pi: the venv cannot import JetPack's OpenCV ($(echo "$build" | tail -n 1)); sudo apt install nvidia-opencv (or python3-opencv)" >&2
     exit 2
   fi
-  if ! echo "$build" | grep -Eq '^[[:space:]]*GStreamer:[[:space:]]*YES'; then
+  if ! grep -Eq '^[[:space:]]*GStreamer:[[:space:]]*YES' <<<"$build"; then
     echo "install-pi: the OpenCV the venv imports ($(echo "$build" | head -n 1)) has no GStreamer; jetson-csi cannot open. Install JetPack's: sudo apt install nvidia-opencv" >&2
     exit 2
   fi
