@@ -101,7 +101,7 @@ def parse_video_backends(build_information: str) -> dict[str, bool]:
     found = {}
     for name, label in _BACKENDS.items():
         match = re.search(rf"^\s*{re.escape(label)}:\s*(\S+)", build_information, re.MULTILINE | re.IGNORECASE)
-        found[name] = bool(match) and match.group(1).upper() not in ("NO", "")
+        found[name] = match is not None and match.group(1).upper() != "NO"
     return found
 
 
@@ -221,7 +221,7 @@ def venv_system_site_packages() -> bool | None:
     except OSError:
         return None
     match = re.search(r"^include-system-site-packages\s*=\s*(\w+)", text, re.MULTILINE)
-    return bool(match) and match.group(1).lower() == "true"
+    return match is not None and match.group(1).lower() == "true"
 
 
 def check_picamera2(config: Config) -> Check:

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         sys.stdout.write(render_table(rows))
-        failed = [row.check for row in rows if row.status == "fail"]
-        if failed:
-            print(f"edgesight doctor: missing what the config needs: {', '.join(failed)}", file=sys.stderr)
+    failed = [row.check for row in rows if row.status == "fail"]
+    if failed:  # one line on stderr either way, so a script sees why without parsing the table
+        print(f"edgesight doctor: missing what the config needs: {', '.join(failed)}", file=sys.stderr)
     return code
