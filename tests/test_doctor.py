@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import re
 import socket
 import stat
@@ -271,7 +272,9 @@ def auth_broker(tmp_path_factory):
     passwd.chmod(0o600)
     port = free_port()
     conf = workdir / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {passwd}\n")
+    # as root mosquitto drops to the 'mosquitto' user, which cannot read a private tmp folder: stay us
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {passwd}\nuser {user}\n")
     process = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while True:
