@@ -40,6 +40,10 @@ VERBS: dict[str, tuple[str, str]] = {
     "build-engine": ("edgesight.device.commands.build_engine", "build a TensorRT engine from a bundle's ONNX (Jetson)"),
     "bundle": ("edgesight.device.commands.bundle", "wrap a .tflite into a bundle; sign, verify, self-test bundles"),
     "keys": ("edgesight.device.commands.keys", "generate the Ed25519 deploy key pair that signs bundles"),
+    "doctor": (
+        "edgesight.device.commands.doctor",
+        "check what this device can run and what blocks it (exit 1: the config needs it)",
+    ),
     "data": ("edgesight.trainer.commands.data", "import, check and split an image dataset; report on it"),
     "train": ("edgesight.trainer.commands.train", "fine-tune a MobileNet on a dataset"),
     "export": ("edgesight.trainer.commands.export", "quantize a trained run and write a model bundle"),
@@ -82,6 +86,10 @@ EXAMPLES: dict[str, str] = {
     "keys": """\
   edgesight keys generate ~/.edgesight/keys        # deploy.key (mode 600) + deploy.pub; never overwrites
   edgesight keys fingerprint ~/.edgesight/keys/deploy.pub""",
+    "doctor": """\
+  edgesight doctor                                              # runtime, camera stack, OpenCV, accelerators
+  sudo -u edgesight edgesight doctor --config /etc/edgesight/edgesight.toml   # as the service sees it
+  edgesight doctor --config edgesight.toml --json""",
     "data": """\
   edgesight data import ~/photos datasets/birds       # folder per class, or Images/ + Annotations/ (VOC)
   edgesight data import ~/photos datasets/birds --split 70/15/15 --no-move

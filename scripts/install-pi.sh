@@ -16,7 +16,8 @@
 #
 # Environment: PREFIX (default /opt/edgesight), ETC (default /etc/edgesight), DESTDIR (stage into
 # a directory instead of /, for packaging; implies SKIP_SYSTEM=1), SKIP_SYSTEM=1 (no apt, useradd,
-# systemctl), MODEL (a bundle directory to copy in).
+# systemctl), MODEL (a bundle directory to copy in), EXTRA (default device; scripts/install-jetson.sh
+# sets jetson: no pip OpenCV, JetPack's is used and must have GStreamer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SRC="$(pwd)"
@@ -25,6 +26,12 @@ ETC="${ETC:-/etc/edgesight}"
 DESTDIR="${DESTDIR:-}"
 SKIP_SYSTEM="${SKIP_SYSTEM:-$([ -n "$DESTDIR" ] && echo 1 || echo 0)}"
 USER_NAME=edgesight
+EXTRA="${EXTRA:-device}"
+case "$EXTRA" in device | jetson) ;; *)
+  echo "install-pi: EXTRA=$EXTRA: expected device or jetson" >&2
+  exit 2
+  ;;
+esac
 
 say() { echo "install-pi: $*"; }
 
@@ -64,11 +71,30 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv --system-site-packages "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip
 fi
-say "installing edgesight[device] into $VENV"
-if ! "$VENV/bin/python" -m pip install -q --upgrade "$SRC[device]" >"$VENV/pip-install.log" 2>&1; then
+say "installing edgesight[$EXTRA] into $VENV"
+if ! "$VENV/bin/python" -m pip install -q --upgrade "$SRC[$EXTRA]" >"$VENV/pip-install.log" 2>&1; then
   tail -n 30 "$VENV/pip-install.log" >&2
   echo "install-pi: pip install failed (full log: $VENV/pip-install.log)" >&2
   exit 1
+fi
+if [ "$EXTRA" = jetson ]; then
+  # pip's OpenCV (from an earlier [device] install, or pulled in by another package) shadows
+  # JetPack's even with --system-site-packages, and it has no GStreamer: take it out of the venv.
+  for dist in opencv-python-headless opencv-python opencv-contrib-python opencv-contrib-python-headless; do
+    if "$VENV/bin/python" -m pip show -q "$dist" >/dev/null 2>&1; then
+      say "removing pip's $dist from the venv (JetPack's OpenCV has GStreamer)"
+      "$VENV/bin/python" -m pip uninstall -q -y "$dist" >>"$VENV/pip-install.log" 2>&1
+    fi
+  done
+  if ! build="$("$VENV/bin/python" -c 'import cv2; print(cv2.__file__); print(cv2.getBuildInformation())' 2>&1)"; then
+    echo "install-pi: the venv cannot import JetPack's OpenCV ($(echo "$build" | tail -n 1)); sudo apt install nvidia-opencv (or python3-opencv)" >&2
+    exit 2
+  fi
+  if ! grep -Eq '^[[:space:]]*GStreamer:[[:space:]]*YES' <<<"$build"; then
+    echo "install-pi: the OpenCV the venv imports ($(echo "$build" | head -n 1)) has no GStreamer; jetson-csi cannot open. Install JetPack's: sudo apt install nvidia-opencv" >&2
+    exit 2
+  fi
+  say "OpenCV $(echo "$build" | head -n 1): GStreamer YES"
 fi
 install -m 0644 "$SRC/README.md" "$DESTDIR$PREFIX/README.md"
 

@@ -69,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(render_example())
         return 0
     config = build_config(args)
+    if args.check:
+        _check_gstreamer(config.source.spec)
     from ..daemon import Daemon
     from ..service import on_stop_signals
 
@@ -90,6 +92,23 @@ def run(args: argparse.Namespace) -> int:
     if say is not None:
         say(daemon.summary())
     return code
+
+
+def _check_gstreamer(spec: str) -> None:
+    """A GStreamer source (a pipeline, jetson-csi) on an OpenCV without GStreamer: say why and what to install.
+
+    Without this the camera just "cannot open"; on a Jetson the cause is nearly always pip's
+    OpenCV (no GStreamer) shadowing JetPack's.
+    """
+    from ..doctor import gstreamer_problem, source_kind
+
+    if source_kind(spec) != "gstreamer":
+        return
+    problem = gstreamer_problem()
+    if problem is not None:
+        from ..core.errors import UsageError
+
+        raise UsageError(f"source {spec.strip()!r}: {problem}")
 
 
 def _to_stderr(line: str) -> None:
