@@ -61,10 +61,19 @@ def test_round_trip_gives_the_same_results_as_the_bare_model(v2_bundle, v2_model
 def test_tampered_file_is_refused_by_name(v2_bundle, victim, cli):
     with (v2_bundle / victim).open("ab") as handle:
         handle.write(b"x")
-    with pytest.raises(BundleError, match=f"{victim}: sha256 does not match"):
+    with pytest.raises(BundleError, match=f"{victim}: size does not match"):  # caught before hashing
         load_bundle(v2_bundle)
     result = cli("predict", v2_bundle, testdata_path("images", "cat.bmp"))
-    assert_one_line_error(result, victim, "sha256 does not match", code=1)
+    assert_one_line_error(result, victim, "does not match", code=1)
+
+
+@pytest.mark.parametrize("victim", ["model.tflite", "labels.txt"])
+def test_same_size_tampering_is_refused_by_its_hash(v2_bundle, victim):
+    data = bytearray((v2_bundle / victim).read_bytes())
+    data[-2] ^= 0xFF
+    (v2_bundle / victim).write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=f"{victim}: sha256 does not match"):
+        load_bundle(v2_bundle)
 
 
 def test_tampered_manifest_is_refused(v2_bundle, cli):
