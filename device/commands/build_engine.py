@@ -90,7 +90,10 @@ def run(args: argparse.Namespace) -> int:
     calibration = None
     if args.precision == "int8":
         images = list_images([args.calibration])[: max(1, args.calibration_images)]
-        size = spec.contract.height, spec.contract.width
+        contract = spec.contract
+        if contract is None:  # a bundle always has one; a bare model never gets here
+            raise BundleError(f"{bundle}: the manifest has no input contract")
+        size = contract.height, contract.width
         calibration = calibration_batches(images, spec, (1, *size, 3))
     t0 = time.perf_counter()
     info = trt_runtime.build_engine(

@@ -41,8 +41,10 @@ def _open(kind: str, path: Path, spec: ModelSpec, num_threads: int | None, fallb
     chosen = backend(kind)
     options: RuntimeOptions = chosen.options_type()
     if kind == "edgetpu" and fallback:
+        from .edgetpu import EdgeTPUOptions
+
         cpu_model = _fallback_model(spec)
-        options = chosen.options_type(fallback=spec.read_model(cpu_model) if cpu_model is not None else None)
+        options = EdgeTPUOptions(fallback=spec.read_model(cpu_model) if cpu_model is not None else None)
     return chosen.open(spec.read_model(path), num_threads, options)
 
 

@@ -92,7 +92,7 @@ class TrtLogger:
     one keeps the last error so it can go into the message the user sees.
     """
 
-    def __new__(cls, trt: Any):
+    def __new__(cls, trt: Any) -> Any:  # an instance of a subclass of trt.ILogger built here
         class _Logger(trt.ILogger):
             def __init__(self) -> None:
                 trt.ILogger.__init__(self)
@@ -198,7 +198,7 @@ class TensorRTRuntime:
             reason = mismatch(info, trt.__version__, device, None)
             if reason:
                 raise BundleError(f"{model_path}: engine {reason}; rebuild it with edgesight build-engine BUNDLE")
-        self._logger = TrtLogger(trt)
+        self._logger: Any = TrtLogger(trt)
         self._trt_runtime = trt.Runtime(self._logger)
         self._engine = self._trt_runtime.deserialize_cuda_engine(model.data)
         if self._engine is None:
@@ -355,7 +355,7 @@ def _calibrator(trt: Any, cudart: Any, batches: Iterable[np.ndarray], cache_path
         def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)
             self._batches = iter(batches)
-            self.device = None
+            self.device: Any = None
             self.count = 0
 
         def get_batch_size(self) -> int:
@@ -415,7 +415,7 @@ def build_engine(
     cudart = import_cudart()
     device = device_key(cudart)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    logger = TrtLogger(trt)
+    logger: Any = TrtLogger(trt)
     builder = trt.Builder(logger)
     flags = 0
     if int(trt.__version__.split(".")[0]) < 10:  # explicit batch is the only mode from TensorRT 10 on

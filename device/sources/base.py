@@ -47,7 +47,11 @@ class FrameSource(Protocol):
 
     name: str
     live: bool  # True: frames arrive in real time and stale ones may be dropped
-    dropped: int  # frames the source itself skipped (e.g. a realtime file catching up)
+
+    @property
+    def dropped(self) -> int:
+        """Frames the source itself skipped (e.g. a realtime file catching up)."""
+        ...
 
     def read(self) -> Frame | None: ...
 
