@@ -108,8 +108,8 @@ def read_regular(
         size = info.st_size
         if expected_size is not None and size != expected_size:
             raise BundleError(
-                f"{path}: size does not match the manifest ({size} bytes, it says {expected_size}: "
-                "file changed or copied incompletely)"
+                f"{path}: size does not match the manifest ({size} bytes; it lists {expected_size} bytes "
+                "and their sha256): file changed or copied incompletely"
             )
         if size > limit:
             raise BundleError(f"{path}: is {size} bytes, more than the {limit >> 20} MiB a device loads")
