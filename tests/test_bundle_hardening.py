@@ -241,3 +241,12 @@ def test_a_variant_swapped_after_verification_is_refused_not_served(tmp_path):
     (made / "model.onnx").write_bytes(bytes(data))
     with pytest.raises(BundleError, match="model.onnx: sha256 does not match"):
         Classifier.open(spec, runtime="onnx", num_threads=1)
+
+
+def test_verification_is_bounded_in_time(bundle, monkeypatch):
+    """A disk that delivers too slowly ends in a refusal, not a daemon stuck in verification."""
+    import edgesight.device.core.bundle as bundle_module
+
+    monkeypatch.setattr(bundle_module, "VERIFY_TIMEOUT_S", -1.0)
+    with pytest.raises(BundleError, match="verification took longer than it may"):
+        load_bundle(bundle)

@@ -118,7 +118,7 @@ def read_regular(
         total = 0
         while True:
             if deadline is not None and time.monotonic() > deadline:
-                raise BundleError(f"{path}: reading it took longer than the {VERIFY_TIMEOUT_S:g} s allowed")
+                raise BundleError(f"{path}: verification took longer than it may (a failing disk or a stalled mount?)")
             chunk = os.read(fd, _CHUNK)
             if not chunk:
                 break
