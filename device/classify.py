@@ -16,8 +16,9 @@ import numpy as np
 from .core.bundle import ModelSpec, resolve_model
 from .core.errors import BundleError
 from .core.preprocess import InputContract, prepare
-from .runtimes import Runtime, TensorInfo, dequantize
+from .runtimes import Runtime, TensorInfo
 from .runtimes.choice import open_model
+from .runtimes.tensors import dequantize
 
 # Float models without a bundle are assumed to take MobileNet-style [-1, 1] inputs.
 BARE_FLOAT_MEAN = 127.5

@@ -61,10 +61,19 @@ def test_round_trip_gives_the_same_results_as_the_bare_model(v2_bundle, v2_model
 def test_tampered_file_is_refused_by_name(v2_bundle, victim, cli):
     with (v2_bundle / victim).open("ab") as handle:
         handle.write(b"x")
-    with pytest.raises(BundleError, match=f"{victim}: sha256 does not match"):
+    with pytest.raises(BundleError, match=f"{victim}: size does not match"):  # caught before hashing
         load_bundle(v2_bundle)
     result = cli("predict", v2_bundle, testdata_path("images", "cat.bmp"))
-    assert_one_line_error(result, victim, "sha256 does not match", code=1)
+    assert_one_line_error(result, victim, "does not match", code=1)
+
+
+@pytest.mark.parametrize("victim", ["model.tflite", "labels.txt"])
+def test_same_size_tampering_is_refused_by_its_hash(v2_bundle, victim):
+    data = bytearray((v2_bundle / victim).read_bytes())
+    data[-2] ^= 0xFF
+    (v2_bundle / victim).write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=f"{victim}: sha256 does not match"):
+        load_bundle(v2_bundle)
 
 
 def test_tampered_manifest_is_refused(v2_bundle, cli):
@@ -128,3 +137,35 @@ def test_info_prints_manifest_and_tensors(v2_bundle, cli):
     assert "background_index=0" in result.stdout
     as_json = json.loads(cli("info", v2_bundle, "--json").stdout)
     assert as_json["output"]["classes"] == 1001 and as_json["runtime"]["name"] == "ai_edge_litert"
+
+
+def test_info_prints_the_agreement_figures_or_says_not_measured(tmp_path, v1_model, imagenet_labels, cli):
+    """It printed ``agreement_with_float:`` with nothing after it and left out the ONNX agreement."""
+
+    def bundle(name, metrics, extra=None):
+        return write_bundle(
+            tmp_path / name,
+            {"model.tflite": v1_model},
+            read_labels(imagenet_labels),
+            name=name,
+            version="1",
+            architecture={},
+            contract=InputContract(128, 128, "uint8", 0.0078125, 128, mean=128.0, std=128.0),
+            background_index=0,
+            metrics=metrics,
+            extra=extra,
+        )
+
+    measured = bundle(
+        "measured",
+        {"int8": {"top1": 0.7}, "agreement_with_float": {"int8": {"top1_agreement": 0.99, "max_score_diff": 0.031}}},
+        {"onnx": {"images": 50, "top1_agreement": 1.0, "max_score_diff": 0.00012}},
+    )
+    out = cli("info", measured).stdout
+    assert "agreement_with_float:" not in out
+    assert "int8 vs float: top-1 0.990, max score difference 0.0310" in out
+    assert "model.onnx vs TFLite: top-1 1.000, max score difference 0.0001 on 50 images" in out
+    unmeasured = bundle("unmeasured", {"int8": {"top1": 0.7}, "agreement_with_float": {"int8": {}}})
+    out = cli("info", unmeasured).stdout
+    assert "int8 vs float: not measured" in out
+    assert "quantized vs float: not measured" in cli("info", bundle("bare", {})).stdout

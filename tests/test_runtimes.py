@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,59 @@ def test_daemon_workers_share_one_runtime_decision(cli, bundle, tmp_path, images
     result = cli("run", "--config", config, "--max-frames", "6")
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("running model.tflite on the CPU") == 1, result.stderr
+
+
+def test_the_registry_is_the_one_list_of_runtimes():
+    """Names, auto order and the config/CLI choices derive from REGISTRY; each backend matches its line."""
+    from edgesight.device.core.bundle import BUNDLE_FILES, runtime_files
+    from edgesight.device.runtimes import REGISTRY, RUNTIME_NAMES, RuntimeOptions, backend
+
+    assert RUNTIME_NAMES == tuple(entry.name for entry in REGISTRY) == tuple(RUNTIMES)
+    assert RUNTIME_CHOICES == ("auto", *RUNTIME_NAMES)
+    assert AUTO_ORDER == tuple(e.name for e in sorted(REGISTRY, key=lambda e: e.auto_rank))
+    table = {entry.name for entry in BUNDLE_FILES}
+    for name in RUNTIME_NAMES:
+        found = backend(name)
+        assert found.name == name
+        assert found.bundle_file in table  # from core/bundle's one table, not spelled again
+        assert issubclass(found.options_type, RuntimeOptions)
+        options = found.options_type()
+        with pytest.raises(dataclasses.FrozenInstanceError):  # options are values, not a mutable bag
+            options.__setattr__("x", 1)
+    for name in ("litert", "edgetpu", "onnx"):
+        assert backend(name).bundle_file in runtime_files(name)
+
+
+def test_runtime_options_are_typed(bundle):
+    from edgesight.device.runtimes import options_for
+
+    assert options_for("onnx").providers == ("CPUExecutionProvider",)
+    assert options_for("edgetpu", device="usb:0").device == "usb:0"
+    with pytest.raises(TypeError):
+        options_for("onnx", provider="cuda")  # a misspelt option is an error, not silently ignored
+
+
+def test_the_runtime_names_import_without_numpy_or_a_runtime():
+    """What the config reads to list its choices must be cheap on a Pi."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from edgesight.device.runtimes import RUNTIME_CHOICES\n"
+        "heavy = [m for m in ('numpy', 'cv2', 'onnxruntime', 'ai_edge_litert', 'tensorrt') if m in sys.modules]\n"
+        "print(','.join(RUNTIME_CHOICES), heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "auto,litert,edgetpu,onnx,tensorrt []"
+
+
+def test_no_runtime_module_spells_a_bundle_file_name():
+    """Bundle file names come from core/bundle's table (they were MODEL_FILE/ONNX_FILE in three modules)."""
+    import edgesight.device.runtimes as package
+
+    folder = Path(package.__file__).parent
+    for module in folder.glob("*.py"):
+        text = module.read_text()
+        for name in ('"model.onnx"', '"model_edgetpu.tflite"', '"model.tflite"', "MODEL_FILE =", "ONNX_FILE ="):
+            assert name not in text, f"{module.name} spells {name}"

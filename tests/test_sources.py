@@ -216,3 +216,59 @@ def test_written_video_round_trips(tmp_path):
     assert source.fps == pytest.approx(10)
     got = read_all(source)
     assert len(got) == 5 and abs(int(got[4].image.mean()) - 80) <= 3
+
+
+def test_source_modules_import_the_base_types_not_the_package():
+    """No cycle: the implementations import ``sources.base``, never the package that imports them."""
+    import ast
+
+    import edgesight.device.sources as package
+
+    folder = Path(package.__file__).parent
+    for module in ("base", "opencv", "picamera2", "images"):
+        tree = ast.parse((folder / f"{module}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                assert node.module is not None, f"{module}.py imports from the sources package itself"
+
+
+def test_every_opened_source_has_the_whole_protocol(tmp_path):
+    """The pipeline relies on interrupt, failing_since, reopens and gap_s: reopen or not."""
+    from edgesight.device.sources import DirectSource, ReopeningSource
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    for source in (open_source(str(folder)), open_source(str(folder), reopen=False)):
+        assert isinstance(source, (ReopeningSource, DirectSource))
+        assert (source.reopens, source.gap_s, source.failing_since) == (0, 0.0, None)
+        assert source.read() is not None
+        source.interrupt()
+        assert source.read() is None
+        source.close()
+
+
+def test_unreachable_stream_is_one_line_without_ffmpegs_own(tmp_path):
+    """A refused RTSP connection: our line naming the stream, not FFmpeg's ``[tcp @ 0x...]`` first."""
+    import os
+    import socket
+    import subprocess
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    script = (
+        "from edgesight.device.sources import open_source\n"
+        "from edgesight.device.core.errors import SourceError\n"
+        "import sys\n"
+        "try:\n"
+        f"    open_source('rtsp://127.0.0.1:{port}/cam', reopen=False)\n"
+        "except SourceError as exc:\n"
+        "    print(f'edgesight: error: {exc}', file=sys.stderr)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENCV_FFMPEG_LOGLEVEL", "EDGESIGHT_NATIVE_LOGS")}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    assert "[tcp @" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"edgesight: error: rtsp://127.0.0.1:{port}/cam: cannot open (is the stream reachable?)"
+    ]

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from ..classify import contract_for
-from ..core.bundle import load_bundle
+from ..core.bundle import ONNX_MODEL, load_bundle
 from ..core.errors import BundleError, UsageError
 from ..core.preprocess import list_images, prepare, read_image
-from ..runtimes import TensorInfo
+from ..runtimes import TensorInfo, open_runtime
 from ..runtimes import tensorrt as trt_runtime
 
 
@@ -64,15 +64,13 @@ def run(args: argparse.Namespace) -> int:
     if args.precision == "int8" and not args.calibration:
         raise UsageError("--int8 needs --calibration DIR (a folder of typical camera frames or training photos)")
     bundle = Path(args.bundle)
-    spec = load_bundle(bundle)  # verifies every file's sha256 first
-    if trt_runtime.ONNX_FILE not in spec.manifest["files"]:
+    spec = load_bundle(bundle)  # verifies every file's size and sha256 first
+    if ONNX_MODEL not in spec.manifest["files"]:
         raise BundleError(
-            f"{bundle}: bundle has no {trt_runtime.ONNX_FILE}; re-export it with "
-            f"edgesight export RUN_DIR --out {bundle} --onnx"
+            f"{bundle}: bundle has no {ONNX_MODEL}; re-export it with edgesight export RUN_DIR --out {bundle} --onnx"
         )
-    onnx_path = spec.variant(trt_runtime.ONNX_FILE)
-    entry = spec.manifest["files"][trt_runtime.ONNX_FILE]
-    onnx_sha = entry.get("sha256", "") if isinstance(entry, dict) else str(entry)
+    onnx_model = spec.read_model(spec.variant(ONNX_MODEL))  # the verified bytes are what TensorRT parses
+    onnx_sha = onnx_model.sha256
     trt = trt_runtime.import_tensorrt()
     device = trt_runtime.device_key()
     target = trt_runtime.engine_path(bundle, trt.__version__, device, args.precision)
@@ -92,14 +90,17 @@ def run(args: argparse.Namespace) -> int:
     calibration = None
     if args.precision == "int8":
         images = list_images([args.calibration])[: max(1, args.calibration_images)]
-        size = spec.contract.height, spec.contract.width
+        contract = spec.contract
+        if contract is None:  # a bundle always has one; a bare model never gets here
+            raise BundleError(f"{bundle}: the manifest has no input contract")
+        size = contract.height, contract.width
         calibration = calibration_batches(images, spec, (1, *size, 3))
     t0 = time.perf_counter()
     info = trt_runtime.build_engine(
-        onnx_path, target, args.precision, onnx_sha256=onnx_sha, calibration=calibration, workspace_mib=args.workspace
+        onnx_model, target, args.precision, onnx_sha256=onnx_sha, calibration=calibration, workspace_mib=args.workspace
     )
     seconds = time.perf_counter() - t0
-    engine = trt_runtime.open_runtime(target)  # prove it loads and runs before saying so
+    engine = open_runtime("tensorrt", target)  # prove it loads and runs before saying so
     engine.infer(np.zeros(engine.input.shape, engine.input.dtype))
     print(
         f"engine: {target} ({target.stat().st_size / 2**20:.1f} MiB, TensorRT {info.tensorrt_version}, "

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+from typing import Any
 
 from ..classify import Classifier
+from ..core.bundle import ONNX_MODEL
 from ..runtimes import RUNTIME_CHOICES
 
 
@@ -48,7 +51,47 @@ def describe(classifier: Classifier) -> dict:
         },
         "labels_preview": list(classifier.labels[:5]),
         "manifest": spec.manifest or None,
+        "agreement": agreement_lines(spec.manifest) if spec.manifest else [],
     }
+
+
+def _figure(value: Any, digits: int) -> str | None:
+    """A measured number, or None when it is missing or NaN (nothing to compare on)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        return None
+    return f"{value:.{digits}f}"
+
+
+def agreement_lines(manifest: dict[str, Any]) -> list[str]:
+    """How far each exported file agrees with its reference, as measured at export; "not measured" if not.
+
+    ``metrics.agreement_with_float`` compares each quantized LiteRT model with the float one;
+    the manifest's ``onnx`` section compares ``model.onnx`` (ONNX Runtime) with a TFLite model.
+    """
+    lines = []
+    metrics = manifest.get("metrics") or {}
+    for variant, figures in (metrics.get("agreement_with_float") or {}).items():
+        top1 = _figure(figures.get("top1_agreement"), 3) if isinstance(figures, dict) else None
+        diff = _figure(figures.get("max_score_diff"), 4) if isinstance(figures, dict) else None
+        if top1 is None:
+            lines.append(f"{variant} vs float: not measured")
+        else:
+            lines.append(f"{variant} vs float: top-1 {top1}, max score difference {diff or '?'}")
+    if "agreement_with_float" not in metrics:
+        lines.append("quantized vs float: not measured")
+    onnx = manifest.get("onnx")
+    if isinstance(onnx, dict):
+        top1 = _figure(onnx.get("top1_agreement"), 3)
+        diff = _figure(onnx.get("max_score_diff"), 4)
+        images = onnx.get("images", "?")
+        lines.append(
+            f"{ONNX_MODEL} vs TFLite: top-1 {top1}, max score difference {diff or '?'} on {images} images"
+            if top1 is not None
+            else f"{ONNX_MODEL} vs TFLite: not measured"
+        )
+    elif ONNX_MODEL in manifest.get("files", {}):
+        lines.append(f"{ONNX_MODEL} vs TFLite: not measured")
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,13 +109,16 @@ def run(args: argparse.Namespace) -> int:
         if arch:
             print("arch:     " + ", ".join(f"{k}={v}" for k, v in arch.items()))
         for variant, figures in (manifest.get("metrics") or {}).items():
-            if isinstance(figures, dict):
+            if isinstance(figures, dict) and variant != "agreement_with_float":
                 shown = ", ".join(
                     f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
                     for k, v in figures.items()
                     if not isinstance(v, (dict, list))
                 )
-                print(f"metrics:  {variant}: {shown}")
+                if shown:
+                    print(f"metrics:  {variant}: {shown}")
+        for line in agreement_lines(manifest):
+            print(f"agree:    {line}")
     print(f"runtime:  {info['runtime']['name']} {info['runtime']['version']}")
     i, o = info["input"], info["output"]
     print(

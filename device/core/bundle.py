@@ -7,21 +7,23 @@ gives confident nonsense rather than an error. See ``models/README.md`` for the 
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import json
 import logging
 import shutil
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from .errors import BundleError
+from .manifest import SCHEMA_VERSION, check_file_name, check_manifest
 from .preprocess import InputContract, normalise_fit
+from .safefile import VERIFY_TIMEOUT_S, FileData, read_regular, read_text
 
 log = logging.getLogger(__name__)
-
-SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -52,8 +54,18 @@ BUNDLE_FILES = (
     BundleFile(REPORT, "the evaluation report"),
     BundleFile(SIGNATURE, "Ed25519 signature over manifest.json"),
 )
+ENGINE_DIR = "engines"  # TensorRT engines, built on the device from ONNX_MODEL (not in the manifest)
+# How the name of a model file outside the table says which runtime reads it, first match wins:
+# a bare model the user names, a variant, or an engine under ENGINE_DIR.
+MODEL_ENDINGS: tuple[tuple[str, str], ...] = (
+    ("_edgetpu.tflite", "edgetpu"),  # what edgetpu_compiler writes for <stem>.tflite
+    (".tflite", "litert"),
+    (".onnx", "onnx"),
+    (".engine", "tensorrt"),
+    (".plan", "tensorrt"),
+)
 # Bare model files the device runtimes load (LiteRT/Edge TPU, ONNX Runtime, TensorRT engines).
-MODEL_SUFFIXES = (".tflite", ".onnx", ".engine", ".plan")
+MODEL_SUFFIXES = tuple(dict.fromkeys("." + ending.rsplit(".", 1)[1] for ending, _ in MODEL_ENDINGS))
 
 
 def variant_file(quant: str) -> str:
@@ -61,55 +73,143 @@ def variant_file(quant: str) -> str:
     return f"model_{quant}.tflite"
 
 
-REQUIRED_KEYS = (
-    "schema_version",
-    "name",
-    "version",
-    "created",
-    "architecture",
-    "input",
-    "output",
-    "files",
-    "default_model",
-    "metrics",
-)
-REQUIRED_INPUT_KEYS = ("size", "color", "fit", "mean", "std")
+def runtime_for_file(name: str) -> str | None:
+    """The runtime that reads the model file called ``name``: the table first, then the name's ending.
+
+    None for a file no runtime reads (labels, report, manifest).
+    """
+    for entry in BUNDLE_FILES:
+        if entry.name == name:
+            return entry.runtime
+    for ending, runtime in MODEL_ENDINGS:
+        if name.endswith(ending):
+            return runtime
+    return None
+
+
+def runtime_files(runtime: str) -> tuple[str, ...]:
+    """The bundle files the table says ``runtime`` reads (``litert``: the default model and its variants)."""
+    return tuple(entry.name for entry in BUNDLE_FILES if entry.runtime == runtime)
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """What the manifest says about one file: its sha256 and (bundles since 0.3) its size."""
+
+    sha256: str
+    size: int | None = None
+
+    @classmethod
+    def of(cls, entry: Any) -> FileEntry:
+        if isinstance(entry, dict):
+            return cls(str(entry.get("sha256", "")), entry.get("bytes"))
+        return cls(str(entry))  # the first bundles listed the bare hash
 
 
 def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks so a large model does not need to fit twice in RAM."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """Hex sha256 of a regular file, read in chunks so a large model does not need to fit twice in RAM."""
+    return read_regular(path, keep=False).sha256
 
 
-def read_labels(path: Path) -> list[str]:
+def parse_labels(text: str) -> list[str]:
     """One label a line; blank trailing lines ignored; ``N label`` / ``N: label`` index prefixes stripped."""
-    if not path.exists():
-        raise BundleError(f"{path}: no such labels file")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise BundleError(f"{path}: labels file is not UTF-8 text") from None
+    lines = text.splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     labels = []
     for number, line in enumerate(lines):
-        text = line.strip()
-        head, _, rest = text.partition(" ")
+        label = line.strip()
+        head, _, rest = label.partition(" ")
         if rest and head.rstrip(":").isdigit() and int(head.rstrip(":")) == number:
-            text = rest.strip()
-        labels.append(text)
+            label = rest.strip()
+        labels.append(label)
+    return labels
+
+
+def read_labels(path: Path) -> list[str]:
+    """A labels file (see :func:`parse_labels`), read as a bounded regular file: never a FIFO or /dev/zero."""
+    path = Path(path)
+    if not path.exists():
+        raise BundleError(f"{path}: no such labels file")
+    labels = parse_labels(read_text(path, what="labels file"))
     if not labels:
         raise BundleError(f"{path}: labels file is empty")
     return labels
 
 
+class BundleFiles:
+    """The bytes of a bundle's files, each read once (safely) and checked against the manifest.
+
+    Every runtime loads its model from :meth:`read`, never by path, so the bytes that run are
+    the bytes that were hashed: a file swapped after verification is never served. The bytes
+    are kept (a model is a few MB) so the pipeline's workers and the upload classifier share one
+    verified copy instead of each reading the file again. Files that the manifest does not list
+    (TensorRT engines built on the device, under ``engines/``) are read the same safe way, but
+    have no hash to check.
+    """
+
+    def __init__(self, root: Path, entries: dict[str, FileEntry], deadline: float | None = None) -> None:
+        self.root = root
+        self.entries = entries
+        self._deadline = deadline
+        self._cache: dict[str, FileData] = {}
+        self._lock = threading.Lock()
+
+    def _read(self, name: str, keep: bool) -> FileData:
+        entry = self.entries[name]
+        data = read_regular(
+            self.root / name,
+            expected_size=entry.size,
+            follow_symlinks=False,
+            deadline=self._deadline,
+            keep=keep,
+        )
+        if data.sha256 != entry.sha256:
+            raise BundleError(
+                f"{self.root / name}: sha256 does not match {MANIFEST} (file changed or copied incompletely)"
+            )
+        return data
+
+    def check(self, name: str) -> None:
+        """Hash one listed file without keeping its bytes (variants nobody asked to run)."""
+        if name not in self._cache:
+            self._read(name, keep=False)
+
+    def read(self, name: str) -> FileData:
+        """The verified bytes of a listed file, read on first use and kept."""
+        with self._lock:
+            if name not in self._cache:
+                self._cache[name] = self._read(name, keep=True)
+            return self._cache[name]
+
+    def read_path(self, path: Path) -> FileData:
+        """Bytes for a path: verified when it is a listed file of this bundle, else a safe unverified read."""
+        path = Path(path)
+        if path.parent.resolve() == self.root and path.name in self.entries:
+            return self.read(path.name)
+        try:
+            path.resolve().relative_to(self.root)
+        except ValueError:
+            raise BundleError(f"{path}: not inside the bundle {self.root}") from None
+        return read_regular(path, follow_symlinks=False)
+
+    def finish_verifying(self) -> None:
+        """The time bound applies to verification; later reads (a variant on demand) have none."""
+        self._deadline = None
+
+
+def read_model_file(path: str | Path) -> FileData:
+    """The bytes of a model file outside any bundle (a bare model the user named), read safely once."""
+    return read_regular(Path(path), follow_symlinks=True)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """Everything needed to run one model: file, labels, input contract and provenance."""
+    """Everything needed to run one model: file, labels, input contract and provenance.
+
+    ``files`` holds the verified bytes of a bundle's files (None for a bare model); runtimes
+    load from :meth:`read_model`, so what runs is what was verified.
+    """
 
     model_path: Path
     labels: tuple[str, ...]
@@ -119,11 +219,13 @@ class ModelSpec:
     version: str = ""
     bundle_dir: Path | None = None
     manifest: dict[str, Any] = field(default_factory=dict)
+    files: BundleFiles | None = field(default=None, compare=False, repr=False)
 
     def variant(self, filename: str) -> Path:
         """Path of another model file of the same bundle (e.g. ``model_fp16.tflite``)."""
         if self.bundle_dir is None:
             raise BundleError(f"{self.model_path}: a bare model has no variant {filename!r}")
+        check_file_name(filename, f"{self.bundle_dir / MANIFEST}: model file")
         files = self.manifest.get("files", {})
         if filename not in files:
             raise BundleError(
@@ -131,83 +233,100 @@ class ModelSpec:
             )
         return self.bundle_dir / filename
 
+    def read_model(self, path: str | Path | None = None) -> FileData:
+        """The bytes of ``path`` (default: ``model_path``): verified ones for a bundle's file."""
+        path = Path(path if path is not None else self.model_path)
+        if self.files is not None:
+            return self.files.read_path(path)
+        return read_model_file(path)
+
 
 def _contract_from_manifest(section: dict[str, Any], where: Path) -> InputContract:
-    try:
-        height, width = (int(v) for v in section["size"])
-        if section["color"] != "RGB":
-            raise BundleError(f"{where}: input.color must be RGB, not {section['color']!r}")
-        return InputContract(
-            height=height,
-            width=width,
-            dtype=str(section.get("dtype", "uint8")),
-            scale=float(section.get("scale", 0.0)),
-            zero_point=int(section.get("zero_point", 0)),
-            mean=float(section["mean"]),
-            std=float(section["std"]),
-            fit=normalise_fit(section["fit"]),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BundleError(f"{where}: bad input section ({exc})") from None
+    """The input contract of a manifest already shape-checked by :func:`check_manifest`."""
+    height, width = (int(v) for v in section["size"])
+    return InputContract(
+        height=height,
+        width=width,
+        dtype=str(section.get("dtype", "uint8")),
+        scale=float(section.get("scale", 0.0)),
+        zero_point=int(section.get("zero_point", 0)),
+        mean=float(section["mean"]),
+        std=float(section["std"]),
+        fit=normalise_fit(section["fit"]),
+    )
+
+
+def _bundle_root(bundle_dir: Path) -> Path:
+    """The bundle's real directory (a ``current -> v3`` symlink is fine; its files may not be links)."""
+    if not bundle_dir.is_dir():
+        raise BundleError(f"{bundle_dir}: not a bundle directory")
+    return bundle_dir.resolve()
 
 
 def read_manifest(bundle_dir: Path) -> dict[str, Any]:
-    """Parse and shape-check ``manifest.json``; refuse a missing key or another schema version."""
-    path = bundle_dir / MANIFEST
-    if not path.exists():
+    """Parse ``manifest.json`` (a bounded regular file) and check it against the one schema."""
+    path = Path(bundle_dir) / MANIFEST
+    if not path.exists() and not path.is_symlink():
         raise BundleError(f"{path}: missing; a bundle directory needs {MANIFEST}, {DEFAULT_MODEL} and {LABELS}")
+    text = read_text(_bundle_root(Path(bundle_dir)) / MANIFEST, what=MANIFEST, follow_symlinks=False)
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as exc:
         raise BundleError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(manifest, dict):
-        raise BundleError(f"{path}: expected a JSON object")
-    missing = [key for key in REQUIRED_KEYS if key not in manifest]
-    if missing:
-        raise BundleError(f"{path}: missing key(s) {', '.join(missing)}")
-    if manifest["schema_version"] != SCHEMA_VERSION:
-        raise BundleError(
-            f"{path}: schema_version {manifest['schema_version']!r} is not supported "
-            f"(this edgesight reads version {SCHEMA_VERSION})"
-        )
-    missing = [key for key in REQUIRED_INPUT_KEYS if key not in manifest["input"]]
-    if missing:
-        raise BundleError(f"{path}: missing key(s) input.{', input.'.join(missing)}")
-    if not isinstance(manifest["files"], dict) or not manifest["files"]:
-        raise BundleError(f"{path}: 'files' must map file names to their sha256")
-    return manifest
+    return check_manifest(manifest, path)
+
+
+def _open_files(bundle_dir: Path, manifest: dict[str, Any], keep: tuple[str, ...]) -> BundleFiles:
+    """Verify every listed file (size before hash, all within :data:`VERIFY_TIMEOUT_S`); keep the ``keep`` ones."""
+    root = _bundle_root(bundle_dir)
+    entries = {name: FileEntry.of(entry) for name, entry in manifest["files"].items()}
+    for needed in (manifest["default_model"], LABELS):
+        if needed not in entries:
+            raise BundleError(f"{bundle_dir / MANIFEST}: 'files' does not list {needed}")
+    files = BundleFiles(root, entries, deadline=time.monotonic() + VERIFY_TIMEOUT_S)
+    for name in entries:
+        path = bundle_dir / name
+        if not (root / name).exists() and not (root / name).is_symlink():
+            raise BundleError(f"{path}: listed in {MANIFEST} but missing")
+        try:
+            files.read(name) if name in keep else files.check(name)
+        except BundleError as exc:
+            raise BundleError(str(exc).replace(str(root / name), str(path), 1)) from None
+    files.finish_verifying()
+    return files
 
 
 def verify_bundle(bundle_dir: Path, manifest: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Check every listed file exists and matches its sha256; return the manifest."""
+    """Check every listed file is a regular file of its declared size and sha256; return the manifest."""
     manifest = manifest or read_manifest(bundle_dir)
-    for filename, entry in manifest["files"].items():
-        path = bundle_dir / filename
-        expected = entry.get("sha256") if isinstance(entry, dict) else entry
-        if not path.exists():
-            raise BundleError(f"{path}: listed in {MANIFEST} but missing")
-        if sha256_file(path) != expected:
-            raise BundleError(f"{path}: sha256 does not match {MANIFEST} (file changed or copied incompletely)")
-    for needed in (manifest["default_model"], LABELS):
-        if needed not in manifest["files"]:
-            raise BundleError(f"{bundle_dir / MANIFEST}: 'files' does not list {needed}")
+    _open_files(Path(bundle_dir), manifest, ())
     return manifest
 
 
 def load_bundle(bundle_dir: str | Path, model_file: str | None = None) -> ModelSpec:
-    """Read and verify a bundle directory; ``model_file`` picks a variant instead of the default."""
+    """Read and verify a bundle directory; ``model_file`` picks a variant instead of the default.
+
+    The model's and the labels' bytes are kept as verified (``spec.files``) for the runtimes.
+    """
     bundle_dir = Path(bundle_dir)
-    manifest = verify_bundle(bundle_dir)
-    labels = read_labels(bundle_dir / LABELS)
+    manifest = read_manifest(bundle_dir)
+    filename = manifest["default_model"] if model_file is None else model_file
+    check_file_name(filename, f"{bundle_dir / MANIFEST}: model file")
+    if filename not in manifest["files"]:
+        raise BundleError(f"{bundle_dir / MANIFEST}: bundle has no model {filename!r}")
+    files = _open_files(bundle_dir, manifest, (filename, LABELS))
+    try:
+        labels = parse_labels(files.read(LABELS).data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BundleError(f"{bundle_dir / LABELS}: labels file is not UTF-8 text") from None
+    if not labels:
+        raise BundleError(f"{bundle_dir / LABELS}: labels file is empty")
     output = manifest["output"]
     num_classes = output.get("num_classes")
     if num_classes is not None and num_classes != len(labels):
         raise BundleError(
             f"{bundle_dir / LABELS}: {len(labels)} labels but {MANIFEST} says output.num_classes is {num_classes}"
         )
-    filename = model_file or manifest["default_model"]
-    if filename not in manifest["files"]:
-        raise BundleError(f"{bundle_dir / MANIFEST}: bundle has no model {filename!r}")
     contract = _contract_from_manifest(manifest["input"], bundle_dir / MANIFEST)
     return ModelSpec(
         model_path=bundle_dir / filename,
@@ -218,6 +337,7 @@ def load_bundle(bundle_dir: str | Path, model_file: str | None = None) -> ModelS
         version=str(manifest["version"]),
         bundle_dir=bundle_dir,
         manifest=manifest,
+        files=files,
     )
 
 
@@ -230,20 +350,11 @@ def resolve_model(path: str | Path, labels: str | Path | None = None, model_file
     if path.is_dir():
         spec = load_bundle(path, model_file)
         if labels is not None:
-            spec = ModelSpec(
-                spec.model_path,
-                tuple(read_labels(Path(labels))),
-                spec.contract,
-                spec.background_index,
-                spec.name,
-                spec.version,
-                spec.bundle_dir,
-                spec.manifest,
-            )
+            spec = dataclasses.replace(spec, labels=tuple(read_labels(Path(labels))))
         return spec
     if not path.exists():
         raise BundleError(f"{path}: no such model file or bundle directory")
-    if path.suffix not in MODEL_SUFFIXES:
+    if runtime_for_file(path.name) is None:
         raise BundleError(f"{path}: expected a bundle directory or a {', '.join(MODEL_SUFFIXES)} model file")
     labels_path = Path(labels) if labels is not None else path.with_name(LABELS)
     label_list = tuple(read_labels(labels_path)) if labels_path.exists() or labels is not None else ()

@@ -1,6 +1,14 @@
 """Inference runtimes behind one small interface; one module per runtime, heavy imports inside it.
 
-Adding an accelerator means adding one module here and one line to ``RUNTIMES``.
+Two contracts live here. :class:`Runtime` is a loaded model (``infer`` one tensor). A
+:class:`RuntimeBackend` is a kind of runtime: its name, the bundle file it reads (from the one
+table in ``core/bundle.py``), why it cannot run on this machine, and ``open`` with its own typed
+options. :data:`REGISTRY` lists the backends; the config's and the CLI's choices
+(:data:`RUNTIME_CHOICES`) and what ``auto`` tries (:data:`AUTO_ORDER`) derive from it. Adding an
+accelerator means one module with a ``BACKEND`` and one line in :data:`REGISTRY`.
+
+This package imports neither NumPy nor any runtime library, so the config can read the names
+cheaply; a backend's module is imported on first use (a Pi never loads onnxruntime).
 """
 
 from __future__ import annotations
@@ -9,11 +17,16 @@ import importlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
-
-import numpy as np
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core.errors import BundleError, EdgesightError, UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..core.bundle import ModelSpec
+    from ..core.safefile import FileData
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +59,7 @@ class Runtime(Protocol):
 
     name: str  # e.g. "ai_edge_litert"
     version: str
+    model_path: Path  # the file whose (verified) bytes it runs
     input: TensorInfo
     output: TensorInfo
 
@@ -54,43 +68,98 @@ class Runtime(Protocol):
         ...
 
 
-# Name in config -> module that provides ``open_runtime(model_path, num_threads, **options)``.
-RUNTIMES: dict[str, str] = {
-    "litert": ".litert",
-    "edgetpu": ".edgetpu",
-    "onnx": ".onnx",
-    "tensorrt": ".tensorrt",
-}
-
-# What ``runtime = "auto"`` tries, fastest first: a Jetson GPU engine, then the Coral TPU, then
-# the int8 model on the CPU (XNNPACK), then ONNX Runtime (float on the CPU, the slowest here).
-AUTO_ORDER: tuple[str, ...] = ("tensorrt", "edgetpu", "litert", "onnx")
-RUNTIME_CHOICES: tuple[str, ...] = ("auto", *RUNTIMES)
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """Base of each backend's options: a small frozen dataclass per runtime, defaults = config defaults."""
 
 
-def open_runtime(kind: str, model_path: str | Path, num_threads: int | None = None, **options) -> Runtime:
-    """Load ``model_path`` with the runtime called ``kind``.
+class RuntimeBackend(Protocol):
+    """One kind of runtime, as the registry knows it."""
+
+    name: str  # the name in config and on the command line
+    bundle_file: str  # the bundle file it reads, from core.bundle's table (TensorRT: builds from)
+    options_type: type[RuntimeOptions]
+
+    def unavailable_reason(self) -> str | None:
+        """None when it can run on this machine now, else one line saying what is missing."""
+        ...
+
+    def model_for(self, spec: ModelSpec) -> Path:
+        """The file of ``spec`` this runtime runs; RuntimeUnavailable/BundleError when there is none."""
+        ...
+
+    def open(self, model: FileData, num_threads: int | None, options: Any) -> Runtime:
+        """Load the (already verified) bytes of ``model``; ``options`` is an ``options_type``."""
+        ...
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A registry line: the runtime's name, its module, its place in ``auto`` and one line for help."""
+
+    name: str
+    module: str
+    auto_rank: int  # 0 is tried first by runtime = "auto"
+    summary: str
+
+
+# The one list of runtimes. ``auto`` tries them fastest first: a Jetson GPU engine, then the
+# Coral TPU, then the int8 model on the CPU (XNNPACK), then ONNX Runtime (float on the CPU).
+REGISTRY: tuple[Registered, ...] = (
+    Registered("litert", ".litert", 2, "LiteRT on the CPU (XNNPACK): model.tflite and its variants"),
+    Registered("edgetpu", ".edgetpu", 1, "Coral Edge TPU: model_edgetpu.tflite, CPU fallback when unplugged"),
+    Registered("onnx", ".onnx", 3, "ONNX Runtime on the CPU: model.onnx"),
+    Registered("tensorrt", ".tensorrt", 0, "NVIDIA TensorRT: an engine built on the device from model.onnx"),
+)
+RUNTIMES: dict[str, Registered] = {entry.name: entry for entry in REGISTRY}
+RUNTIME_NAMES: tuple[str, ...] = tuple(RUNTIMES)
+AUTO_ORDER: tuple[str, ...] = tuple(entry.name for entry in sorted(REGISTRY, key=lambda entry: entry.auto_rank))
+# What ``[model] runtime`` and ``--runtime`` accept.
+RUNTIME_CHOICES: tuple[str, ...] = ("auto", *RUNTIME_NAMES)
+
+
+def runtime_module(kind: str) -> ModuleType:
+    """The module implementing runtime ``kind`` (imported on first use, so a Pi never loads onnxruntime)."""
+    if kind not in RUNTIMES:
+        raise UsageError(f"unknown runtime {kind!r}; choose one of {', '.join(RUNTIME_CHOICES)}")
+    return importlib.import_module(RUNTIMES[kind].module, __name__)
+
+
+def backend(kind: str) -> RuntimeBackend:
+    """The :class:`RuntimeBackend` called ``kind``."""
+    found: RuntimeBackend = runtime_module(kind).BACKEND
+    return found
+
+
+def options_for(kind: str, **values: Any) -> RuntimeOptions:
+    """Typed options of runtime ``kind`` from keyword values (a TypeError names an unknown one)."""
+    return backend(kind).options_type(**values)
+
+
+def open_runtime(
+    kind: str, model_path: str | Path, num_threads: int | None = None, options: RuntimeOptions | None = None
+) -> Runtime:
+    """Load the model file at ``model_path`` (read once, safely) with the runtime called ``kind``.
+
+    For a bundle's files use ``Classifier.open`` (or :func:`.choice.open_model`), which loads the
+    bytes that were verified.
 
     Raises:
         UsageError: ``kind`` is not a runtime this build knows.
         BundleError: the model file cannot be loaded by that runtime.
     """
-    return runtime_module(kind).open_runtime(Path(model_path), num_threads=num_threads, **options)
+    from ..core.bundle import read_model_file
 
-
-def runtime_module(kind: str):
-    """The module implementing runtime ``kind`` (imported on first use, so a Pi never loads onnxruntime)."""
-    if kind not in RUNTIMES:
-        raise UsageError(f"unknown runtime {kind!r}; choose one of {', '.join(RUNTIME_CHOICES)}")
-    return importlib.import_module(RUNTIMES[kind], __name__)
+    chosen = backend(kind)
+    return chosen.open(read_model_file(model_path), num_threads, options or chosen.options_type())
 
 
 def unavailable_reason(kind: str) -> str | None:
     """None when runtime ``kind`` can run on this machine, else one line saying what is missing."""
-    return runtime_module(kind).unavailable_reason()
+    return backend(kind).unavailable_reason()
 
 
-def available_runtimes(spec=None) -> list[str]:
+def available_runtimes(spec: ModelSpec | None = None) -> list[str]:
     """Runtimes usable on this machine, fastest first; with a ``ModelSpec``, only those it has a model for.
 
     ``edgesight bench`` uses this to compare every runtime a bundle can run on, in one table.
@@ -101,7 +170,7 @@ def available_runtimes(spec=None) -> list[str]:
             if unavailable_reason(kind) is not None:
                 continue
             if spec is not None:
-                runtime_module(kind).model_for(spec)
+                backend(kind).model_for(spec)
         except EdgesightError as exc:
             log.debug("runtime %s not available: %s", kind, exc)
             continue
@@ -109,39 +178,39 @@ def available_runtimes(spec=None) -> list[str]:
     return found
 
 
-def check_model_file(path: Path) -> None:
-    """Refuse a missing or obviously non-model file with a line naming it."""
-    if not path.exists():
-        raise BundleError(f"{path}: no such model file")
-    if not path.is_file():
-        raise BundleError(f"{path}: not a file")
-    if path.stat().st_size == 0:
-        raise BundleError(f"{path}: empty model file")
+def check_model_data(model: FileData) -> None:
+    """Refuse an empty model file with a line naming it (missing and non-regular files never get here)."""
+    if not model.data:
+        raise BundleError(f"{model.path}: empty model file")
 
 
-def dequantize(raw: np.ndarray, info: TensorInfo) -> np.ndarray:
-    """Map a quantized output row to float scores (0..1 for a softmax output)."""
-    if info.scale:
-        return (raw.astype(np.float32) - info.zero_point) * info.scale
-    if info.dtype in ("uint8", "int8"):
-        # An integer output that lost its quantization (tf2onnx of a quantized TFLite model):
-        # spread the integer range over 0..1 so scores and thresholds keep their meaning.
-        low = np.iinfo(info.dtype).min
-        return (raw.astype(np.float32) - low) / 255.0
-    return raw.astype(np.float32, copy=False)
+def __getattr__(name: str) -> Any:
+    """``dequantize`` needs NumPy: imported when first asked for, not with the registry."""
+    if name == "dequantize":
+        from .tensors import dequantize
+
+        return dequantize
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
     "Runtime",
+    "RuntimeBackend",
+    "RuntimeOptions",
     "RuntimeUnavailable",
+    "Registered",
     "TensorInfo",
+    "REGISTRY",
     "RUNTIMES",
+    "RUNTIME_NAMES",
     "AUTO_ORDER",
     "RUNTIME_CHOICES",
+    "backend",
+    "options_for",
     "open_runtime",
     "runtime_module",
     "unavailable_reason",
     "available_runtimes",
-    "check_model_file",
+    "check_model_data",
     "dequantize",
 ]

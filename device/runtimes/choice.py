@@ -9,48 +9,46 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
+from ..core.bundle import ModelSpec, runtime_for_file
 from ..core.errors import BundleError, UsageError
-from . import AUTO_ORDER, RUNTIME_CHOICES, Runtime, RuntimeUnavailable, runtime_module
+from . import AUTO_ORDER, RUNTIME_CHOICES, Runtime, RuntimeOptions, RuntimeUnavailable, backend
 
 log = logging.getLogger(__name__)
 
 
 def kind_for_file(path: Path) -> str:
-    """The runtime a model file is made for, from its name."""
-    name = path.name
-    if name.endswith("_edgetpu.tflite"):
-        return "edgetpu"
-    if path.suffix == ".onnx":
-        return "onnx"
-    if path.suffix in (".engine", ".plan"):
-        return "tensorrt"
-    return "litert"
+    """The runtime a model file is made for: the bundle table's answer (LiteRT for any other name)."""
+    return runtime_for_file(Path(path).name) or "litert"
 
 
-def _explicit_file(spec: Any) -> bool:
+def _explicit_file(spec: ModelSpec) -> bool:
     """True when the user named the model file (a bare model, or ``--model-file``), not just a bundle."""
     if spec.bundle_dir is None:
         return True
     return Path(spec.model_path).name != spec.manifest.get("default_model")
 
 
-def _fallback_model(spec: Any) -> Path | None:
+def _fallback_model(spec: ModelSpec) -> Path | None:
     """The CPU model an Edge TPU bundle falls back to when no TPU is attached."""
     if spec.bundle_dir is None:
         return None
     return Path(spec.bundle_dir) / spec.manifest["default_model"]
 
 
-def _open(kind: str, path: Path, spec: Any, num_threads: int | None, fallback: bool) -> Runtime:
-    options: dict[str, Any] = {}
+def _open(kind: str, path: Path, spec: ModelSpec, num_threads: int | None, fallback: bool) -> Runtime:
+    """Load ``path`` of ``spec`` from the bytes the bundle check verified (never by path again)."""
+    chosen = backend(kind)
+    options: RuntimeOptions = chosen.options_type()
     if kind == "edgetpu" and fallback:
-        options["fallback"] = _fallback_model(spec)
-    return runtime_module(kind).open_runtime(path, num_threads=num_threads, **options)
+        from .edgetpu import EdgeTPUOptions
+
+        cpu_model = _fallback_model(spec)
+        options = EdgeTPUOptions(fallback=spec.read_model(cpu_model) if cpu_model is not None else None)
+    return chosen.open(spec.read_model(path), num_threads, options)
 
 
-def open_model(spec: Any, runtime: str = "auto", num_threads: int | None = None) -> tuple[Runtime, Path]:
+def open_model(spec: ModelSpec, runtime: str = "auto", num_threads: int | None = None) -> tuple[Runtime, Path]:
     """Load the model of ``spec`` on ``runtime``; return the runtime and the file it actually runs.
 
     ``auto`` tries :data:`AUTO_ORDER` (TensorRT, Edge TPU, LiteRT CPU, ONNX Runtime) and takes the
@@ -78,24 +76,24 @@ def open_model(spec: Any, runtime: str = "auto", num_threads: int | None = None)
         chosen = _open(kind, path, spec, num_threads, fallback=True)
         return chosen, Path(getattr(chosen, "model_path", path))
     if runtime != "auto":
-        module = runtime_module(runtime)
         try:
-            model = module.model_for(spec)
+            model = backend(runtime).model_for(spec)
         except RuntimeUnavailable:
             raise
         except BundleError as exc:
             if runtime != "edgetpu":
                 raise
             fallback = _fallback_model(spec)
+            if fallback is None:
+                raise
             log.warning("%s; running %s on the CPU instead", exc, fallback.name)
             return _open("litert", fallback, spec, num_threads, fallback=False), fallback
         chosen = _open(runtime, model, spec, num_threads, fallback=True)
         return chosen, Path(getattr(chosen, "model_path", model))
     skipped = []
     for kind in AUTO_ORDER:
-        module = runtime_module(kind)
         try:
-            model = module.model_for(spec)
+            model = backend(kind).model_for(spec)
         except (RuntimeUnavailable, BundleError) as exc:
             if getattr(exc, "warn", False):
                 log.warning("auto: skipping %s: %s", kind, exc)

@@ -13,16 +13,18 @@ import ctypes
 import logging
 import os
 import platform
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.bundle import EDGETPU_MODEL, ModelSpec, runtime_for_file
 from ..core.errors import BundleError
-from . import RuntimeUnavailable
+from ..core.safefile import FileData
+from . import RuntimeOptions, RuntimeUnavailable
 from .litert import LiteRTRuntime, find_litert
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = "model_edgetpu.tflite"
 # Where Coral's runtime installs the delegate; EDGESIGHT_EDGETPU_LIB overrides (non-standard installs).
 _LIBRARY = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
 INSTALL_HINT = (
@@ -67,50 +69,69 @@ def _first_line(exc: Exception) -> str:
     return "; ".join(lines[:2]) if lines else type(exc).__name__
 
 
-def unavailable_reason() -> str | None:
-    """None when the delegate loads (a TPU is attached), else why not.
+@dataclass(frozen=True)
+class EdgeTPUOptions(RuntimeOptions):
+    """Which TPU (``usb``, ``usb:0``, ``pci:0``; None = the first) and the CPU model to fall back to.
 
-    This really opens the TPU, so it answers "can I use it now", not "is software installed".
+    ``fallback`` holds the verified bytes of the bundle's CPU model, so a TPU that is unplugged
+    makes the service slower, not blind.
     """
-    try:
-        delegate = load_edgetpu_delegate()
-    except (RuntimeUnavailable, BundleError) as exc:
-        return str(exc)
-    del delegate
-    return None
+
+    device: str | None = None
+    fallback: FileData | None = None
 
 
-def model_for(spec: Any) -> Path:
-    """The bundle's ``model_edgetpu.tflite`` (from ``edgesight export --edgetpu``), or a bare one."""
-    path = Path(spec.model_path)
-    if path.name.endswith("_edgetpu.tflite"):
-        return path
-    if spec.bundle_dir is None:
-        raise BundleError(
-            f"{path}: not an Edge TPU model (compile it with edgetpu_compiler, or export the bundle with --edgetpu)"
-        )
-    return spec.variant(MODEL_FILE)
+class EdgeTPUBackend:
+    """The ``edgetpu`` entry of the registry.
 
-
-def open_runtime(
-    model_path: Path,
-    num_threads: int | None = None,
-    *,
-    fallback: Path | None = None,
-    device: str | None = None,
-    **_: Any,
-) -> LiteRTRuntime:
-    """An interpreter for ``model_path`` with the Edge TPU delegate; the CPU ``fallback`` if it won't load.
-
-    Raises:
-        RuntimeUnavailable: no delegate and no fallback model.
+    The model is given to LiteRT as bytes (``model_content``) with the delegate; only the
+    delegate library itself is loaded by name, as the Edge TPU runtime requires.
     """
-    try:
-        delegate = load_edgetpu_delegate(device)
-    except RuntimeUnavailable as exc:
-        if fallback is None:
-            raise
-        log.warning("%s; running %s on the CPU instead of %s", exc, Path(fallback).name, Path(model_path).name)
-        return LiteRTRuntime(Path(fallback), num_threads=num_threads)
-    log.info("Edge TPU delegate %s loaded for %s", library_name(), model_path)
-    return LiteRTRuntime(model_path, num_threads=num_threads, delegates=[delegate], name_suffix="+edgetpu")
+
+    name = "edgetpu"
+    bundle_file = EDGETPU_MODEL
+    options_type = EdgeTPUOptions
+
+    def unavailable_reason(self) -> str | None:
+        """None when the delegate loads (a TPU is attached), else why not.
+
+        This really opens the TPU, so it answers "can I use it now", not "is software installed".
+        """
+        try:
+            delegate = load_edgetpu_delegate()
+        except (RuntimeUnavailable, BundleError) as exc:
+            return str(exc)
+        del delegate
+        return None
+
+    def model_for(self, spec: ModelSpec) -> Path:
+        """The bundle's ``model_edgetpu.tflite`` (from ``edgesight export --edgetpu``), or a bare one."""
+        path = Path(spec.model_path)
+        if runtime_for_file(path.name) == self.name:
+            return path
+        if spec.bundle_dir is None:
+            raise BundleError(
+                f"{path}: not an Edge TPU model (compile it with edgetpu_compiler, or export the bundle with --edgetpu)"
+            )
+        return spec.variant(EDGETPU_MODEL)
+
+    def open(self, model: FileData, num_threads: int | None, options: EdgeTPUOptions) -> LiteRTRuntime:
+        """An interpreter for ``model`` with the Edge TPU delegate; the CPU ``fallback`` if it won't load.
+
+        Raises:
+            RuntimeUnavailable: no delegate and no fallback model.
+        """
+        try:
+            delegate = load_edgetpu_delegate(options.device)
+        except RuntimeUnavailable as exc:
+            if options.fallback is None:
+                raise
+            log.warning("%s; running %s on the CPU instead of %s", exc, options.fallback.path.name, model.path.name)
+            return LiteRTRuntime(options.fallback, num_threads=num_threads)
+        log.info("Edge TPU delegate %s loaded for %s", library_name(), model.path)
+        return LiteRTRuntime(model, num_threads=num_threads, delegates=[delegate], name_suffix="+edgetpu")
+
+
+BACKEND = EdgeTPUBackend()
+# For callers that still take the module (commands/bench.py); new code asks runtimes.backend(kind).
+model_for = BACKEND.model_for

@@ -19,8 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from ..core.bundle import DEFAULT_MODEL, ModelSpec, runtime_for_file
 from ..core.errors import BundleError
-from . import TensorInfo, check_model_file
+from ..core.safefile import FileData
+from . import RuntimeOptions, TensorInfo, check_model_data
 
 log = logging.getLogger(__name__)
 
@@ -107,22 +109,39 @@ def _tensor_info(detail: dict) -> TensorInfo:
     )
 
 
+@dataclass(frozen=True)
+class LiteRTOptions(RuntimeOptions):
+    """LiteRT on the CPU has nothing to choose beyond the thread count (XNNPACK is LiteRT's default)."""
+
+
 class LiteRTRuntime:
-    """One LiteRT interpreter; not thread-safe, so the pipeline gives each worker its own."""
+    """One LiteRT interpreter; not thread-safe, so the pipeline gives each worker its own.
+
+    It is built from the model's bytes (``model_content``), never from its path, so it runs
+    exactly what the bundle check hashed.
+    """
 
     def __init__(
-        self, model_path: Path, num_threads: int | None = None, delegates: list | None = None, name_suffix: str = ""
+        self,
+        model: FileData,
+        num_threads: int | None = None,
+        delegates: list | None = None,
+        name_suffix: str = "",
     ) -> None:
-        check_model_file(model_path)
+        check_model_data(model)
+        model_path = model.path
         found = find_litert()
         self.name = found.name + name_suffix
         self.version = found.version
         self.num_threads = num_threads or default_threads()
         self.model_path = model_path
+        self._content = model.data  # the interpreter reads this buffer: keep it alive with it
         try:
             with quiet_native_stderr():
                 self._interpreter = found.interpreter_class(
-                    model_path=str(model_path), num_threads=self.num_threads, experimental_delegates=delegates or None
+                    model_content=self._content,
+                    num_threads=self.num_threads,
+                    experimental_delegates=delegates or None,
                 )
                 self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
@@ -148,28 +167,37 @@ class LiteRTRuntime:
         return self._interpreter.get_tensor(self._output_index)[0]
 
 
-def open_runtime(model_path: Path, num_threads: int | None = None, **options: Any) -> LiteRTRuntime:
-    """Entry point used by :func:`edgesight.device.runtimes.open_runtime`."""
-    return LiteRTRuntime(model_path, num_threads=num_threads, **options)
+class LiteRTBackend:
+    """The ``litert`` entry of the registry."""
+
+    name = "litert"
+    bundle_file = DEFAULT_MODEL
+    options_type = LiteRTOptions
+
+    def unavailable_reason(self) -> str | None:
+        """None when some LiteRT flavour imports here, else why not."""
+        try:
+            find_litert()
+        except BundleError as exc:
+            return str(exc)
+        return None
+
+    def model_for(self, spec: ModelSpec) -> Path:
+        """The CPU ``.tflite`` of a bundle or bare model: the chosen variant, else the bundle's default.
+
+        An Edge TPU-compiled model holds a custom op the CPU cannot run, so it is never picked here.
+        """
+        path = Path(spec.model_path)
+        if runtime_for_file(path.name) == self.name:
+            return path
+        if spec.bundle_dir is not None:
+            return Path(spec.bundle_dir) / spec.manifest["default_model"]
+        raise BundleError(f"{path}: LiteRT runs .tflite models (not Edge TPU-compiled ones)")
+
+    def open(self, model: FileData, num_threads: int | None, options: LiteRTOptions) -> LiteRTRuntime:
+        return LiteRTRuntime(model, num_threads=num_threads)
 
 
-def unavailable_reason() -> str | None:
-    """None when some LiteRT flavour imports here, else why not."""
-    try:
-        find_litert()
-    except BundleError as exc:
-        return str(exc)
-    return None
-
-
-def model_for(spec: Any) -> Path:
-    """The CPU ``.tflite`` of a bundle or bare model: the chosen variant, else the bundle's default.
-
-    An Edge TPU-compiled model holds a custom op the CPU cannot run, so it is never picked here.
-    """
-    path = Path(spec.model_path)
-    if path.suffix == ".tflite" and not path.name.endswith("_edgetpu.tflite"):
-        return path
-    if spec.bundle_dir is not None:
-        return Path(spec.bundle_dir) / spec.manifest["default_model"]
-    raise BundleError(f"{path}: LiteRT runs .tflite models (not Edge TPU-compiled ones)")
+BACKEND = LiteRTBackend()
+# For callers that still take the module (commands/bench.py); new code asks runtimes.backend(kind).
+model_for = BACKEND.model_for

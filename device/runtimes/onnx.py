@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from ..core.bundle import ONNX_MODEL, ModelSpec, runtime_for_file
 from ..core.errors import BundleError
-from . import RuntimeUnavailable, TensorInfo, check_model_file
+from ..core.safefile import FileData
+from . import RuntimeOptions, RuntimeUnavailable, TensorInfo, check_model_data
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = "model.onnx"
 # ONNX element type strings -> NumPy dtype names.
 _DTYPES = {
     "tensor(float)": "float32",
@@ -40,25 +41,6 @@ def _import_onnxruntime():
     return onnxruntime
 
 
-def unavailable_reason() -> str | None:
-    """None when onnxruntime imports here, else why not."""
-    try:
-        _import_onnxruntime()
-    except RuntimeUnavailable as exc:
-        return str(exc)
-    return None
-
-
-def model_for(spec: Any) -> Path:
-    """The bundle's ``model.onnx`` (written by ``edgesight export --onnx``), or a bare ``.onnx``."""
-    path = Path(spec.model_path)
-    if path.suffix == ".onnx":
-        return path
-    if spec.bundle_dir is None:
-        raise BundleError(f"{path}: the onnx runtime runs .onnx models")
-    return spec.variant(MODEL_FILE)
-
-
 def _static_shape(shape: list, where: Path) -> tuple[int, ...]:
     """Dynamic axes (strings or None) are the batch axis in practice: pin them to 1."""
     dims = tuple(d if isinstance(d, int) and d > 0 else 1 for d in shape)
@@ -74,8 +56,11 @@ class OnnxRuntime:
     inside :meth:`infer` keeps the one preprocessing definition unchanged for both.
     """
 
-    def __init__(self, model_path: Path, num_threads: int | None = None, providers: list[str] | None = None) -> None:
-        check_model_file(model_path)
+    def __init__(
+        self, model: FileData, num_threads: int | None = None, providers: tuple[str, ...] | None = None
+    ) -> None:
+        check_model_data(model)
+        model_path = model.path
         ort = _import_onnxruntime()
         self.name = "onnxruntime"
         self.version = ort.__version__ if hasattr(ort, "__version__") else importlib.metadata.version("onnxruntime")
@@ -87,7 +72,8 @@ class OnnxRuntime:
         available = ort.get_available_providers()
         wanted = [p for p in (providers or ["CPUExecutionProvider"]) if p in available] or ["CPUExecutionProvider"]
         try:
-            self._session = ort.InferenceSession(str(model_path), sess_options=options, providers=wanted)
+            # from the verified bytes, not the path: what runs is what was hashed
+            self._session = ort.InferenceSession(model.data, sess_options=options, providers=wanted)
         except Exception as exc:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise BundleError(f"{model_path}: not a loadable ONNX model ({reason})") from None
@@ -120,6 +106,41 @@ class OnnxRuntime:
         return self._session.run([self._output_name], {self._input_name: tensor})[0][0]
 
 
-def open_runtime(model_path: Path, num_threads: int | None = None, **options: Any) -> OnnxRuntime:
-    """Entry point used by :func:`edgesight.device.runtimes.open_runtime`."""
-    return OnnxRuntime(model_path, num_threads=num_threads, providers=options.get("providers"))
+@dataclass(frozen=True)
+class OnnxOptions(RuntimeOptions):
+    """ONNX Runtime execution providers to try, in order (those not installed are skipped)."""
+
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+
+
+class OnnxBackend:
+    """The ``onnx`` entry of the registry."""
+
+    name = "onnx"
+    bundle_file = ONNX_MODEL
+    options_type = OnnxOptions
+
+    def unavailable_reason(self) -> str | None:
+        """None when onnxruntime imports here, else why not."""
+        try:
+            _import_onnxruntime()
+        except RuntimeUnavailable as exc:
+            return str(exc)
+        return None
+
+    def model_for(self, spec: ModelSpec) -> Path:
+        """The bundle's ``model.onnx`` (written by ``edgesight export --onnx``), or a bare ``.onnx``."""
+        path = Path(spec.model_path)
+        if runtime_for_file(path.name) == self.name:
+            return path
+        if spec.bundle_dir is None:
+            raise BundleError(f"{path}: the onnx runtime runs .onnx models")
+        return spec.variant(ONNX_MODEL)
+
+    def open(self, model: FileData, num_threads: int | None, options: OnnxOptions) -> OnnxRuntime:
+        return OnnxRuntime(model, num_threads=num_threads, providers=options.providers)
+
+
+BACKEND = OnnxBackend()
+# For callers that still take the module (commands/bench.py); new code asks runtimes.backend(kind).
+model_for = BACKEND.model_for

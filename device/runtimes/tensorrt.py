@@ -25,13 +25,13 @@ from typing import Any
 
 import numpy as np
 
+from ..core.bundle import ENGINE_DIR, ONNX_MODEL, ModelSpec, runtime_for_file
 from ..core.errors import BundleError, EdgesightError
-from . import RuntimeUnavailable, TensorInfo, check_model_file
+from ..core.safefile import FileData, read_regular, read_text
+from . import RuntimeOptions, RuntimeUnavailable, TensorInfo, check_model_data
 
 log = logging.getLogger(__name__)
 
-ONNX_FILE = "model.onnx"
-ENGINE_DIR = "engines"
 PRECISIONS = ("fp32", "fp16", "int8")
 INSTALL_HINT = (
     "TensorRT runs on NVIDIA GPUs: on a Jetson it comes with JetPack (sudo apt install "
@@ -85,16 +85,6 @@ def device_key(cudart: Any | None = None) -> str:
     return f"{slug}-sm{props.major}{props.minor}"
 
 
-def unavailable_reason() -> str | None:
-    """None when TensorRT, cuda-python and a GPU are all present, else what is missing."""
-    try:
-        import_tensorrt()
-        device_key()
-    except EdgesightError as exc:
-        return str(exc)
-    return None
-
-
 class TrtLogger:
     """Build the TensorRT logger as an ``ILogger`` subclass that writes to :mod:`logging`.
 
@@ -102,7 +92,7 @@ class TrtLogger:
     one keeps the last error so it can go into the message the user sees.
     """
 
-    def __new__(cls, trt: Any):
+    def __new__(cls, trt: Any) -> Any:  # an instance of a subclass of trt.ILogger built here
         class _Logger(trt.ILogger):
             def __init__(self) -> None:
                 trt.ILogger.__init__(self)
@@ -141,7 +131,7 @@ class EngineInfo:
         if not sidecar.exists():
             return None
         try:
-            data = json.loads(sidecar.read_text(encoding="utf-8"))
+            data = json.loads(read_text(sidecar, what="engine description", follow_symlinks=False))
             return cls(
                 engine_path,
                 str(data["tensorrt_version"]),
@@ -150,7 +140,7 @@ class EngineInfo:
                 str(data.get("onnx_sha256", "")),
                 str(data.get("built", "")),
             )
-        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise BundleError(f"{sidecar}: unreadable engine description ({exc})") from None
 
     def write(self) -> None:
@@ -188,45 +178,15 @@ def mismatch(info: EngineInfo, tensorrt_version: str, device: str, onnx_sha256: 
     return None
 
 
-def model_for(spec: Any) -> Path:
-    """The newest engine in the bundle built for this TensorRT version and GPU (or a bare engine).
-
-    Raises:
-        RuntimeUnavailable: no TensorRT/GPU here, or no matching engine (says how to build one).
-    """
-    path = Path(spec.model_path)
-    if path.suffix in (".engine", ".plan"):
-        return path
-    if spec.bundle_dir is None:
-        raise BundleError(f"{path}: the tensorrt runtime runs .engine files built by edgesight build-engine")
-    trt = import_tensorrt()
-    device = device_key()
-    onnx_entry = spec.manifest.get("files", {}).get(ONNX_FILE)
-    onnx_sha = onnx_entry.get("sha256") if isinstance(onnx_entry, dict) else onnx_entry
-    stale = []
-    for info in cached_engines(spec.bundle_dir):
-        reason = mismatch(info, trt.__version__, device, onnx_sha)
-        if reason is None:
-            return info.path
-        stale.append(f"{info.path.name} ({reason})")
-    hint = f"run: edgesight build-engine {spec.bundle_dir}"
-    if stale:
-        raise RuntimeUnavailable(
-            f"{spec.bundle_dir}/{ENGINE_DIR}: no usable engine: {'; '.join(stale)}; {hint}", warn=True
-        )
-    raise RuntimeUnavailable(
-        f"{spec.bundle_dir}: no TensorRT engine for TensorRT {trt.__version__} on {device}; {hint}"
-    )
-
-
 # --------------------------------------------------------------------------- running an engine
 
 
 class TensorRTRuntime:
     """One deserialized engine with its execution context, device buffers and CUDA stream."""
 
-    def __init__(self, model_path: Path, num_threads: int | None = None) -> None:
-        check_model_file(model_path)
+    def __init__(self, model: FileData, num_threads: int | None = None) -> None:
+        check_model_data(model)
+        model_path = model.path
         trt = import_tensorrt()
         self._cudart = cudart = import_cudart()
         self.name = "tensorrt"
@@ -238,9 +198,9 @@ class TensorRTRuntime:
             reason = mismatch(info, trt.__version__, device, None)
             if reason:
                 raise BundleError(f"{model_path}: engine {reason}; rebuild it with edgesight build-engine BUNDLE")
-        self._logger = TrtLogger(trt)
+        self._logger: Any = TrtLogger(trt)
         self._trt_runtime = trt.Runtime(self._logger)
-        self._engine = self._trt_runtime.deserialize_cuda_engine(model_path.read_bytes())
+        self._engine = self._trt_runtime.deserialize_cuda_engine(model.data)
         if self._engine is None:
             detail = self._logger.errors[-1] if self._logger.errors else "deserialization failed"
             raise BundleError(
@@ -321,9 +281,68 @@ class TensorRTRuntime:
             pass
 
 
-def open_runtime(model_path: Path, num_threads: int | None = None, **_: Any) -> TensorRTRuntime:
-    """Entry point used by :func:`edgesight.device.runtimes.open_runtime` (threads do not apply)."""
-    return TensorRTRuntime(model_path, num_threads=num_threads)
+@dataclass(frozen=True)
+class TensorRTOptions(RuntimeOptions):
+    """Nothing to choose at run time: precision and workspace were fixed when the engine was built."""
+
+
+class TensorRTBackend:
+    """The ``tensorrt`` entry of the registry.
+
+    It reads the bundle's ``model.onnx`` only to build an engine (``edgesight build-engine``);
+    at run time it loads an engine under ``engines/``, which the device built itself and the
+    manifest cannot list, so it is read safely (a regular file, no symlink) but not hashed; its
+    sidecar names the sha256 of the ``model.onnx`` it came from.
+    """
+
+    name = "tensorrt"
+    bundle_file = ONNX_MODEL
+    options_type = TensorRTOptions
+
+    def unavailable_reason(self) -> str | None:
+        """None when TensorRT, cuda-python and a GPU are all present, else what is missing."""
+        try:
+            import_tensorrt()
+            device_key()
+        except EdgesightError as exc:
+            return str(exc)
+        return None
+
+    def model_for(self, spec: ModelSpec) -> Path:
+        """The newest engine in the bundle built for this TensorRT version and GPU (or a bare engine).
+
+        Raises:
+            RuntimeUnavailable: no TensorRT/GPU here, or no matching engine (says how to build one).
+        """
+        path = Path(spec.model_path)
+        if runtime_for_file(path.name) == self.name:
+            return path
+        if spec.bundle_dir is None:
+            raise BundleError(f"{path}: the tensorrt runtime runs .engine files built by edgesight build-engine")
+        trt = import_tensorrt()
+        device = device_key()
+        onnx_entry = spec.manifest.get("files", {}).get(self.bundle_file)
+        onnx_sha = onnx_entry.get("sha256") if isinstance(onnx_entry, dict) else onnx_entry
+        stale = []
+        for info in cached_engines(spec.bundle_dir):
+            reason = mismatch(info, trt.__version__, device, onnx_sha)
+            if reason is None:
+                return info.path
+            stale.append(f"{info.path.name} ({reason})")
+        hint = f"run: edgesight build-engine {spec.bundle_dir}"
+        if stale:
+            raise RuntimeUnavailable(
+                f"{spec.bundle_dir}/{ENGINE_DIR}: no usable engine: {'; '.join(stale)}; {hint}", warn=True
+            )
+        raise RuntimeUnavailable(
+            f"{spec.bundle_dir}: no TensorRT engine for TensorRT {trt.__version__} on {device}; {hint}"
+        )
+
+    def open(self, model: FileData, num_threads: int | None, options: TensorRTOptions) -> TensorRTRuntime:
+        return TensorRTRuntime(model, num_threads=num_threads)
+
+
+BACKEND = TensorRTBackend()
 
 
 # --------------------------------------------------------------------------- building an engine
@@ -336,7 +355,7 @@ def _calibrator(trt: Any, cudart: Any, batches: Iterable[np.ndarray], cache_path
         def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)
             self._batches = iter(batches)
-            self.device = None
+            self.device: Any = None
             self.count = 0
 
         def get_batch_size(self) -> int:
@@ -369,7 +388,7 @@ def _calibrator(trt: Any, cudart: Any, batches: Iterable[np.ndarray], cache_path
 
 
 def build_engine(
-    onnx_path: Path,
+    onnx_model: FileData | Path,
     out_path: Path,
     precision: str = "fp16",
     *,
@@ -380,6 +399,7 @@ def build_engine(
     """Parse ``onnx_path``, build a serialized engine at ``out_path`` and describe it in a sidecar.
 
     Args:
+        onnx_model: the verified bytes of the bundle's ``model.onnx`` (a path is read safely once).
         precision: fp32, fp16 (what a Jetson should use) or int8 (needs ``calibration``:
             preprocessed float32 [1,H,W,3] batches from representative frames).
         workspace_mib: builder scratch memory; Jetsons share it with the CPU, so keep it modest.
@@ -389,18 +409,20 @@ def build_engine(
     """
     if precision not in PRECISIONS:
         raise EdgesightError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    onnx = onnx_model if isinstance(onnx_model, FileData) else read_regular(Path(onnx_model))
+    onnx_path = onnx.path
     trt = import_tensorrt()
     cudart = import_cudart()
     device = device_key(cudart)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    logger = TrtLogger(trt)
+    logger: Any = TrtLogger(trt)
     builder = trt.Builder(logger)
     flags = 0
     if int(trt.__version__.split(".")[0]) < 10:  # explicit batch is the only mode from TensorRT 10 on
         flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse(onnx_path.read_bytes()):
+    if not parser.parse(onnx.data):
         errors = "; ".join(str(parser.get_error(i)).strip() for i in range(parser.num_errors)) or "parse failed"
         raise BundleError(f"{onnx_path}: TensorRT's ONNX parser refused it ({errors})")
     config = builder.create_builder_config()
@@ -458,3 +480,7 @@ def build_engine(
     )
     info.write()
     return info
+
+
+# For callers that still take the module (commands/bench.py); new code asks runtimes.backend(kind).
+model_for = BACKEND.model_for

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..core.errors import ImageError, SourceError
 from ..core.preprocess import list_images, max_image_pixels, read_image
-from . import Frame
+from .base import Frame
 
 log = logging.getLogger(__name__)
 

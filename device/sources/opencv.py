@@ -3,16 +3,43 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
 
 from ..core.errors import SourceError
 from ..core.preprocess import quiet_opencv
-from . import Frame
+from .base import Frame
 
 log = logging.getLogger(__name__)
+
+# FFmpeg's av_log level, read by OpenCV once, at the first FFmpeg open of the process; -8 is AV_LOG_QUIET.
+FFMPEG_LOGLEVEL = "OPENCV_FFMPEG_LOGLEVEL"
+_FFMPEG_QUIET = "-8"
+
+
+@contextmanager
+def quiet_ffmpeg() -> Iterator[None]:
+    """Keep FFmpeg's own lines (``[tcp @ 0x...] Connection ... refused``) off stderr during an open.
+
+    FFmpeg logs through its own callback, which ``cv2.utils.logging`` does not reach; OpenCV sets
+    its level from ``OPENCV_FFMPEG_LOGLEVEL`` when it first opens something with FFmpeg, so the
+    variable is set (unless the user set it, or ``EDGESIGHT_NATIVE_LOGS=1`` asks for native logs)
+    for the open and removed again so child processes inherit the environment they were given.
+    Our own error names the source and the likely fix instead.
+    """
+    if FFMPEG_LOGLEVEL in os.environ or os.environ.get("EDGESIGHT_NATIVE_LOGS"):
+        yield
+        return
+    os.environ[FFMPEG_LOGLEVEL] = _FFMPEG_QUIET
+    try:
+        yield
+    finally:
+        os.environ.pop(FFMPEG_LOGLEVEL, None)
 
 
 class OpenCVSource:
@@ -53,8 +80,8 @@ class OpenCVSource:
     def _open(self) -> cv2.VideoCapture:
         if self.kind == "file" and not Path(str(self.target)).exists():
             raise SourceError(f"{self.target}: video file is gone")
-        # OpenCV prints its own backend warnings for a failed open; ours names the source and a fix
-        with quiet_opencv():
+        # OpenCV and FFmpeg print their own lines for a failed open; ours names the source and a fix
+        with quiet_opencv(), quiet_ffmpeg():
             if self.kind == "gstreamer":
                 cap = cv2.VideoCapture(str(self.target), cv2.CAP_GSTREAMER)
             else:

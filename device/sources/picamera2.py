@@ -16,7 +16,7 @@ import time
 import cv2
 
 from ..core.errors import SourceError, UsageError
-from . import Frame
+from .base import Frame
 
 log = logging.getLogger(__name__)
 
