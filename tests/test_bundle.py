@@ -169,3 +169,22 @@ def test_info_prints_the_agreement_figures_or_says_not_measured(tmp_path, v1_mod
     out = cli("info", unmeasured).stdout
     assert "int8 vs float: not measured" in out
     assert "quantized vs float: not measured" in cli("info", bundle("bare", {})).stdout
+
+
+def test_only_the_probes_folder_may_hold_manifest_files_and_it_must_not_be_a_symlink(tmp_path):
+    """``probes/<name>`` is the one sub-folder name a manifest may list; a symlinked probes/ is refused."""
+    from edgesight.device.core.manifest import check_file_name
+    from edgesight.device.core.safefile import read_regular
+
+    assert check_file_name("probes/probes.json", "m") == "probes/probes.json"
+    for bad in ("other/x.json", "probes/../model.tflite", "probes/", "probes/a/b"):
+        with pytest.raises(BundleError, match="not a plain file name"):
+            check_file_name(bad, "m")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "probes.json").write_text("{}")
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "probes").symlink_to(outside)
+    with pytest.raises(BundleError, match="is a symlink"):
+        read_regular(bundle / "probes" / "probes.json", follow_symlinks=False)

@@ -46,6 +46,10 @@ def _is_number(value: Any) -> bool:
     return (isinstance(value, (int, float)) and not isinstance(value, bool)) and math.isfinite(value)
 
 
+# The only folders a bundle may hold files in (the self-test probes); everything else sits at its top.
+SUBFOLDERS = ("probes",)
+
+
 def check_file_name(name: Any, where: str) -> str:
     """A plain file name inside the bundle: no directories, no ``..``, not absolute, not hidden tricks.
 
@@ -54,6 +58,10 @@ def check_file_name(name: Any, where: str) -> str:
     """
     if not isinstance(name, str) or not name:
         raise BundleError(f"{where}: expected a file name, got {_show(name)}")
+    folder, _, rest = name.partition("/")
+    if folder in SUBFOLDERS and rest:  # e.g. probes/probes.json: one known folder, then a plain name
+        check_file_name(rest, where)
+        return name
     if (
         name in (".", "..")
         or "/" in name

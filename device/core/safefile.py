@@ -67,6 +67,8 @@ def open_regular(path: Path, *, follow_symlinks: bool) -> tuple[int, os.stat_res
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     if not follow_symlinks:
         flags |= getattr(os, "O_NOFOLLOW", 0)
+        if path.parent.is_symlink():  # O_NOFOLLOW guards the last component only (probes/ inside a bundle)
+            raise BundleError(f"{path.parent}: is a symlink; a bundle must hold its files itself")
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:
