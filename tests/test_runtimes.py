@@ -147,3 +147,17 @@ def test_no_runtime_module_spells_a_bundle_file_name():
         text = module.read_text()
         for name in ('"model.onnx"', '"model_edgetpu.tflite"', '"model.tflite"', "MODEL_FILE =", "ONNX_FILE ="):
             assert name not in text, f"{module.name} spells {name}"
+
+
+def test_backend_modules_import_the_base_types_not_the_registry():
+    """No cycle: the registry imports a backend on demand, so a backend must not import the registry."""
+    import ast
+
+    import edgesight.device.runtimes as package
+
+    folder = Path(package.__file__).parent
+    for module in ("base", "tensors", "litert", "edgetpu", "onnx", "tensorrt"):
+        tree = ast.parse((folder / f"{module}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                assert node.module is not None, f"{module}.py imports from the runtimes package itself"

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from ..core.bundle import ModelSpec, runtime_for_file
 from ..core.errors import BundleError, UsageError
-from . import AUTO_ORDER, RUNTIME_CHOICES, Runtime, RuntimeOptions, RuntimeUnavailable, backend
+from . import AUTO_ORDER, RUNTIME_CHOICES, backend
+from .base import Runtime, RuntimeOptions, RuntimeUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from typing import Any
 from ..core.bundle import EDGETPU_MODEL, ModelSpec, runtime_for_file
 from ..core.errors import BundleError
 from ..core.safefile import FileData
-from . import RuntimeOptions, RuntimeUnavailable
+from .base import RuntimeOptions, RuntimeUnavailable
 from .litert import LiteRTRuntime, find_litert
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ import numpy as np
 from ..core.bundle import DEFAULT_MODEL, ModelSpec, runtime_for_file
 from ..core.errors import BundleError
 from ..core.safefile import FileData
-from . import RuntimeOptions, TensorInfo, check_model_data
+from .base import RuntimeOptions, TensorInfo, check_model_data
 
 log = logging.getLogger(__name__)
 

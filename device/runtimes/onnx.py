@@ -18,7 +18,7 @@ import numpy as np
 from ..core.bundle import ONNX_MODEL, ModelSpec, runtime_for_file
 from ..core.errors import BundleError
 from ..core.safefile import FileData
-from . import RuntimeOptions, RuntimeUnavailable, TensorInfo, check_model_data
+from .base import RuntimeOptions, RuntimeUnavailable, TensorInfo, check_model_data
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ import numpy as np
 from ..core.bundle import ENGINE_DIR, ONNX_MODEL, ModelSpec, runtime_for_file
 from ..core.errors import BundleError, EdgesightError
 from ..core.safefile import FileData, read_regular, read_text
-from . import RuntimeOptions, RuntimeUnavailable, TensorInfo, check_model_data
+from .base import RuntimeOptions, RuntimeUnavailable, TensorInfo, check_model_data
 
 log = logging.getLogger(__name__)
 

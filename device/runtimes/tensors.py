@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import TensorInfo
+from .base import TensorInfo
 
 
 def dequantize(raw: np.ndarray, info: TensorInfo) -> np.ndarray:
