@@ -30,7 +30,7 @@ from typing import Any
 from .core.errors import ConfigError
 from .core.tomlfile import read_toml
 from .mqtt.commands import VERBS as COMMAND_VERBS
-from .runtimes import AUTO_ORDER, RUNTIMES  # names only: each runtime's heavy import waits for its use
+from .runtimes import AUTO_ORDER, RUNTIME_CHOICES  # names only: each runtime's heavy import waits for its use
 
 DEFAULT_PATH = Path("/etc/edgesight/edgesight.toml")
 
@@ -149,7 +149,7 @@ SCHEMA: list[Section] = [
                 "auto",
                 "inference runtime: auto = the fastest this device and bundle allow "
                 f"({' > '.join(AUTO_ORDER)}); edgetpu falls back to the CPU model when no TPU is attached",
-                choices=("auto", *RUNTIMES),
+                choices=RUNTIME_CHOICES,
             ),
             Key(
                 "crop",
