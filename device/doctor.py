@@ -307,7 +307,7 @@ def check_edgetpu(config: Config) -> Check:
         return Check(
             "edge tpu", needed(False, need), f"{library} not loadable ({_first_line(exc)})", edgetpu.INSTALL_HINT
         )
-    reason = edgetpu.unavailable_reason()
+    reason = edgetpu.BACKEND.unavailable_reason()
     if reason is None:
         return Check("edge tpu", OK, f"{library} loaded; a TPU is attached")
     return Check("edge tpu", needed(False, need), f"{library} loads, but: {reason}", "plug the Coral in (USB 3 port)")
@@ -317,7 +317,7 @@ def check_tensorrt(config: Config) -> Check:
     from .runtimes import tensorrt
 
     need = config.model.runtime == "tensorrt"
-    reason = tensorrt.unavailable_reason()
+    reason = tensorrt.BACKEND.unavailable_reason()
     if reason is None:
         trt = tensorrt.import_tensorrt()
         return Check("tensorrt", OK, f"TensorRT {getattr(trt, '__version__', '?')}, GPU {tensorrt.device_key()}")
