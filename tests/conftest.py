@@ -99,13 +99,25 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _user_name() -> str:
+    """This process's account (POSIX), for mosquitto's ``user``: it must write our temporary folder."""
+    import pwd  # POSIX only, like mosquitto's privilege drop
+
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
 @dataclass
 class Broker:
     """A real mosquitto on a free loopback port; ``stop()``/``start()`` (or ``restart()``) simulate an outage.
 
     ``persistent`` keeps sessions, queued QoS 1 messages and retained messages across a restart
     (mosquitto's ``persistence true``), as a production broker does: a subscriber with a
-    persistent session then misses nothing published while it was away.
+    persistent session then misses nothing published while it was away. mosquitto started as
+    root drops to the ``mosquitto`` account, which cannot write pytest's 0700 temporary folder:
+    the database then is never saved, every restart forgets the sessions, and a subscriber that
+    reconnects after the publisher misses what was published in between. So the broker runs as
+    the test's own user (``user`` only matters when started as root), and a failed save fails
+    the test instead of passing for an outage-survival proof.
     """
 
     port: int
@@ -113,6 +125,7 @@ class Broker:
     process: subprocess.Popen | None = None
     host: str = "127.0.0.1"
     persistent: bool = False
+    _log_offset: int = 0
 
     @property
     def address(self) -> str:
@@ -123,7 +136,10 @@ class Broker:
         persistence = (
             f"persistence true\npersistence_location {self.workdir}/\n" if self.persistent else "persistence false\n"
         )
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n{persistence}")
+        user = f"user {_user_name()}\n" if hasattr(os, "geteuid") else ""
+        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n{user}{persistence}")
+        log_file = self.workdir / "mosquitto.log"
+        self._log_offset = log_file.stat().st_size if log_file.exists() else 0
         self.process = subprocess.Popen(
             [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=(self.workdir / "mosquitto.log").open("ab")
         )
@@ -147,6 +163,12 @@ class Broker:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+        if self.persistent:
+            with (self.workdir / "mosquitto.log").open("rb") as log_file:
+                log_file.seek(self._log_offset)
+                text = log_file.read().decode(errors="replace")
+            if "Error saving" in text:
+                raise RuntimeError(f"persistent mosquitto could not save its database:\n{text}")
 
     def restart(self, down_s: float = 0.0) -> None:
         """Stop, stay down ``down_s`` seconds, start again on the same port."""

@@ -313,13 +313,17 @@ class SessionSubscriber:
 
     def __init__(self, port: int, topic: str) -> None:
         self.states: list[dict] = []
+        self.connects = 0
+        self.sessions_lost = 0  # reconnects the broker answered without our session: it forgot what it queued
         self._lock = threading.Lock()
         ready = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="ha-like", clean_session=False)
         self.client.reconnect_delay_set(1, 1)
 
         def connected(client, userdata, flags, reason_code, properties):
+            self.connects += 1
             if not flags.session_present:  # resubscribing would replay the retained state out of order
+                self.sessions_lost += self.connects > 1
                 client.subscribe(topic, qos=1)
             else:
                 ready.set()
@@ -395,6 +399,9 @@ min_dwell = 0.0
     finally:
         daemon.close()
         sub.close()
+    # a broker that forgot the session (persistence not saved) drops whatever the device sent
+    # before this subscriber came back: that would be the broker's loss, not the device's
+    assert sub.connects >= 3 and sub.sessions_lost == 0, (sub.connects, sub.sessions_lost)
     got = sub.snapshot()
     first: dict[int, dict] = {}
     for state in got:  # QoS 1 is at-least-once: a redelivery carries the same frame number
