@@ -10,6 +10,7 @@ was down.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -348,6 +349,10 @@ class SessionSubscriber:
         self.client.disconnect()
 
 
+# Two outages in the suite; scripts/break_test.py asks for eight, as the break-test did.
+OUTAGES = int(os.environ.get("EDGESIGHT_OUTAGES", "2"))
+
+
 def test_state_changes_made_while_the_broker_is_down_arrive_once_in_order_marked_late(
     tmp_path, persistent_broker, v2_model, imagenet_labels
 ):
@@ -386,7 +391,7 @@ min_dwell = 0.0
         while len(sub.snapshot()) < 3 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert len(sub.snapshot()) >= 3, daemon.log()[-2000:]
-        for _ in range(2):  # two outages of 2.5 s, about 12 state changes each
+        for _ in range(OUTAGES):  # outages of 2.5 s, about 12 state changes each
             broker.restart(down_s=2.5)
             time.sleep(3.0)
         assert daemon.terminate() == 0
@@ -407,6 +412,11 @@ min_dwell = 0.0
     for state in got:  # QoS 1 is at-least-once: a redelivery carries the same frame number
         first.setdefault(state["frame"], state)
     arrived = list(first.values())
+    report = os.environ.get("EDGESIGHT_BREAK_REPORT")
+    if report:  # scripts/break_test.py quotes these counts
+        late_count = sum(1 for s in arrived if s.get("late"))
+        counts = {"outages": OUTAGES, "changes": len(changes), "arrived": len(arrived), "late": late_count}
+        Path(report).write_text(json.dumps(counts), encoding="utf-8")
     assert [s["frame"] for s in arrived] == sorted(s["frame"] for s in arrived), "state changes out of order"
     assert [s["label"] for s in arrived] == changes, (arrived, changes)
     late = [s for s in arrived if s.get("late")]
