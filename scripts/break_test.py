@@ -28,8 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # category -> (pytest selections, whether its cases are injected faults rather than bad inputs)
 CATEGORIES: dict[str, tuple[list[str], bool]] = {
-    "remote control (MQTT commands)": (["tests/test_remote_control.py", "-k", "not state_changes"], False),
-    "bundles": (["tests/test_bundle.py"], False),
+    "remote control (MQTT commands)": (
+        ["tests/test_remote_control.py", "tests/test_daemon_security.py", "-k", "not state_changes"],
+        False,
+    ),
+    "bundles": (["tests/test_bundle_hardening.py", "tests/test_bundle.py"], False),
     "images": (["tests/test_image_limits.py", "tests/test_bad_inputs.py"], False),
     "dataset import": (["tests/test_data_import.py"], False),
     "config": (["tests/test_config.py"], False),
