@@ -1,0 +1,118 @@
+"""``edgesight export --sign/--probe``: a real tiny run exported into a signed bundle with self-test probes.
+
+The bundle the trainer writes must pass the device's own checks as is: ``bundle verify`` with the
+public key, and ``bundle self-test`` reproducing the probes the export stored from the test split.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import assert_one_line_error, run_cli
+from trainer_images import SHAPE_CLASSES, write_shapes
+
+from edgesight.trainer.export import probe_candidates
+
+TRAIN_FLAGS = (
+    "--arch", "mobilenet_v2", "--alpha", "0.35", "--size", "96", "--weights", "none",
+    "--epochs-head", "3", "--epochs-finetune", "0", "--batch-size", "16", "--lr-head", "0.01",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("keys") / "keys"
+    result = run_cli("keys", "generate", root)
+    assert result.returncode == 0, result
+    return root
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A real (tiny, few-epoch) training run; its dataset has 2 test images per class."""
+    root = tmp_path_factory.mktemp("export-sign")
+    dataset, run = root / "dataset", root / "run"
+    for args in (
+        ("data", "import", write_shapes(root / "shapes", per_class=20), dataset),
+        ("train", dataset, "--out", run, *TRAIN_FLAGS),
+    ):
+        result = run_cli(*args, timeout=600)
+        assert result.returncode == 0, f"{args[0]} failed:\n{result.stdout}\n{result.stderr}"
+    return run
+
+
+@pytest.fixture(scope="module")
+def signed(run_dir: Path, keys: Path, tmp_path_factory) -> tuple[Path, str]:
+    bundle = tmp_path_factory.mktemp("bundles") / "signed"
+    result = run_cli("export", run_dir, "--out", bundle, "--sign", keys / "deploy.key", timeout=600)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    assert "Traceback" not in result.stderr
+    return bundle, result.stdout
+
+
+def test_probe_candidates_take_a_few_per_class_in_a_fixed_order() -> None:
+    paths = [Path(f"d/{name}.png") for name in ("c2", "a1", "b1", "a2", "c1", "a3")]
+    targets = np.array([2, 0, 1, 0, 2, 0])
+    picked = probe_candidates(paths, targets)
+    assert [p.stem for p in picked] == ["a1", "b1", "c1", "a2", "c2", "a3"]
+    assert probe_candidates(list(reversed(paths)), targets[::-1]) == picked
+    assert probe_candidates([], np.zeros(0)) == []
+
+
+def test_signed_export_verifies_and_self_tests_on_the_device(signed, keys: Path) -> None:
+    bundle, stdout = signed
+    probes = json.loads((bundle / "probes" / "probes.json").read_text())
+    assert 1 <= len(probes["probes"]) <= 6 and probes["runtime"] == "litert"
+    assert all(p["label"] in SHAPE_CLASSES and p["source"] for p in probes["probes"])
+    assert "probes/probes.json" in json.loads((bundle / "manifest.json").read_text())["files"]
+
+    verify = run_cli("bundle", "verify", bundle, "--key", keys / "deploy.pub")
+    assert verify.returncode == 0, verify
+    fingerprint = verify.stdout.strip()
+    assert fingerprint.startswith("ed25519:")
+    summary = re.search(r"self-test: (\d+) probes from test split; signed by (\S+)", stdout)
+    assert summary, stdout
+    assert int(summary.group(1)) == len(probes["probes"]) and summary.group(2) == fingerprint
+
+    test = run_cli("bundle", "self-test", bundle, "--runtime", "litert")
+    assert test.returncode == 0, test
+    checked = int(test.stdout.split()[0])
+    assert checked == len(probes["probes"]) >= 1 and "reproduced" in test.stdout
+
+
+def test_loose_key_leaves_a_valid_unsigned_bundle_and_clears_stale_probes(
+    signed, run_dir: Path, keys: Path, tmp_path: Path
+) -> None:
+    """Re-export over a signed bundle with a key others can read: one line, exit 2, bundle valid but unsigned."""
+    bundle = tmp_path / "again"
+    shutil.copytree(signed[0], bundle)
+    loose = tmp_path / "loose.key"
+    shutil.copyfile(keys / "deploy.key", loose)
+    loose.chmod(0o644)
+    result = run_cli("export", run_dir, "--out", bundle, "--quant", "int8", "--no-probes", "--sign", loose, timeout=600)
+    assert_one_line_error(result, str(loose), "mode 0644", "valid but unsigned", "edgesight bundle sign", code=2)
+    assert not (bundle / "manifest.sig").exists()  # the old signature no longer matched the new manifest
+    assert not (bundle / "probes" / "probes.json").exists() and not list((bundle / "probes").glob("probe_*.png"))
+    assert_one_line_error(run_cli("bundle", "verify", bundle, "--key", keys / "deploy.pub"), "unsigned", code=1)
+    test = run_cli("bundle", "self-test", bundle)
+    assert test.returncode == 0 and "no self-test probes" in test.stdout, test
+    sign = run_cli("bundle", "sign", bundle, "--key", keys / "deploy.key")
+    assert sign.returncode == 0, sign
+
+
+def test_bad_probe_and_key_options_fail_before_any_work(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "never"
+    cases = [
+        (("--probe", tmp_path, "--no-probes"), ("not allowed with",), 2),
+        (("--max-probes", "0"), ("--max-probes must be at least 1",), 2),
+        (("--probe", tmp_path / "nope"), ("no such file or directory",), 1),
+        (("--sign", tmp_path / "missing.key"), ("missing.key", "no such private key file"), 2),
+    ]
+    for flags, fragments, code in cases:
+        assert_one_line_error(run_cli("export", run_dir, "--out", out, *flags), *fragments, code=code)
+    assert not out.exists()
