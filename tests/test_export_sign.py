@@ -13,14 +13,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, run_cli
-from trainer_images import SHAPE_CLASSES, write_shapes
+from conftest import assert_one_line_error, run_cli, testdata_path
+from test_export_accel import COLOURS, write_photos
 
 from edgesight.trainer.export import probe_candidates
 
+# ImageNet features (the shared weights file) make the head sure of itself after a few epochs: a
+# random-init backbone leaves every test image ambiguous, and then no probe can be stored.
 TRAIN_FLAGS = (
-    "--arch", "mobilenet_v2", "--alpha", "0.35", "--size", "96", "--weights", "none",
-    "--epochs-head", "3", "--epochs-finetune", "0", "--batch-size", "16", "--lr-head", "0.01",
+    "--alpha", "1.0", "--size", "160", "--epochs-head", "3", "--epochs-finetune", "0",
+    "--batch-size", "16", "--lr-head", "0.01",
 )  # fmt: skip
 
 
@@ -34,12 +36,14 @@ def keys(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    """A real (tiny, few-epoch) training run; its dataset has 2 test images per class."""
+    """A real few-epoch training run on coloured discs; its dataset has 2 test images per class."""
     root = tmp_path_factory.mktemp("export-sign")
     dataset, run = root / "dataset", root / "run"
+    weights = testdata_path("weights", "mobilenet_v2_1.0_160_no_top.weights.h5")
+    write_photos(root / "photos", per_class=20)
     for args in (
-        ("data", "import", write_shapes(root / "shapes", per_class=20), dataset),
-        ("train", dataset, "--out", run, *TRAIN_FLAGS),
+        ("data", "import", root / "photos", dataset),
+        ("train", dataset, "--out", run, "--weights", weights, *TRAIN_FLAGS),
     ):
         result = run_cli(*args, timeout=600)
         assert result.returncode == 0, f"{args[0]} failed:\n{result.stdout}\n{result.stderr}"
@@ -67,8 +71,9 @@ def test_probe_candidates_take_a_few_per_class_in_a_fixed_order() -> None:
 def test_signed_export_verifies_and_self_tests_on_the_device(signed, keys: Path) -> None:
     bundle, stdout = signed
     probes = json.loads((bundle / "probes" / "probes.json").read_text())
-    assert 1 <= len(probes["probes"]) <= 6 and probes["runtime"] == "litert"
-    assert all(p["label"] in SHAPE_CLASSES and p["source"] for p in probes["probes"])
+    assert 1 <= len(probes["probes"]) <= 6 and "litert" in probes["runtime"]
+    assert all(p["source"] and p["source"].startswith(p["label"]) for p in probes["probes"])
+    assert {p["label"] for p in probes["probes"]} == set(COLOURS)  # a few per class, not one class only
     assert "probes/probes.json" in json.loads((bundle / "manifest.json").read_text())["files"]
 
     verify = run_cli("bundle", "verify", bundle, "--key", keys / "deploy.pub")
@@ -95,7 +100,11 @@ def test_loose_key_leaves_a_valid_unsigned_bundle_and_clears_stale_probes(
     shutil.copyfile(keys / "deploy.key", loose)
     loose.chmod(0o644)
     result = run_cli("export", run_dir, "--out", bundle, "--quant", "int8", "--no-probes", "--sign", loose, timeout=600)
-    assert_one_line_error(result, str(loose), "mode 0644", "valid but unsigned", "edgesight bundle sign", code=2)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result
+    errors = [line for line in result.stderr.splitlines() if line.startswith("edgesight: error:")]  # TF's converter
+    assert len(errors) == 1, result.stderr  # also writes its own C++ log lines to stderr
+    for fragment in (str(loose), "mode 0644", "valid but unsigned", "edgesight bundle sign"):
+        assert fragment in errors[0], errors[0]
     assert not (bundle / "manifest.sig").exists()  # the old signature no longer matched the new manifest
     assert not (bundle / "probes" / "probes.json").exists() and not list((bundle / "probes").glob("probe_*.png"))
     assert_one_line_error(run_cli("bundle", "verify", bundle, "--key", keys / "deploy.pub"), "unsigned", code=1)
