@@ -5,6 +5,11 @@ runs on a Pi's CPU at its fastest and compiles for an Edge TPU; fp16 halves the 
 GPUs; float is the reference. Each model is then measured on the test split with the device's
 own runtime, and those figures, the float/int8 agreement and the int8 score distribution (for
 drift detection) go into the manifest.
+
+Then a few probe images (from the test split, a few per class, or a folder given with
+``--probe``) are stored with the answer the default model gives on LiteRT, so a device can
+reproduce them before the bundle takes over, and the bundle is signed last when a key is given
+(probes change the manifest, and the signature covers the manifest's exact bytes).
 """
 
 from __future__ import annotations
@@ -13,8 +18,8 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,12 +31,14 @@ from ..device.core.bundle import (
     EDGETPU_MODEL,
     MANIFEST,
     ONNX_MODEL,
+    SIGNATURE,
     ModelSpec,
     variant_file,
     write_bundle,
 )
-from ..device.core.errors import UsageError
-from ..device.core.preprocess import Fit, InputContract
+from ..device.core.errors import EdgesightError, UsageError
+from ..device.core.preprocess import Fit, InputContract, list_images
+from ..device.core.signing import PROBES_JSON, KeyFileError, key_fingerprint, load_private_key, sign_bundle
 from .backend import load_tensorflow
 from .dataset import Dataset
 from .inputs import load_images
@@ -44,6 +51,7 @@ log = logging.getLogger(__name__)
 QUANTS = ("int8", "fp16", "float")
 IO_TYPES = ("uint8", "int8")
 CALIBRATION_IMAGES = 200
+DEFAULT_MAX_PROBES = 8  # as device.selftest's; not imported from there so the CLI's --help stays light
 
 
 def model_filenames(quants: list[str]) -> dict[str, str]:
@@ -116,6 +124,7 @@ class _Inputs:
     calibration: np.ndarray
     test_x: np.ndarray
     test_y: np.ndarray
+    test_paths: list[Path] = field(default_factory=list)
 
 
 def _check_options(quants: list[str], io: str, edgetpu: bool) -> None:
@@ -147,7 +156,7 @@ def _load_inputs(run_dir: Path, dataset_dir: str | Path | None) -> _Inputs:
     calibration = load_images([train_paths[i] for i in pick], size, fit)
     test_paths, test_y = dataset.subset("test")
     test_x = load_images(test_paths, size, fit) if test_paths else np.zeros((0, size, size, 3), np.uint8)
-    return _Inputs(run_dir, info, labels, dataset, size, fit, calibration, test_x, test_y)
+    return _Inputs(run_dir, info, labels, dataset, size, fit, calibration, test_x, test_y, list(test_paths))
 
 
 def _convert_all(model: Any, files: dict[str, str], io: str, calibration: np.ndarray, out_dir: Path) -> None:
@@ -227,6 +236,72 @@ def _architecture(cfg: dict[str, Any], size: int, classes: int) -> dict[str, Any
     }
 
 
+@dataclass
+class Exported:
+    """What :func:`export` wrote: the manifest, the self-test probes stored, and who signed it."""
+
+    manifest: dict[str, Any]
+    probes: list[dict[str, Any]]
+    probe_source: str  # "test split", the --probe folder, or why there are none
+    signer: str | None = None
+
+
+def probe_candidates(paths: Sequence[Path], targets: np.ndarray) -> list[Path]:
+    """Test images in round-robin order over the classes (each class sorted by path).
+
+    ``write_probes`` keeps the first ``max_probes`` it is sure about, so this order gives a few
+    per class, the same ones on every export of the same dataset.
+    """
+    by_class: dict[int, list[Path]] = {}
+    for path, target in sorted(zip(paths, (int(t) for t in targets)), key=lambda row: str(row[0])):
+        by_class.setdefault(target, []).append(path)
+    queues = [by_class[k] for k in sorted(by_class)]
+    return [queue[i] for i in range(max(map(len, queues), default=0)) for queue in queues if i < len(queue)]
+
+
+def _clear_stale(out_dir: Path) -> None:
+    """Drop a previous export's signature and probes: the new manifest would not match them."""
+    (out_dir / SIGNATURE).unlink(missing_ok=True)
+    probes_json = out_dir / PROBES_JSON
+    probes_json.unlink(missing_ok=True)
+    for old in probes_json.parent.glob("probe_*.png"):
+        old.unlink()
+
+
+def _store_probes(
+    out_dir: Path, inputs: _Inputs, probe_dir: str | Path | None, max_probes: int, say: Say
+) -> tuple[list[dict[str, Any]], str]:
+    """Probes from ``probe_dir`` (a bad folder is an error) or the test split (a warning at worst)."""
+    from ..device.selftest import write_probes  # needs cv2 and LiteRT, as measuring did
+
+    if probe_dir is not None:
+        try:
+            return write_probes(out_dir, list_images([probe_dir]), max_probes=max_probes), str(probe_dir)
+        except EdgesightError as exc:
+            raise EdgesightError(f"{exc}; bundle {out_dir} was written without self-test probes") from None
+    candidates = probe_candidates(inputs.test_paths, inputs.test_y)
+    if not candidates:
+        say("no test images: the bundle has no self-test probes (give some with --probe DIR)")
+        return [], "none (empty test split)"
+    try:
+        return write_probes(out_dir, candidates, max_probes=max_probes), "test split"
+    except EdgesightError as exc:
+        say(f"warning: no self-test probes stored: {exc}")
+        return [], "none (the model is unsure on every test image)"
+
+
+def _sign(out_dir: Path, key: str | Path) -> str:
+    """Sign the finished bundle; a refused key leaves it valid but unsigned, and the error says so."""
+    try:
+        sign_bundle(out_dir, key)
+        return key_fingerprint(load_private_key(key))
+    except KeyFileError as exc:
+        raise KeyFileError(
+            f"{exc}; bundle {out_dir} was written and is valid but unsigned "
+            f"(sign it later with: edgesight bundle sign {out_dir} --key {key})"
+        ) from None
+
+
 def export(
     run_dir: str | Path,
     out_dir: str | Path,
@@ -238,13 +313,28 @@ def export(
     name: str | None = None,
     version: str | None = None,
     dataset_dir: str | Path | None = None,
+    probes: bool = True,
+    probe_dir: str | Path | None = None,
+    max_probes: int = DEFAULT_MAX_PROBES,
+    sign_key: str | Path | None = None,
     say: Say | None = None,
-) -> dict[str, Any]:
-    """Convert, measure and bundle; returns the manifest that was written."""
+) -> Exported:
+    """Convert, measure, bundle, store self-test probes, then sign; returns what was written.
+
+    Order matters: probes rewrite the manifest, and the signature is over the final manifest.
+    """
     say = say or log_only(log)
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     quants = list(dict.fromkeys(quants or QUANTS))
     _check_options(quants, io, edgetpu)
+    if max_probes < 1:
+        raise UsageError("--max-probes must be at least 1")
+    if probe_dir is not None:
+        if not probes:
+            raise UsageError("--probe and --no-probes contradict each other")
+        list_images([probe_dir])  # a wrong folder is known now, not after minutes of conversion
+    if sign_key is not None and not Path(sign_key).is_file():
+        raise KeyFileError(f"{sign_key}: no such private key file (make one with: edgesight keys generate DIR)")
     if out_dir.exists() and (out_dir / MANIFEST).exists() and out_dir.resolve() != run_dir.resolve():
         log.info("%s: replacing the bundle there", out_dir)
     inputs = _load_inputs(run_dir, dataset_dir)
@@ -253,6 +343,7 @@ def export(
     tf, keras = load_tensorflow()
     model = keras.models.load_model(run_dir / MODEL_FILE)
     out_dir.mkdir(parents=True, exist_ok=True)
+    _clear_stale(out_dir)
     files = model_filenames(quants)
     _convert_all(model, files, io, inputs.calibration, out_dir)
     say(f"converted {', '.join(f'{q} -> {f}' for q, f in files.items())} (TensorFlow {tf.__version__})")
@@ -289,7 +380,13 @@ def export(
         extra_files=extra_files,
         extra=extra,
     )
-    return json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
+    stored: list[dict[str, Any]] = []
+    source = "none (--no-probes)"
+    if probes:
+        stored, source = _store_probes(out_dir, inputs, probe_dir, max_probes, say)
+    signer = _sign(out_dir, sign_key) if sign_key is not None else None
+    manifest = json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
+    return Exported(manifest, stored, source, signer)
 
 
 def _weights_name(weights: str) -> str:

@@ -1,18 +1,23 @@
-"""``edgesight export RUN_DIR --out BUNDLE_DIR``: quantize, measure on the test split, write the bundle."""
+"""``edgesight export RUN_DIR --out BUNDLE_DIR``: quantize, measure on the test split, write the bundle.
+
+Then store self-test probes (test split by default) and sign with ``--sign KEY`` when given.
+"""
 
 from __future__ import annotations
 
 import argparse
 
 from ...device.core.bundle import EDGETPU_MODEL, ONNX_MODEL
-from ..export import IO_TYPES, QUANTS
-from .output import say
+from ..export import DEFAULT_MAX_PROBES, IO_TYPES, QUANTS, Exported
+from .output import say, shown
 
 EXPORT_EXAMPLES = """\
 examples:
   edgesight export runs/first --out bundles/first      # int8 (model.tflite), fp16 and float
   edgesight export runs/first --out bundles/coral --quant int8 --edgetpu
   edgesight export runs/first --out bundles/jetson --onnx --name parts --version 1.2
+  edgesight export runs/first --out bundles/signed --sign ~/.edgesight/keys/deploy.key
+  edgesight export runs/first --out bundles/first --probe photos/checks --max-probes 4
   edgesight info bundles/first                         # check what was written
 """
 
@@ -51,12 +56,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="DATASET_DIR",
         help="dataset for calibration and test metrics (default: the one the run was trained on)",
     )
+    parser.add_argument("--sign", metavar="KEY", help="sign the bundle with this private deploy.key (mode 600)")
+    probes = parser.add_mutually_exclusive_group()
+    probes.add_argument(
+        "--probe",
+        metavar="DIR",
+        help="folder of images stored as self-test probes (default: a few per class from the test split)",
+    )
+    probes.add_argument("--no-probes", action="store_true", help="store no self-test probes")
+    parser.add_argument(
+        "--max-probes",
+        type=int,
+        default=DEFAULT_MAX_PROBES,
+        metavar="N",
+        help=f"self-test probes kept (default {DEFAULT_MAX_PROBES})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from ..export import export
 
-    manifest = export(
+    result = export(
         args.run_dir,
         args.out,
         quants=args.quant,
@@ -66,8 +86,13 @@ def run(args: argparse.Namespace) -> int:
         name=args.name,
         version=args.version,
         dataset_dir=args.dataset,
+        probes=not args.no_probes,
+        probe_dir=args.probe,
+        max_probes=args.max_probes,
+        sign_key=args.sign,
         say=say,
     )
+    manifest = result.manifest
     metrics = manifest["metrics"]
     print(f"bundle {args.out}: {manifest['name']} {manifest['version']}, default {manifest['default_model']}")
     for filename, entry in manifest["models"].items():
@@ -94,4 +119,13 @@ def run(args: argparse.Namespace) -> int:
             f"  {EDGETPU_MODEL:<22} {t.get('ops_on_tpu', '?')} of {t.get('total_ops', '?')} ops on the Edge TPU "
             f"({t.get('ops_on_cpu', '?')} on the CPU; edgetpu_compiler {t.get('compiler_version', '?')})"
         )
+    print(_trust_summary(result, args.out))
     return 0
+
+
+def _trust_summary(result: Exported, out: str) -> str:
+    """How many self-test probes were stored and who signed the bundle (or how to sign it)."""
+    probes = f"  self-test: {len(result.probes)} probes from {shown(result.probe_source)}"
+    if result.signer:
+        return f"{probes}; signed by {result.signer}"
+    return f"{probes}; unsigned (sign with: edgesight bundle sign {shown(out)} --key KEY)"
