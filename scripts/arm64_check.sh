@@ -141,7 +141,17 @@ for m in proc sys dev; do
   esac
   MOUNTS+=("$ROOT/$m")
 done
-in_root() { chroot "$ROOT" /usr/bin/env -i HOME=/root LANG=C.UTF-8 PATH=/usr/local/bin:/usr/bin:/bin "$@"; }
+# Behind a TLS-intercepting proxy the host trusts a local CA that the fresh root does not: carry the
+# host's bundle (Debian's list plus what /usr/local/share/ca-certificates adds) and proxy settings.
+cp /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/certs/ca-certificates.crt"
+PASS_ENV=()
+for v in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY PIP_DEFAULT_TIMEOUT PIP_INDEX_URL; do
+  [ -n "${!v:-}" ] && PASS_ENV+=("$v=${!v}")
+done
+in_root() {
+  chroot "$ROOT" /usr/bin/env -i HOME=/root LANG=C.UTF-8 PATH=/usr/local/bin:/usr/bin:/bin \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 "${PASS_ENV[@]}" "$@"
+}
 say "root: $(in_root uname -m), $(in_root /usr/bin/python3 --version)"
 
 # --- phase 2: edgesight[device] from this checkout, its dependencies from PyPI --------------------
