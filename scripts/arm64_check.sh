@@ -133,10 +133,11 @@ end debootstrap
 
 # The root shares the host's network (and so the broker on 127.0.0.1) and its name resolution.
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
-for m in proc sys dev; do
+# No /sys: with the host's sysfs there, LiteRT's CPU probe (cpuinfo) reads an x86 topology under
+# an aarch64 qemu and segfaults (exit 139) before the first inference; nothing here needs /sys.
+for m in proc dev; do
   case $m in
     proc) mount -t proc proc "$ROOT/proc" ;;
-    sys) mount -t sysfs sysfs "$ROOT/sys" ;;
     dev) mount --bind /dev "$ROOT/dev" ;;
   esac
   MOUNTS+=("$ROOT/$m")
@@ -185,7 +186,7 @@ say "host  top-1: $host_top"
 begin predict
 if ! arm_json="$(in_root "$VENV/bin/edgesight" predict "$DATA/$MODEL" "$DATA/$IMAGE" --labels "$DATA/$LABELS" \
   --json --top-k 1 2>"$WORK/predict.err")"; then
-  cat "$WORK/predict.err" >&2; die 1 "edgesight predict failed in the arm64 root"
+  rc=$?; cat "$WORK/predict.err" >&2; die 1 "edgesight predict failed in the arm64 root (exit $rc)"
 fi
 end predict
 arm_top="$(echo "$arm_json" | top1)"
