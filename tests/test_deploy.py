@@ -141,9 +141,7 @@ def test_rollout_with_a_canary_reaches_every_device_and_results_name_the_new_mod
     # a restarted device boots the recorded bundle, not [model] path
     daemons[0].terminate(timeout=5)
     sub.messages.clear()
-    restarted = DaemonProcess(
-        ["--config", tmp_path / "d1" / "edgesight.toml"], tmp_path / "d1-again.log"
-    )
+    restarted = DaemonProcess(["--config", tmp_path / "d1" / "edgesight.toml"], tmp_path / "d1-again.log")
     daemons.append(restarted)
     msg = sub.wait_topic("edgesight/d1/result", timeout=60)
     assert msg.json()["model"]["version"] == "2.0.0"
@@ -193,15 +191,15 @@ def test_a_bundle_whose_self_test_fails_is_refused(broker, parts, fleet, tmp_pat
     start, _sub = fleet
     start("s1")
     bad = shutil.copytree(parts["new"], tmp_path / "selftest")
-    probes = json.loads((bad / "probes.json").read_text())
+    probes = json.loads((bad / "probes" / "probes.json").read_text())
     probes["probes"][0]["index"] = (probes["probes"][0]["index"] + 7) % 1000
-    (bad / "probes.json").write_text(json.dumps(probes))
+    (bad / "probes" / "probes.json").write_text(json.dumps(probes))
     manifest = json.loads((bad / "manifest.json").read_text())
-    entry = manifest["files"]["probes.json"]
+    entry = manifest["files"]["probes/probes.json"]
     if isinstance(entry, dict):
-        entry["sha256"] = sha256_file(bad / "probes.json")
+        entry["sha256"] = sha256_file(bad / "probes" / "probes.json")
     else:
-        manifest["files"]["probes.json"] = sha256_file(bad / "probes.json")
+        manifest["files"]["probes/probes.json"] = sha256_file(bad / "probes" / "probes.json")
     (bad / "manifest.json").write_text(json.dumps(manifest, indent=2))
     sign_bundle(bad, parts["key"])
     result = deploy(broker, bad, "--device", "s1")
