@@ -28,8 +28,8 @@ def rows(watcher: Watcher) -> list[Row]:
     out = []
     for device in sorted(set(watcher.availability) | set(watcher.deploy) | {d for d, _ in watcher.other}):
         stats = watcher.other.get((device, "stats"), {})
-        model = stats.get("model") if isinstance(stats.get("model"), dict) else {}
-        drift = stats.get("drift") if isinstance(stats.get("drift"), dict) else {}
+        model: dict[str, Any] = stats["model"] if isinstance(stats.get("model"), dict) else {}
+        drift: dict[str, Any] = stats["drift"] if isinstance(stats.get("drift"), dict) else {}
         deploy = watcher.deploy.get(device, {})
         fps = stats.get("fps")
         score = drift.get("score")
