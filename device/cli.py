@@ -44,6 +44,8 @@ VERBS: dict[str, tuple[str, str]] = {
         "edgesight.device.commands.doctor",
         "check what this device can run and what blocks it (exit 1: the config needs it)",
     ),
+    "deploy": ("edgesight.device.commands.deploy", "send a signed bundle to devices over the broker, canaries first"),
+    "fleet": ("edgesight.device.commands.fleet", "list every device on the broker: model, deploy state, fps, drift"),
     "data": ("edgesight.trainer.commands.data", "import, check and split an image dataset; report on it"),
     "train": ("edgesight.trainer.commands.train", "fine-tune a MobileNet on a dataset"),
     "export": ("edgesight.trainer.commands.export", "quantize a trained run and write a model bundle"),
@@ -90,6 +92,13 @@ EXAMPLES: dict[str, str] = {
   edgesight doctor                                              # runtime, camera stack, OpenCV, accelerators
   sudo -u edgesight edgesight doctor --config /etc/edgesight/edgesight.toml   # as the service sees it
   edgesight doctor --config edgesight.toml --json""",
+    "deploy": """\
+  edgesight deploy models/flowers --broker 192.168.1.10 --device porch           # one device
+  edgesight deploy models/flowers --broker mqtt.lan --all --canary 1 --wait 120  # every device, one canary first
+  edgesight deploy models/flowers --config /etc/edgesight/edgesight.toml --device porch --key keys/deploy.key""",
+    "fleet": """\
+  edgesight fleet --broker 192.168.1.10
+  edgesight fleet --broker mqtt.lan:8883 --tls --ca-file ca.crt --username ops --password-file pw --json""",
     "data": """\
   edgesight data import ~/photos datasets/birds       # folder per class, or Images/ + Annotations/ (VOC)
   edgesight data import ~/photos datasets/birds --split 70/15/15 --no-move

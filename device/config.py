@@ -490,6 +490,71 @@ SCHEMA: list[Section] = [
             Key("check_every", int, 10, "evaluate the window every N frames", min=1, max=100_000),
         ),
     ),
+    Section(
+        "deploy",
+        "Signed bundles sent over the broker by `edgesight deploy` (see docs/fleet.md). Off by default.",
+        (
+            Key("enabled", bool, False, "accept bundles on <prefix>/deploy/offer; requires trusted_keys"),
+            Key(
+                "trusted_keys",
+                list,
+                [],
+                "public keys (paths of deploy.pub files) a bundle must be signed by; empty = every deploy is refused",
+            ),
+            Key("dir", str, "/var/lib/edgesight/bundles", "where received bundles and the active record live"),
+            Key(
+                "keep",
+                int,
+                3,
+                "bundles kept in dir (the active and the previous one are never deleted)",
+                min=2,
+                max=100,
+            ),
+            Key("max_bundle_mb", float, 200.0, "largest bundle (packed) an offer may announce", min=0.01, max=100_000),
+            Key(
+                "shadow_frames",
+                int,
+                30,
+                "live frames the new model classifies beside the running one before it may take over",
+                min=1,
+                max=100_000,
+            ),
+            Key(
+                "shadow_timeout_s",
+                float,
+                120.0,
+                "refuse the bundle when the shadow phase has not seen shadow_frames frames within this",
+                min=1,
+                max=86400,
+            ),
+            Key(
+                "min_agreement",
+                float,
+                0.9,
+                "share of shadow frames whose top-1 label must match the running model",
+                min=0,
+                max=1,
+            ),
+            Key(
+                "min_fps_ratio",
+                float,
+                0.5,
+                "the new model's frame rate (shadow latency, then after the switch) must stay above this share "
+                "of the old; "
+                "0 = no floor",
+                min=0,
+                max=10,
+            ),
+            Key(
+                "watch_s",
+                float,
+                10.0,
+                "seconds watched after the switch; a failure rolls back to the previous bundle",
+                min=0,
+                max=86400,
+            ),
+        ),
+    ),
 ]
 
 

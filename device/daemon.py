@@ -8,6 +8,7 @@ slow I/O must hand the work to its own thread, or it delays the next results.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -20,6 +21,10 @@ from .classify import Classifier
 from .config import Config
 from .core.bundle import resolve_model
 from .core.errors import EdgesightError, UsageError
+from .core.signing import verify_bundle
+from .deploy.receiver import Receiver, attach
+from .deploy.store import Store
+from .deploy.takeover import NO_KEYS, Gate, Hooks, Takeover
 from .monitoring import DaemonHooks, Monitoring
 from .mqtt.commands import CommandRefused, Dispatcher
 from .mqtt.discovery import discovery_messages
@@ -58,7 +63,10 @@ class Daemon:
             raise UsageError("no model: set [model] path in the config or pass --model")
         self.plan = plan_workers(workers=m.workers or None)
         self.threads = m.threads or self.plan.threads_per_worker
-        make = self.classifier_factory(m.path, m.labels)  # a bad model fails here, before the camera opens
+        self.store = Store(config.deploy.dir, config.deploy.keep) if config.deploy.enabled else None
+        self._deploy_last: dict | None = None
+        path, labels = self._boot_model()
+        make = self.classifier_factory(path, labels)  # a bad model fails here, before the camera opens
         self._commands: queue.Queue[tuple[str, str]] = queue.Queue()
         self._dispatcher = Dispatcher({"reload": self._reload, "snapshot": lambda args: self._snapshot()})
         self._reloading: threading.Thread | None = None
@@ -79,6 +87,75 @@ class Daemon:
         self.monitoring = Monitoring(  # status page, capture, drift: [http], [capture], [drift]
             http=config.http, capture=config.capture, drift=config.drift, hooks=self._hooks()
         )
+        self.receiver = self._make_receiver()
+
+    # -- deploy ([deploy] enabled) ----------------------------------------------------------------
+    def _boot_model(self) -> tuple[str, str | None]:
+        """The store's last good bundle when [deploy] recorded one (and it still verifies), else [model] path."""
+        m = self.config.model
+        record = self.store.read() if self.store else None
+        entry = record.boot() if record else None
+        if entry is None or not entry.path or entry.path == m.path:
+            return m.path, m.labels
+        try:
+            if entry.sha256:  # a bundle that came through deploy: its signature still has to hold
+                verify_bundle(entry.path, self.config.deploy.trusted_keys)
+            resolve_model(entry.path, None, m.file)
+        except EdgesightError as exc:
+            log.error("deploy: recorded bundle %s no longer verifies (%s); booting [model] path", entry.path, exc)
+            return m.path, m.labels
+        log.info("deploy: booting the recorded bundle %s %s (%s)", entry.name, entry.version, entry.path)
+        return entry.path, None
+
+    def _make_receiver(self) -> Receiver | None:
+        if self.store is None or self.link is None:
+            return None
+        d, m = self.config.deploy, self.config.model
+        gate = Gate(
+            trusted_keys=tuple(d.trusted_keys),
+            shadow_frames=d.shadow_frames,
+            shadow_timeout_s=d.shadow_timeout_s,
+            min_agreement=d.min_agreement,
+            min_fps_ratio=d.min_fps_ratio,
+            watch_s=d.watch_s,
+            runtime=m.runtime,
+            threads=self.threads,
+            trial_memory_mb=m.trial_memory_mb,
+            trial_timeout_s=m.trial_timeout_s,
+            max_bytes=int(d.max_bundle_mb * 1e6),
+        )
+        hooks = Hooks(
+            publish=self._publish_deploy,
+            factory=lambda path: self.classifier_factory(path, None),
+            swap=self.pipeline.swap_classifiers,
+            current=lambda: self.pipeline.classifier,
+            add_consumer=self.consumers.append,
+            remove_consumer=self.consumers.remove,
+            fps=lambda: float(self.pipeline.stats().get("fps", 0.0)),
+            healthy=self.pipeline.healthy,
+            swapped=self._model_swapped,
+            configured_model=m.path,
+        )
+        receiver = Receiver(self.store, Takeover(self.store, gate, hooks), self._publish_deploy, gate.max_bytes)
+        attach(self.link.client, self.link.topics, receiver, self._republish_deploy)
+        if not d.trusted_keys:
+            log.warning("deploy: %s", NO_KEYS)
+        return receiver
+
+    def _publish_deploy(self, body: dict) -> None:
+        self._deploy_last = body
+        if self.link is not None:
+            self.link.publish_json(self.link.topics.deploy, body, qos=1, retain=True)
+
+    def _republish_deploy(self) -> None:
+        if self._deploy_last is not None and self.link is not None:
+            self.link.client.publish(self.link.topics.deploy, json.dumps(self._deploy_last), qos=1, retain=True)
+
+    def _model_swapped(self) -> None:
+        self.smoother.reset()
+        self.monitoring.model_changed()
+        if self.link:
+            self.link.republish_discovery()
 
     def _make_link(self) -> MqttLink | None:
         if not self.config.mqtt.enabled:
@@ -144,7 +221,7 @@ class Daemon:
 
     # -- consumers ------------------------------------------------------------------------------
     def _fan_out(self, result: FrameResult) -> None:
-        for consumer in self.consumers:
+        for consumer in list(self.consumers):  # a copy: deploy's shadow adds and removes itself
             try:
                 consumer(result)
             except Exception:  # noqa: BLE001 - one broken consumer must not starve the others

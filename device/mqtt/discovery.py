@@ -84,6 +84,21 @@ ENTITIES: tuple[Entity, ...] = (
 )
 
 
+ENTITIES += (
+    Entity(
+        "model_version",
+        "Model version",
+        "stats",
+        "{{ value_json.model.name ~ ' ' ~ value_json.model.version if value_json.model is defined else none }}",
+        icon="mdi:tag",
+        diagnostic=True,
+    ),
+    Entity(
+        "deploy_state", "Deploy state", "deploy", "{{ value_json.state }}", icon="mdi:rocket-launch", attributes=True
+    ),
+)
+
+
 def _ha_id(text: str) -> str:
     return "".join(c if c.isalnum() or c in "_-" else "_" for c in text)
 
@@ -102,7 +117,7 @@ def discovery_messages(
     }
     messages = {}
     for entity in ENTITIES:
-        state_topic = topics.state if entity.topic == "state" else topics.stats
+        state_topic = {"state": topics.state, "deploy": topics.deploy}.get(entity.topic, topics.stats)
         payload: dict[str, Any] = {
             "name": entity.name,
             "unique_id": f"{node}_{entity.key}",

@@ -46,3 +46,22 @@ class Topics:
 
     def cmd(self, verb: str) -> str:
         return f"{self.prefix}/cmd/{verb}"
+
+    @property
+    def deploy(self) -> str:
+        """Retained deploy progress: ``{"bundle", "version", "state", "reason", ...}`` (docs/fleet.md)."""
+        return f"{self.prefix}/deploy"
+
+    @property
+    def deploy_offer(self) -> str:
+        """Where a sender announces a bundle (QoS 1, never retained); subscribed only with [deploy] enabled."""
+        return f"{self.prefix}/deploy/offer"
+
+    def deploy_chunk(self, transfer: str, number: int) -> str:
+        """One chunk of a transfer, QoS 1: 64 hex digits of its sha256, then the bytes."""
+        return f"{self.prefix}/deploy/in/{transfer}/{number}"
+
+    @property
+    def deploy_chunks(self) -> str:
+        """The subscription that receives every chunk."""
+        return f"{self.prefix}/deploy/in/+/+"

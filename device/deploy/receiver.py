@@ -1,0 +1,164 @@
+"""The device side of a transfer: take an offer, collect its chunks, hand the bundle to the take-over.
+
+Messages arrive on paho's network thread; this module only checks and writes them there (a
+chunk is hashed and written at its offset in ``<dir>/.incoming/<transfer>.tar``), and the
+take-over runs on a thread of its own. Refused here, before anything is written: a retained
+offer (it would replay at every connect), an offer over ``max_bundle_mb``, a malformed one, a
+second offer while one is being taken over, a chunk whose hash does not match its bytes.
+Chunks may arrive more than once (QoS 1 redelivery, a sender resending): each is written once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .protocol import Offer, open_chunk, progress
+from .store import Store
+from .takeover import NO_KEYS, Takeover
+
+log = logging.getLogger(__name__)
+
+
+class Transfer:
+    """One offer's chunks as they arrive, written into a sparse file."""
+
+    def __init__(self, offer: Offer, path: Path) -> None:
+        self.offer, self.path = offer, path
+        self.have: set[int] = set()
+        with path.open("wb") as handle:
+            handle.truncate(offer.size)
+
+    def put(self, number: int, data: bytes) -> bool:
+        """Write chunk ``number``; True when every chunk is in."""
+        o = self.offer
+        if not 0 <= number < o.chunks:
+            raise ValueError(f"chunk {number} is outside 0..{o.chunks - 1}")
+        expected = o.chunk_size if number < o.chunks - 1 else o.size - o.chunk_size * (o.chunks - 1)
+        if len(data) != expected:
+            raise ValueError(f"chunk {number} has {len(data)} bytes, expected {expected}")
+        if number not in self.have:
+            with self.path.open("r+b") as handle:
+                handle.seek(number * o.chunk_size)
+                handle.write(data)
+            self.have.add(number)
+        return len(self.have) == o.chunks
+
+    def digest(self) -> str:
+        h = hashlib.sha256()
+        with self.path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+
+
+class Receiver:
+    """Offers and chunks in, one take-over at a time."""
+
+    def __init__(
+        self, store: Store, takeover: Takeover, publish: Callable[[dict[str, Any]], None], max_bytes: int
+    ) -> None:
+        self.store, self.takeover, self.publish = store, takeover, publish
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._transfer: Transfer | None = None
+        self._busy: threading.Thread | None = None
+        self.last: dict[str, Any] | None = None
+
+    def _say(self, body: dict[str, Any]) -> None:
+        self.last = body
+        self.publish(body)
+
+    def on_offer(self, payload: bytes, retained: bool) -> None:
+        if retained:
+            log.warning("deploy: ignoring a retained offer (offers must not be retained)")
+            return
+        try:
+            offer = Offer.parse(payload, self.max_bytes)
+        except ValueError as exc:
+            log.warning("deploy: offer refused: %s", exc)
+            self._say(progress(None, "refused", f"offer refused: {exc}"))
+            return
+        with self._lock:
+            if self._busy is not None and self._busy.is_alive():
+                self._say(progress(offer, "refused", "another bundle is being taken over; try again when it is done"))
+                return
+            if not self.takeover.gate.trusted_keys:
+                self._say(progress(offer, "refused", NO_KEYS))
+                return
+            record = self.store.read()
+            if record and record.confirmed and record.active.sha256 == offer.sha256:
+                self._say(progress(offer, "active", "already active: nothing to do"))
+                return
+            current = self._transfer
+            if current is not None and current.offer == offer:
+                # the same transfer offered again (a resumed send): keep what arrived
+                self._say(progress(offer, "receiving", f"{len(current.have)} of {offer.chunks} chunks already here"))
+                return
+            if current is not None:
+                current.path.unlink(missing_ok=True)
+            path = self.store.incoming() / f"{offer.transfer}.tar"
+            self._transfer = Transfer(offer, path)
+        self._say(progress(offer, "receiving", f"{offer.chunks} chunks, {offer.size} bytes", received=0))
+
+    def on_chunk(self, transfer: str, number_text: str, payload: bytes) -> None:
+        with self._lock:
+            current = self._transfer
+            if current is None or current.offer.transfer != transfer:
+                return  # an old transfer's redelivery, or chunks without an offer
+            offer = current.offer
+            try:
+                number = int(number_text)
+                complete = current.put(number, open_chunk(payload))
+            except ValueError as exc:
+                current.path.unlink(missing_ok=True)
+                self._transfer = None
+                self._say(progress(offer, "refused", f"chunk {number_text[:12]}: {exc}"))
+                return
+            if not complete:
+                return
+            self._transfer = None
+            if current.digest() != offer.sha256:
+                current.path.unlink(missing_ok=True)
+                self._say(progress(offer, "refused", "the received bundle's sha256 differs from the offer"))
+                return
+            self._busy = threading.Thread(
+                target=self._take_over, args=(offer, current.path), name="deploy", daemon=True
+            )
+            self._busy.start()
+
+    def _take_over(self, offer: Offer, path: Path) -> None:
+        self.takeover.run(offer, path)
+
+
+def attach(client: Any, topics: Any, receiver: Receiver, on_connect: Callable[[], None]) -> None:
+    """Route the deploy topics of ``client`` (the daemon's paho client) to ``receiver``.
+
+    The link owns ``on_connect``; it is wrapped so the deploy subscriptions (lost with a clean
+    session) are made again, and the last progress republished, after every connect.
+    """
+    offer_topic, chunk_prefix = topics.deploy_offer, topics.deploy_chunks.removesuffix("+/+")
+
+    def offer(_client: Any, _userdata: Any, message: Any) -> None:
+        if message.topic == offer_topic:
+            receiver.on_offer(message.payload, bool(message.retain))
+
+    def chunk(_client: Any, _userdata: Any, message: Any) -> None:
+        transfer, _, number = message.topic.removeprefix(chunk_prefix).partition("/")
+        receiver.on_chunk(transfer, number, message.payload)
+
+    client.message_callback_add(offer_topic, offer)
+    client.message_callback_add(topics.deploy_chunks, chunk)
+    inner = client.on_connect
+
+    def connected(c: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        inner(c, userdata, flags, reason_code, properties)
+        if not reason_code.is_failure:
+            c.subscribe([(offer_topic, 1), (topics.deploy_chunks, 1)])
+            on_connect()
+
+    client.on_connect = connected
