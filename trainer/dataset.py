@@ -51,6 +51,7 @@ SCHEMA_VERSION = 1
 SIDECAR_SUFFIXES = frozenset({".json"})  # `edgesight run` [capture] writes one beside each JPEG
 VOC_IMAGE_DIRS = ("Images", "JPEGImages", "images")
 VOC_ANNOTATION_DIRS = ("Annotations", "annotations")
+NOTES = (LABELS, "sources.csv")  # files beside the class folders that are not strays (sources.csv: data fetch)
 
 
 @dataclass
@@ -211,7 +212,7 @@ def _class_folders(src: Path, dataset_dir: Path, found: Discovery) -> None:
             for path in _visible_files(class_dir, found.unreadable)
             if path.suffix.lower() not in SIDECAR_SUFFIXES
         )
-    loose = [p.name for p in src.iterdir() if p.is_file() and p.name != LABELS and not p.name.startswith(".")]
+    loose = [p.name for p in src.iterdir() if p.is_file() and p.name not in NOTES and not p.name.startswith(".")]
     if loose:
         log.warning("%s: ignoring %d file(s) outside class folders (e.g. %s)", src, len(loose), loose[0])
 
