@@ -79,7 +79,8 @@ def _configure_import(sub: argparse._SubParsersAction) -> None:
         "--split",
         default="80/10/10",
         metavar="T/V/T",
-        help="train/val/test proportions, per class (default 80/10/10)",
+        help="train/val/test proportions, per class: 80/10/10, 8:1:1, or train/test 90/10 or 9:1 "
+        "(val then carved from train: 90/10 is 80/10/10) (default 80/10/10)",
     )
     imp.add_argument("--seed", type=int, default=0, help="random seed of the stratified split (default 0)")
     imp.add_argument(
