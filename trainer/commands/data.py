@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 from ...device.core.errors import EdgesightError, UsageError
 from ..dataset import (
@@ -30,6 +31,7 @@ from ..fetch import (
     summary,
 )
 from ..images import DEFAULT_MAX_PIXELS
+from ..importers import FORMATS, FormatOptions
 from .output import shown
 
 IMPORT_EXAMPLES = """\
@@ -38,6 +40,11 @@ examples:
   edgesight data import ~/photos ds --split 70/15/15 --seed 1
   edgesight data import voc/ ds --crop-objects      # Pascal VOC: one sample per bounding box
   edgesight data import ~/photos ds --no-move       # list bad files, leave them where they are
+  edgesight data import train.csv ds --filename '{id}.png'   # Kaggle: id,label + images/
+  edgesight data import coco/instances.json ds --crop-objects  # COCO: one sample per box
+  edgesight data import export.json ds --images ~/ls-photos  # Label Studio (JSON or JSON-MIN)
+  edgesight data import yolo/ ds --keep-split       # train/ val/ test/ with class folders, split kept
+  edgesight data import ~/photos ds --split 9:1     # train/test 90/10, val carved from train
 """
 FETCH_EXAMPLES = """\
 examples:
@@ -67,13 +74,17 @@ def _configure_import(sub: argparse._SubParsersAction) -> None:
         sub,
         "import",
         "check a folder of labelled photos and write a split dataset manifest",
-        "SRC is a folder per class, or Images/ + Annotations/ (Pascal VOC) [+ labels.txt].\n"
+        "SRC is a folder per class, or Images/ + Annotations/ (Pascal VOC) [+ labels.txt],\n"
+        "a Kaggle-style CSV (id,label) beside an images folder, a COCO JSON, a Label Studio\n"
+        "export, or a YOLO-classification tree (train/ val/ test/); the layout is detected.\n"
         "Unusable files are moved to DATASET_DIR/rejects/ (each recorded in rejects.csv\n"
         "first), never deleted; files that cannot be read (permissions) are reported and\n"
         "left in place. Duplicates and label conflicts are listed in duplicates.csv.",
         IMPORT_EXAMPLES,
     )
-    imp.add_argument("src", metavar="SRC", help="folder of labelled photos (read; rejects are moved out of it)")
+    imp.add_argument(
+        "src", metavar="SRC", help="folder, CSV or JSON of labelled photos (read; rejects are moved out of it)"
+    )
     imp.add_argument("dataset", metavar="DATASET_DIR", help="where the manifest, labels and reports go")
     imp.add_argument(
         "--split",
@@ -112,6 +123,31 @@ def _configure_import(sub: argparse._SubParsersAction) -> None:
         help="Pascal VOC: one sample per bounding box (crops written under DATASET_DIR/crops)",
     )
     imp.add_argument("--no-move", action="store_true", help="list rejects in rejects.csv without moving them aside")
+    imp.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="auto",
+        help="the layout of SRC (default: detected): folders, voc, kaggle (CSV + images folder), coco (JSON), "
+        "label-studio (JSON or JSON-MIN), yolo (train/ val/ test/ with class folders)",
+    )
+    imp.add_argument(
+        "--keep-split",
+        action="store_true",
+        help="keep the split the source gives (yolo train/val/test folders, a CSV 'split' column, COCO "
+        "*_train/*_val files) instead of drawing one",
+    )
+    imp.add_argument(
+        "--images", metavar="DIR", help="kaggle/coco/label-studio: the folder the file names are relative to"
+    )
+    imp.add_argument("--id-col", metavar="NAME", help="kaggle: the CSV column of the image ids (default: detected)")
+    imp.add_argument("--label-col", metavar="NAME", help="kaggle: the CSV column of the labels (default: detected)")
+    imp.add_argument(
+        "--filename",
+        default="",
+        metavar="RULE",
+        help="kaggle: the file of an id, e.g. '{id}.png' or '{label}/{id}.jpg' "
+        "(default: the id itself, or the id plus .jpg/.png/...)",
+    )
 
 
 def _positive(kind: type) -> Callable[[str], float]:
@@ -242,7 +278,7 @@ def _tqdm_progress() -> Callable[[int, int], None]:
     return progress
 
 
-def _print_import_summary(result: ImportResult, moving: bool) -> None:
+def _print_import_summary(result: ImportResult, moving: bool, kept_split: bool = False) -> None:
     out = result.dataset_dir
     rejected = len(result.rejects)
     if rejected and result.moved:
@@ -264,7 +300,9 @@ def _print_import_summary(result: ImportResult, moving: bool) -> None:
         f"left out {kinds['exact']} exact and {kinds['near']} near duplicate(s) and {kinds['conflict']} "
         f"label-conflict file(s) (see {shown(out / DUPLICATES_CSV)})"
     )
-    print(f"wrote {shown(out / MANIFEST)}")
+    if result.source_split and not kept_split:
+        print("the source comes split; this split was drawn anew (--keep-split keeps the given one)")
+    print(f"wrote {shown(out / MANIFEST)} ({result.format} layout)")
 
 
 def _fetch_progress() -> Callable[[Tally], None]:
@@ -352,9 +390,17 @@ def run(args: argparse.Namespace) -> int:
             crop_objects=args.crop_objects,
             move_rejects=not args.no_move,
             progress=_tqdm_progress(),
+            fmt=args.format,
+            keep_split=args.keep_split,
+            layout=FormatOptions(
+                images=Path(args.images) if args.images else None,
+                id_col=args.id_col,
+                label_col=args.label_col,
+                filename=args.filename,
+            ),
         )
         _print_counts(result.labels, [(s.label, s.split) for s in result.samples])
-        _print_import_summary(result, moving=not args.no_move)
+        _print_import_summary(result, moving=not args.no_move, kept_split=args.keep_split)
         return 0
     return report(Dataset.load(args.dataset))
 
