@@ -36,6 +36,10 @@ import numpy as np
 from ..device.core.errors import EdgesightError, ImageError, UsageError
 from ..device.core.preprocess import to_rgb
 from .images import DEFAULT_MAX_PIXELS, ImageFault, load_photo
+from .importers import FORMATS, FormatOptions, cut_crops, detect, read_coco, read_kaggle, read_label_studio, read_yolo
+from .layout import SIDECAR_SUFFIXES, Candidate, Discovery, Reject, Unreadable, label_text
+from .layout import os_reason as _os_reason
+from .layout import visible_files as _visible_files
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +52,9 @@ CROPS_DIR = "crops"
 SPLITS = ("train", "val", "test")
 EVAL_SPLITS = (*SPLITS, "heldout", "all")
 SCHEMA_VERSION = 1
-SIDECAR_SUFFIXES = frozenset({".json"})  # `edgesight run` [capture] writes one beside each JPEG
 VOC_IMAGE_DIRS = ("Images", "JPEGImages", "images")
 VOC_ANNOTATION_DIRS = ("Annotations", "annotations")
-
-
-@dataclass
-class Candidate:
-    """One file (or one object crop) found in the source, before checks."""
-
-    path: Path
-    label: str
-    origin: Path | None = None  # the source photo a crop was cut from
+NOTES = (LABELS, "sources.csv")  # files beside the class folders that are not strays (sources.csv: data fetch)
 
 
 @dataclass
@@ -74,25 +69,6 @@ class Sample:
     phash: int
     origin: Path | None = None
     split: str = ""
-
-
-@dataclass
-class Reject:
-    """A file that cannot be trained on (a fault of the image or its annotation)."""
-
-    path: Path
-    label: str
-    reason: str
-    moved_to: Path | None = None
-
-
-@dataclass
-class Unreadable:
-    """A file or folder the import could not read (permissions, I/O): reported, left in place."""
-
-    path: Path
-    reason: str
-    folder: bool = False
 
 
 @dataclass
@@ -115,6 +91,8 @@ class ImportResult:
     rejects: list[Reject] = field(default_factory=list)
     duplicates: list[Duplicate] = field(default_factory=list)
     unreadable: list[Unreadable] = field(default_factory=list)
+    format: str = ""  # the layout read (importers.FORMATS)
+    source_split: bool = False  # the source came split (kept only with keep_split)
 
     @property
     def moved(self) -> int:
@@ -126,28 +104,6 @@ Progress = Callable[[int, int], None]  # (files checked so far, files to check)
 
 
 # --------------------------------------------------------------------------- discovery
-
-
-def _os_reason(exc: OSError) -> str:
-    return exc.strerror or str(exc)
-
-
-def _visible_files(folder: Path, unreadable: list[Unreadable]) -> list[Path]:
-    """Files under ``folder`` (hidden ones skipped); folders that cannot be listed are recorded."""
-
-    def cannot_list(exc: OSError) -> None:
-        unreadable.append(Unreadable(Path(exc.filename or folder), _os_reason(exc), folder=True))
-
-    found: list[Path] = []
-    for top, dirs, files in os.walk(folder, onerror=cannot_list):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(Path(top) / name for name in files if not name.startswith("."))
-    return sorted(p for p in found if p.is_file())
-
-
-def label_text(name: str) -> str:
-    """A folder name as label text: valid UTF-8 always (a byte that is not shows as ``\\xe9``)."""
-    return os.fsencode(name).decode("utf-8", errors="backslashreplace")
 
 
 def _find_voc(src: Path) -> tuple[Path, Path] | None:
@@ -184,16 +140,6 @@ def _voc_objects(xml_path: Path) -> list[tuple[str, tuple[int, int, int, int]]]:
     return objects
 
 
-@dataclass
-class Discovery:
-    """What a source folder holds, before any image is checked."""
-
-    candidates: list[Candidate] = field(default_factory=list)
-    rejects: list[Reject] = field(default_factory=list)  # known unusable from layout alone
-    unreadable: list[Unreadable] = field(default_factory=list)
-    order: list[str] | None = None  # label order from the source's labels.txt
-
-
 def _class_folders(src: Path, dataset_dir: Path, found: Discovery) -> None:
     """Folder-per-class layout: every visible file of each class folder is a candidate."""
     class_dirs = [
@@ -211,7 +157,7 @@ def _class_folders(src: Path, dataset_dir: Path, found: Discovery) -> None:
             for path in _visible_files(class_dir, found.unreadable)
             if path.suffix.lower() not in SIDECAR_SUFFIXES
         )
-    loose = [p.name for p in src.iterdir() if p.is_file() and p.name != LABELS and not p.name.startswith(".")]
+    loose = [p.name for p in src.iterdir() if p.is_file() and p.name not in NOTES and not p.name.startswith(".")]
     if loose:
         log.warning("%s: ignoring %d file(s) outside class folders (e.g. %s)", src, len(loose), loose[0])
 
@@ -237,32 +183,6 @@ def _voc_label(image_path: Path, xml_path: Path, crop_objects: bool, found: Disc
     return objects
 
 
-def _voc_crops(image_path: Path, xml_path: Path, objects: list, crops_dir: Path, found: Discovery) -> None:
-    """One candidate per bounding box, cut from the photo and written under ``crops/``."""
-    try:
-        frame, _ = load_photo(image_path)
-    except ImageFault as exc:
-        found.rejects.append(Reject(image_path, "", str(exc)))
-        return
-    except OSError as exc:
-        found.unreadable.append(Unreadable(image_path, _os_reason(exc)))
-        return
-    import cv2  # local: only the crop path needs the encoder
-
-    for number, (name, (x0, y0, x1, y1)) in enumerate(objects):
-        x0, y0 = max(0, x0), max(0, y0)
-        x1, y1 = min(frame.shape[1], x1), min(frame.shape[0], y1)
-        if not name or x1 <= x0 or y1 <= y0:
-            log.warning("%s: object %d has an empty box; skipped", xml_path, number)
-            continue
-        crop_path = crops_dir / name / f"{image_path.stem}_{number}.png"
-        crop_path.parent.mkdir(parents=True, exist_ok=True)
-        ok, encoded = cv2.imencode(".png", frame[y0:y1, x0:x1])
-        if ok:  # written by Python, not cv2.imwrite: the name may not be UTF-8
-            crop_path.write_bytes(encoded.tobytes())
-        found.candidates.append(Candidate(crop_path, name, origin=image_path))
-
-
 def _voc_layout(images_dir: Path, notes_dir: Path, dataset_dir: Path, crop_objects: bool, found: Discovery) -> None:
     for image_path in _visible_files(images_dir, found.unreadable):
         xml_path = notes_dir / image_path.relative_to(images_dir).with_suffix(".xml")
@@ -270,33 +190,49 @@ def _voc_layout(images_dir: Path, notes_dir: Path, dataset_dir: Path, crop_objec
         if objects is None:
             continue
         if crop_objects:
-            _voc_crops(image_path, xml_path, objects, dataset_dir / CROPS_DIR, found)
+            cut_crops(image_path, xml_path, objects, dataset_dir / CROPS_DIR, found)
         else:
             (label,) = {name for name, _ in objects if name}
             found.candidates.append(Candidate(image_path, label))
 
 
-def discover(src: Path, dataset_dir: Path, crop_objects: bool) -> Discovery:
-    """List candidate samples from a folder-per-class or a Pascal VOC layout.
+def discover(
+    src: Path, dataset_dir: Path, crop_objects: bool, fmt: str = "auto", options: FormatOptions | None = None
+) -> Discovery:
+    """List candidate samples from any layout :mod:`importers` knows (``fmt``, or detected).
 
     Also returns the files already known to be unusable (no annotation, several classes in one
-    photo), the files and folders that could not be read, and the label order from the
-    source's ``labels.txt`` if it has one.
+    photo, a row naming a missing file), the files and folders that could not be read, and the
+    label order from the source's ``labels.txt`` if it has one.
     """
+    if fmt not in FORMATS:
+        raise UsageError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
     if not src.exists():
-        raise UsageError(f"{src}: no such dataset folder")
-    if not src.is_dir():
+        raise UsageError(f"{src}: no such dataset folder or file")
+    if not os.access(src, os.R_OK | (os.X_OK if src.is_dir() else 0)):
+        raise UsageError(f"{src}: cannot read it (permission denied)")
+    voc = _find_voc(src) if src.is_dir() else None
+    fmt = detect(src, voc is not None) if fmt == "auto" else fmt
+    if src.is_file() and fmt in ("folders", "voc", "yolo"):
         raise UsageError(f"{src}: not a folder (expected one sub-folder per class, or Images/ + Annotations/)")
-    if not os.access(src, os.R_OK | os.X_OK):
-        raise UsageError(f"{src}: cannot read this folder (permission denied)")
-    found = Discovery(order=_read_label_order(src))
-    voc = _find_voc(src)
-    if voc is None:
-        if crop_objects:
-            raise UsageError(f"{src}: --crop-objects needs the Pascal VOC layout (Images/ + Annotations/)")
-        _class_folders(src, dataset_dir, found)
-    else:
+    if crop_objects and fmt not in ("voc", "coco"):
+        raise UsageError(f"{src}: --crop-objects needs Pascal VOC (Images/ + Annotations/) or COCO boxes, not {fmt}")
+    options = options or FormatOptions()
+    found = Discovery(order=_read_label_order(src) if src.is_dir() else None, format=fmt)
+    if fmt == "voc":
+        if voc is None:
+            raise UsageError(f"{src}: --format voc needs Images/ (or JPEGImages/) + Annotations/")
         _voc_layout(*voc, dataset_dir, crop_objects, found)
+    elif fmt == "kaggle":
+        read_kaggle(src, options, found)
+    elif fmt == "coco":
+        read_coco(src, options, crop_objects, dataset_dir / CROPS_DIR, found)
+    elif fmt == "label-studio":
+        read_label_studio(src, options, found)
+    elif fmt == "yolo":
+        read_yolo(src, found)
+    else:
+        _class_folders(src, dataset_dir, found)
     return found
 
 
@@ -328,7 +264,8 @@ def check_file(
     if min(height, width) < min_size:
         return Reject(path, candidate.label, f"too small ({width}x{height}; the floor is {min_size} px a side)")
     digest = hashlib.sha256(data).hexdigest()
-    return Sample(path, candidate.label, width, height, digest, _phash(to_rgb(frame)), candidate.origin)
+    phash = _phash(to_rgb(frame))
+    return Sample(path, candidate.label, width, height, digest, phash, candidate.origin, candidate.split)
 
 
 # --------------------------------------------------------------------------- duplicates
@@ -385,15 +322,27 @@ def find_duplicates(samples: list[Sample], near_distance: int) -> tuple[list[Sam
 # --------------------------------------------------------------------------- split
 
 
+VAL_OF_TRAIN = 1 / 9  # a two-part split (90/10) carves val from train as 80/10/10 does: 10 of 90
+
+
 def parse_split(text: str) -> tuple[float, float, float]:
-    """``80/10/10`` or ``0.8,0.1,0.1`` -> fractions of train/val/test that sum to 1."""
-    parts = text.replace(",", "/").split("/")
+    """Train/val/test fractions that sum to 1, from the spellings people type.
+
+    ``80/10/10``, ``8:1:1`` or ``0.8,0.1,0.1`` give train/val/test; ``90/10`` or ``9:1`` give
+    train/test, with val carved from the train part (a ninth of it, so ``90/10`` is ``80/10/10``).
+    """
+    parts = text.replace(",", "/").replace(":", "/").split("/")
     try:
         values = [float(p) for p in parts]
     except ValueError:
-        raise UsageError(f"--split {text!r}: expected three numbers like 80/10/10") from None
-    if len(values) != 3 or any(v < 0 for v in values) or sum(values) <= 0 or values[0] <= 0:
-        raise UsageError(f"--split {text!r}: expected three non-negative numbers (train > 0) like 80/10/10")
+        raise UsageError(f"--split {text!r}: expected numbers like 80/10/10, 90/10 or 9:1") from None
+    if len(values) not in (2, 3) or any(v < 0 for v in values) or values[0] <= 0:
+        raise UsageError(
+            f"--split {text!r}: expected train/val/test (80/10/10) or train/test (90/10, 9:1), train > 0, none negative"
+        )
+    if len(values) == 2:
+        train, test = values
+        values = [train * (1 - VAL_OF_TRAIN), train * VAL_OF_TRAIN, test]
     total = sum(values)
     return tuple(v / total for v in values)  # type: ignore[return-value]
 
@@ -540,6 +489,9 @@ def import_dataset(
     move_rejects: bool = True,
     workers: int | None = None,
     progress: Progress | None = None,
+    fmt: str = "auto",
+    keep_split: bool = False,
+    layout: FormatOptions | None = None,
 ) -> ImportResult:
     """Check, de-duplicate and split ``src`` into the dataset directory ``dataset_dir``.
 
@@ -552,9 +504,13 @@ def import_dataset(
         max_pixels: images whose header claims more pixels than this are rejected undecoded.
         near_distance: perceptual-hash Hamming distance at or below which two images are near
             duplicates (-1 turns near-duplicate search off).
-        crop_objects: VOC only: one sample per bounding box instead of one per photo.
+        crop_objects: VOC or COCO: one sample per bounding box instead of one per photo.
         move_rejects: move rejected files aside (the default) or only list them.
         progress: called with (checked, total) after each file is checked.
+        fmt: the layout (:data:`importers.FORMATS`); ``auto`` detects it.
+        keep_split: keep the split the source gives (YOLO train/val/test, a CSV split column);
+            samples it gives none are drawn by ``split``.
+        layout: where a CSV's or JSON's photos are and which columns mean what.
     Returns:
         What was kept, rejected, left unread and reported.
     """
@@ -562,11 +518,14 @@ def import_dataset(
     if dataset_dir.exists() and not dataset_dir.is_dir():
         raise UsageError(f"{dataset_dir}: exists and is not a folder")
     dataset_dir.mkdir(parents=True, exist_ok=True)
-    found = discover(src, dataset_dir, crop_objects)
+    found = discover(src, dataset_dir, crop_objects, fmt, layout)
     candidates, rejects, unreadable = found.candidates, found.rejects, found.unreadable
     if not candidates and not rejects:
         _warn_unreadable(unreadable)
         raise UsageError(f"{src}: no images found (expected one sub-folder per class, or Images/ + Annotations/)")
+    given_split = any(c.split for c in candidates)
+    if keep_split and not given_split:
+        raise UsageError(f"{src}: --keep-split needs a source that comes split (train/ val/ test/, a split column)")
     if found.order is not None:
         unknown = sorted({c.label for c in candidates} - set(found.order))
         for candidate in [c for c in candidates if c.label in unknown]:
@@ -582,15 +541,19 @@ def import_dataset(
             unreadable.append(checked)
     _warn_unreadable(unreadable)
     samples, duplicates = find_duplicates(samples, near_distance)
-    record_rejects(rejects, dataset_dir, src, move_rejects)
+    record_rejects(rejects, dataset_dir, src if src.is_dir() else src.parent, move_rejects)
     if not samples:
         raise EdgesightError(
             f"{src}: no usable images ({len(rejects)} rejected; reasons in {dataset_dir / REJECTS_CSV})"
         )
     labels = found.order or sorted({s.label for s in samples})
-    assign_splits(samples, split, seed)
-    result = ImportResult(dataset_dir, labels, samples, rejects, duplicates, unreadable)
+    if not keep_split:
+        for sample in samples:
+            sample.split = ""
+    assign_splits([s for s in samples if not s.split], split, seed)
+    result = ImportResult(dataset_dir, labels, samples, rejects, duplicates, unreadable, found.format, given_split)
     settings = {"seed": seed, "split": dict(zip(SPLITS, split)), "min_size": min_size, "max_pixels": max_pixels}
+    settings.update(format=found.format, kept_split=keep_split)
     _write(result, src, {**settings, "near_distance": near_distance})
     return result
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
+from ...device.core.errors import EdgesightError, UsageError
 from ..dataset import (
     DUPLICATES_CSV,
     MANIFEST,
@@ -17,7 +19,19 @@ from ..dataset import (
     import_dataset,
     parse_split,
 )
+from ..fetch import (
+    LABEL_COLUMNS,
+    SOURCES_CSV,
+    URL_COLUMNS,
+    FetchOptions,
+    FetchResult,
+    Tally,
+    fetch,
+    read_source,
+    summary,
+)
 from ..images import DEFAULT_MAX_PIXELS
+from ..importers import FORMATS, FormatOptions
 from .output import shown
 
 IMPORT_EXAMPLES = """\
@@ -26,12 +40,25 @@ examples:
   edgesight data import ~/photos ds --split 70/15/15 --seed 1
   edgesight data import voc/ ds --crop-objects      # Pascal VOC: one sample per bounding box
   edgesight data import ~/photos ds --no-move       # list bad files, leave them where they are
+  edgesight data import train.csv ds --filename '{id}.png'   # Kaggle: id,label + images/
+  edgesight data import coco/instances.json ds --crop-objects  # COCO: one sample per box
+  edgesight data import export.json ds --images ~/ls-photos  # Label Studio (JSON or JSON-MIN)
+  edgesight data import yolo/ ds --keep-split       # train/ val/ test/ with class folders, split kept
+  edgesight data import ~/photos ds --split 9:1     # train/test 90/10, val carved from train
+"""
+FETCH_EXAMPLES = """\
+examples:
+  edgesight data fetch photos.csv raw                # CSV with url,label columns -> raw/<label>/*.jpg
+  edgesight data fetch urls/ raw --import ds         # urls/cat.txt, urls/dog.txt; then data import raw ds
+  edgesight data fetch cats.txt raw --label cat      # one URL a line, all of one class
+  edgesight data fetch list.tsv raw --url-col link --label-col species --workers 4 --per-host 1
+  (a second run fetches only what is missing; raw/sources.csv says what happened to each URL)
 """
 REPORT_EXAMPLES = """\
 examples:
   edgesight data report ds
 """
-DATA_EXAMPLES = IMPORT_EXAMPLES + "  edgesight data report ds\n"
+DATA_EXAMPLES = IMPORT_EXAMPLES + "  edgesight data fetch photos.csv raw --import ds\n  edgesight data report ds\n"
 
 
 def _verb(
@@ -47,19 +74,24 @@ def _configure_import(sub: argparse._SubParsersAction) -> None:
         sub,
         "import",
         "check a folder of labelled photos and write a split dataset manifest",
-        "SRC is a folder per class, or Images/ + Annotations/ (Pascal VOC) [+ labels.txt].\n"
+        "SRC is a folder per class, or Images/ + Annotations/ (Pascal VOC) [+ labels.txt],\n"
+        "a Kaggle-style CSV (id,label) beside an images folder, a COCO JSON, a Label Studio\n"
+        "export, or a YOLO-classification tree (train/ val/ test/); the layout is detected.\n"
         "Unusable files are moved to DATASET_DIR/rejects/ (each recorded in rejects.csv\n"
         "first), never deleted; files that cannot be read (permissions) are reported and\n"
         "left in place. Duplicates and label conflicts are listed in duplicates.csv.",
         IMPORT_EXAMPLES,
     )
-    imp.add_argument("src", metavar="SRC", help="folder of labelled photos (read; rejects are moved out of it)")
+    imp.add_argument(
+        "src", metavar="SRC", help="folder, CSV or JSON of labelled photos (read; rejects are moved out of it)"
+    )
     imp.add_argument("dataset", metavar="DATASET_DIR", help="where the manifest, labels and reports go")
     imp.add_argument(
         "--split",
         default="80/10/10",
         metavar="T/V/T",
-        help="train/val/test proportions, per class (default 80/10/10)",
+        help="train/val/test proportions, per class: 80/10/10, 8:1:1, or train/test 90/10 or 9:1 "
+        "(val then carved from train: 90/10 is 80/10/10) (default 80/10/10)",
     )
     imp.add_argument("--seed", type=int, default=0, help="random seed of the stratified split (default 0)")
     imp.add_argument(
@@ -91,6 +123,115 @@ def _configure_import(sub: argparse._SubParsersAction) -> None:
         help="Pascal VOC: one sample per bounding box (crops written under DATASET_DIR/crops)",
     )
     imp.add_argument("--no-move", action="store_true", help="list rejects in rejects.csv without moving them aside")
+    imp.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="auto",
+        help="the layout of SRC (default: detected): folders, voc, kaggle (CSV + images folder), coco (JSON), "
+        "label-studio (JSON or JSON-MIN), yolo (train/ val/ test/ with class folders)",
+    )
+    imp.add_argument(
+        "--keep-split",
+        action="store_true",
+        help="keep the split the source gives (yolo train/val/test folders, a CSV 'split' column, COCO "
+        "*_train/*_val files) instead of drawing one",
+    )
+    imp.add_argument(
+        "--images", metavar="DIR", help="kaggle/coco/label-studio: the folder the file names are relative to"
+    )
+    imp.add_argument("--id-col", metavar="NAME", help="kaggle: the CSV column of the image ids (default: detected)")
+    imp.add_argument("--label-col", metavar="NAME", help="kaggle: the CSV column of the labels (default: detected)")
+    imp.add_argument(
+        "--filename",
+        default="",
+        metavar="RULE",
+        help="kaggle: the file of an id, e.g. '{id}.png' or '{label}/{id}.jpg' "
+        "(default: the id itself, or the id plus .jpg/.png/...)",
+    )
+
+
+def _positive(kind: type) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+        return value
+
+    return parse
+
+
+def _configure_fetch(sub: argparse._SubParsersAction) -> None:
+    defaults = FetchOptions()
+    fet = _verb(
+        sub,
+        "fetch",
+        "download photos from a CSV or list of URLs into a folder per class",
+        "SOURCE is a CSV/TSV with a URL column and a label column, a text file of URLs (one a\n"
+        "line) for one --label, or a folder of such files named by class (cat.txt, dog.txt).\n"
+        "Photos land in DIR/<label>/, which 'data import DIR DATASET_DIR' takes as it is.\n"
+        "Each download is judged as a photo before it is kept (an HTML page named .jpg, a\n"
+        "truncated or oversized file is a reject); DIR/sources.csv records every URL's\n"
+        "status, bytes, sha256, final URL and error. Re-running fetches only what is missing.\n"
+        "Exit 0 when DIR holds something from SOURCE, 1 when nothing could be fetched.",
+        FETCH_EXAMPLES,
+    )
+    fet.add_argument("source", metavar="SOURCE", help="CSV/TSV of URLs and labels, a URL list, or a folder of them")
+    fet.add_argument("out", metavar="DIR", help="where the photos go, one folder per class (+ sources.csv)")
+    fet.add_argument("--import", dest="import_to", metavar="DATASET_DIR", help="then run 'data import DIR DATASET_DIR'")
+    fet.add_argument("--split", default="80/10/10", metavar="T/V/T", help="with --import: the split (default 80/10/10)")
+    fet.add_argument(
+        "--url-col", metavar="NAME", help=f"CSV column of the URLs (default: the first of {', '.join(URL_COLUMNS)})"
+    )
+    fet.add_argument(
+        "--label-col",
+        metavar="NAME",
+        help=f"CSV column of the labels (default: the first of {', '.join(LABEL_COLUMNS)})",
+    )
+    fet.add_argument("--label", metavar="CLASS", help="the class of every URL (a URL list, or a CSV without labels)")
+    fet.add_argument("--workers", type=int, default=defaults.workers, metavar="N", help="downloads at once (default 8)")
+    fet.add_argument(
+        "--per-host",
+        type=int,
+        default=defaults.per_host,
+        metavar="N",
+        help="downloads at once from one host (default 2)",
+    )
+    fet.add_argument(
+        "--max-mb",
+        type=_positive(float),
+        default=defaults.max_bytes / 2**20,
+        metavar="MB",
+        help="size cap per file (default 20)",
+    )
+    fet.add_argument(
+        "--timeout",
+        type=_positive(float),
+        default=defaults.read_timeout,
+        metavar="S",
+        help="seconds without data before a download fails (default 30; connecting: at most 10)",
+    )
+    fet.add_argument(
+        "--retries",
+        type=int,
+        default=defaults.retries,
+        metavar="N",
+        help="retries on 429/5xx/dropped connections (default 3)",
+    )
+    fet.add_argument(
+        "--max-wait",
+        type=_positive(float),
+        default=defaults.max_wait,
+        metavar="S",
+        help="the longest Retry-After honoured; a server asking more is a failure (default 60)",
+    )
+    fet.add_argument(
+        "--retry-rejected",
+        action="store_true",
+        help="ask again for URLs an earlier run rejected (404, not an image, too large)",
+    )
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -99,6 +240,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
     sub.required = True
     _configure_import(sub)
+    _configure_fetch(sub)
     rep = _verb(
         sub,
         "report",
@@ -136,7 +278,7 @@ def _tqdm_progress() -> Callable[[int, int], None]:
     return progress
 
 
-def _print_import_summary(result: ImportResult, moving: bool) -> None:
+def _print_import_summary(result: ImportResult, moving: bool, kept_split: bool = False) -> None:
     out = result.dataset_dir
     rejected = len(result.rejects)
     if rejected and result.moved:
@@ -158,10 +300,84 @@ def _print_import_summary(result: ImportResult, moving: bool) -> None:
         f"left out {kinds['exact']} exact and {kinds['near']} near duplicate(s) and {kinds['conflict']} "
         f"label-conflict file(s) (see {shown(out / DUPLICATES_CSV)})"
     )
-    print(f"wrote {shown(out / MANIFEST)}")
+    if result.source_split and not kept_split:
+        print("the source comes split; this split was drawn anew (--keep-split keeps the given one)")
+    print(f"wrote {shown(out / MANIFEST)} ({result.format} layout)")
+
+
+def _fetch_progress() -> Callable[[Tally], None]:
+    """A tqdm bar for downloads: count, megabytes and failures (on a terminal only)."""
+    from tqdm import tqdm
+
+    bar: list = []
+
+    def progress(tally: Tally) -> None:
+        if not bar:
+            bar.append(tqdm(total=tally.total, desc="fetching", unit="url", leave=False, disable=None))
+        bar[0].n = tally.done
+        bar[0].set_postfix_str(f"{tally.bytes / 1e6:.1f} MB, {tally.failures} failed", refresh=True)
+        if tally.done == tally.total:
+            bar[0].close()
+
+    return progress
+
+
+def _print_fetch_summary(result: FetchResult) -> None:
+    statuses, kinds = summary(result)
+    new_bytes = sum(o.bytes for o in result.outcomes if o.new and o.status == "ok")
+    earlier = sum(not o.new and o.status in ("ok", "duplicate") for o in result.outcomes)
+    print(
+        f"fetched {result.fetched} new photo(s) ({new_bytes / 1e6:.1f} MB); {earlier} already here from an earlier run"
+    )
+    print(f"{'status':<10} {'urls':>5}")
+    for status, count in statuses.items():
+        print(f"{status:<10} {count:>5}")
+    if kinds:
+        print("why not kept:")
+        for kind, count in kinds.items():
+            print(f"  {count:>4} x {shown(kind)}")
+    print(f"wrote {shown(result.out_dir / SOURCES_CSV)} (one row per URL: status, bytes, sha256, final URL, error)")
+
+
+def _run_fetch(args: argparse.Namespace) -> int:
+    for name in ("workers", "per_host"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.retries < 0:
+        raise UsageError("--retries must be 0 or more")
+    split = parse_split(args.split) if args.import_to else None
+    options = FetchOptions(
+        workers=args.workers,
+        per_host=args.per_host,
+        max_bytes=int(args.max_mb * 2**20),
+        connect_timeout=min(10.0, args.timeout),
+        read_timeout=args.timeout,
+        retries=args.retries,
+        max_wait=args.max_wait,
+        retry_rejected=args.retry_rejected,
+    )
+    wanted = read_source(args.source, args.url_col, args.label_col, args.label)
+    try:
+        result = fetch(wanted, args.out, options, progress=_fetch_progress())
+    except ModuleNotFoundError as exc:
+        if exc.name != "requests":
+            raise
+        raise UsageError("'data fetch' needs the Python module 'requests'; it comes with the [trainer] extra") from None
+    _print_fetch_summary(result)
+    if not result.present:
+        raise EdgesightError(
+            f"{args.source}: nothing could be fetched (reasons above and in {result.out_dir / SOURCES_CSV})"
+        )
+    if args.import_to and split is not None:
+        imported = import_dataset(args.out, args.import_to, split=split, progress=_tqdm_progress())
+        _print_counts(imported.labels, [(s.label, s.split) for s in imported.samples])
+        _print_import_summary(imported, moving=True)
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action == "fetch":
+        return _run_fetch(args)
     if args.action == "import":
         result = import_dataset(
             args.src,
@@ -174,9 +390,17 @@ def run(args: argparse.Namespace) -> int:
             crop_objects=args.crop_objects,
             move_rejects=not args.no_move,
             progress=_tqdm_progress(),
+            fmt=args.format,
+            keep_split=args.keep_split,
+            layout=FormatOptions(
+                images=Path(args.images) if args.images else None,
+                id_col=args.id_col,
+                label_col=args.label_col,
+                filename=args.filename,
+            ),
         )
         _print_counts(result.labels, [(s.label, s.split) for s in result.samples])
-        _print_import_summary(result, moving=not args.no_move)
+        _print_import_summary(result, moving=not args.no_move, kept_split=args.keep_split)
         return 0
     return report(Dataset.load(args.dataset))
 
