@@ -247,7 +247,9 @@ def test_health_needs_progress_unless_the_source_is_known_down(video, make_v2):
     pipeline = Pipeline(source, make_v2, workers=1)
     runner = threading.Thread(target=pipeline.run)
     runner.start()
-    while pipeline.frames < 2:
+    deadline = time.monotonic() + 30
+    while pipeline.frames < 2:  # a pipeline that died at start fails here instead of hanging the suite
+        assert runner.is_alive() and time.monotonic() < deadline, pipeline.failure
         time.sleep(0.01)
     assert pipeline.healthy(5.0)
     time.sleep(0.3)
