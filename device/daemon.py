@@ -20,6 +20,7 @@ from .classify import Classifier
 from .config import Config
 from .core.bundle import resolve_model
 from .core.errors import EdgesightError, UsageError
+from .gate import gate_for
 from .monitoring import DaemonHooks, Monitoring
 from .mqtt.commands import CommandRefused, Dispatcher
 from .mqtt.discovery import discovery_messages
@@ -65,8 +66,15 @@ class Daemon:
         self.link = self._make_link()  # built before the camera opens: a bad [mqtt] key fails first
         self.source = self._open_source(wait_for_device)
         self.consumers: list[Consumer] = []
+        gate = gate_for(config.gate, live=bool(getattr(self.source, "live", False)), min_dwell=config.state.min_dwell)
         self.pipeline = Pipeline(
-            self.source, make, workers=self.plan.workers, on_result=self._fan_out, max_frames=max_frames
+            self.source,
+            make,
+            workers=self.plan.workers,
+            on_result=self._fan_out,
+            max_frames=max_frames,
+            gate=gate,
+            roi=config.source.roi,
         )
         st = config.state
         self.smoother = StateSmoother(st.window, st.threshold, st.min_dwell, st.unknown_label, clock=clock)
@@ -396,7 +404,7 @@ class Daemon:
     def _exit_code(self) -> int:
         if self.pipeline.failure and not self.stop_reason:
             log.error("stopped after %d frames: %s", self.pipeline.frames, self.pipeline.failure)
-            return 1
+            return self.pipeline.failure_code  # 2: the config's fault ([source] roi), 1: a stage died
         log.info("stopped after %d frames (%s)", self.pipeline.frames, self._why_stopped())
         return 0
 
