@@ -337,6 +337,7 @@ class Daemon:
         why = self.pipeline.failure if self.pipeline.failure and not self.stop_reason else self._why_stopped()
         return (
             f"edgesight run: {frames} frame(s) classified in {self._ran_s:.1f} s ({fps:.1f} fps), "
+            f"{f'{gate.gated} gated (unchanged), ' if (gate := self.pipeline.gate) is not None else ''}"
             f"{self.state_changes} state change(s); stopped: {why}"
         )
 
