@@ -227,7 +227,8 @@ def table(rows: list[dict]) -> str:
         delay = ", ".join(f"{d:.2f}" for d in r["state_delay_s"]) or "-"
         lines.append(
             f"| {r['scene']} | {'on' if r['gate'] else 'off'} | {r['cpu_per_s']:.3f} | {r['peak_rss_mb']:.0f} | "
-            f"{r['handled_fps']:.1f} | {r['classified_fps']:.1f} | {r['classified']} | {r['gated']} | {r['dropped']} | {delay} |"
+            f"{r['handled_fps']:.1f} | {r['classified_fps']:.1f} | {r['classified']} | {r['gated']} | "
+            f"{r['dropped']} | {delay} |"
         )
     return "\n".join(lines)
 
