@@ -22,7 +22,7 @@ import datetime
 import json
 import math
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from typing import Any
 from .core.errors import ConfigError
 from .core.tomlfile import read_toml
 from .mqtt.commands import VERBS as COMMAND_VERBS
+from .roi import check_roi
 from .runtimes import AUTO_ORDER, RUNTIME_CHOICES  # names only: each runtime's heavy import waits for its use
 
 DEFAULT_PATH = Path("/etc/edgesight/edgesight.toml")
@@ -47,8 +48,15 @@ class Key:
     max: float | None = None
     choices: tuple[str, ...] | None = None  # for str, or the allowed items of a list
     example: Any = None  # shown (commented out) in the example file when the default is None
+    # a key whose value is not one plain type (``[source] roi``): returns the value or raises ValueError
+    validator: Callable[[Any], Any] | None = None
+    shape: str | None = None  # how describe() spells what the validator accepts
 
     def describe(self) -> str:
+        if self.shape:
+            return self.shape
+        if self.type is bool and self.choices:  # true, false or a word ("auto")
+            return "true, false or " + " or ".join(f'"{c}"' for c in self.choices)
         kind = {
             str: "a non-empty string",
             int: "an integer",
@@ -70,8 +78,12 @@ class Key:
         One rule per type for every key: a number is finite, a string is not blank, a list holds
         non-blank strings; a TOML date/time or table is simply the wrong type.
         """
+        if self.validator is not None:
+            return self.validator(value)
         if self.type is bool:
-            ok = isinstance(value, bool)
+            ok = isinstance(value, bool) or (self.choices is not None and value in self.choices)
+            if ok:
+                return value
         elif self.type is int:
             ok = isinstance(value, int) and not isinstance(value, bool)
         elif self.type is float:
@@ -95,6 +107,10 @@ class Key:
     @property
     def python_type(self) -> Any:
         """The field type of this key in its section's dataclass (``str | None`` when no default)."""
+        if self.validator is not None:
+            return Any
+        if self.type is bool and self.choices:
+            return bool | str
         base = tuple[str, ...] if self.type is list else self.type
         return base if self.default is not None else base | None
 
@@ -220,6 +236,17 @@ SCHEMA: list[Section] = [
                 choices=("main", "lores"),
             ),
             Key(
+                "roi",
+                list,
+                None,
+                "region of interest [x, y, w, h] cropped before the fit (and seen by [gate]): 4 integers "
+                "are pixels, 4 numbers with a decimal point fractions of the frame; checked against the "
+                "frame size on the first frame",
+                example=[0.25, 0.0, 0.5, 1.0],
+                validator=check_roi,
+                shape="[x, y, w, h]: 4 integers (pixels) or 4 fractions 0..1",
+            ),
+            Key(
                 "reopen_initial",
                 float,
                 0.5,
@@ -234,6 +261,49 @@ SCHEMA: list[Section] = [
                 "longest wait between reopen attempts (exponential backoff)",
                 min=0.1,
                 max=3600,
+            ),
+        ),
+    ),
+    Section(
+        "gate",
+        "Change gating: classify a frame only when the scene changed (see docs/device-cost.md).",
+        (
+            Key(
+                "enabled",
+                bool,
+                "auto",
+                "gate frames; auto = on for cameras, streams and realtime files, off for a file read as fast "
+                "as possible (every frame of a benchmark is classified)",
+                choices=("auto",),
+            ),
+            Key(
+                "threshold",
+                float,
+                3.0,
+                "classify when the mean absolute grey-level change (0..255) of a 64x36 grey copy of the frame "
+                "(inside the roi) from the last classified frame exceeds this; 3 = the whole scene 3 levels "
+                "brighter, or a tenth of it changed by 30",
+                min=0,
+                max=255,
+            ),
+            Key(
+                "max_interval_s",
+                float,
+                4.0,
+                "classify at least this often even when nothing changed (slow light drift must not freeze the "
+                "state; below [http] stale_after_s so /healthz stays up)",
+                min=0,
+                max=86400,
+            ),
+            Key(
+                "settle_s",
+                float,
+                None,
+                "after a change, classify every frame for this long so the smoother confirms the new state "
+                "as without gating; default [state] min_dwell + 0.5",
+                min=0,
+                max=3600,
+                example=1.5,
             ),
         ),
     ),
@@ -687,6 +757,8 @@ def load_config(path: str | Path | None) -> Config:
 def _toml_value(value: Any) -> str:
     if isinstance(value, tuple):
         value = list(value)
+    if isinstance(value, list) and value and not isinstance(value[0], str):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):

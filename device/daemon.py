@@ -25,6 +25,7 @@ from .core.signing import verify_bundle
 from .deploy.receiver import Receiver, attach
 from .deploy.store import Store
 from .deploy.takeover import NO_KEYS, Gate, Hooks, Takeover
+from .gate import gate_for
 from .monitoring import DaemonHooks, Monitoring
 from .mqtt.commands import CommandRefused, Dispatcher
 from .mqtt.discovery import discovery_messages
@@ -73,8 +74,15 @@ class Daemon:
         self.link = self._make_link()  # built before the camera opens: a bad [mqtt] key fails first
         self.source = self._open_source(wait_for_device)
         self.consumers: list[Consumer] = []
+        gate = gate_for(config.gate, live=bool(getattr(self.source, "live", False)), min_dwell=config.state.min_dwell)
         self.pipeline = Pipeline(
-            self.source, make, workers=self.plan.workers, on_result=self._fan_out, max_frames=max_frames
+            self.source,
+            make,
+            workers=self.plan.workers,
+            on_result=self._fan_out,
+            max_frames=max_frames,
+            gate=gate,
+            roi=config.source.roi,
         )
         st = config.state
         self.smoother = StateSmoother(st.window, st.threshold, st.min_dwell, st.unknown_label, clock=clock)
@@ -406,6 +414,7 @@ class Daemon:
         why = self.pipeline.failure if self.pipeline.failure and not self.stop_reason else self._why_stopped()
         return (
             f"edgesight run: {frames} frame(s) classified in {self._ran_s:.1f} s ({fps:.1f} fps), "
+            f"{f'{gate.gated} gated (unchanged), ' if (gate := self.pipeline.gate) is not None else ''}"
             f"{self.state_changes} state change(s); stopped: {why}"
         )
 
@@ -473,7 +482,7 @@ class Daemon:
     def _exit_code(self) -> int:
         if self.pipeline.failure and not self.stop_reason:
             log.error("stopped after %d frames: %s", self.pipeline.frames, self.pipeline.failure)
-            return 1
+            return self.pipeline.failure_code  # 2: the config's fault ([source] roi), 1: a stage died
         log.info("stopped after %d frames (%s)", self.pipeline.frames, self._why_stopped())
         return 0
 

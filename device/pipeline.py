@@ -12,10 +12,15 @@ thread-safe, and because N single-threaded invokes in parallel beat one N-thread
 A live source feeds a one-slot queue that always holds the newest frame (stale frames are
 dropped and counted); a file source in benchmark mode blocks, so every frame is classified.
 Results reach ``on_result`` in capture order, from one thread, so consumers need no locks.
+
+Two things happen in the capture stage, before a frame is queued: the region of interest is
+cropped (``roi``, a view), and the change gate (``gate``, :mod:`.gate`) decides whether the frame
+is classified at all. A gated frame never reaches a worker or ``on_result``; it is counted.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import logging
 import queue
@@ -28,8 +33,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .classify import Classification, Classifier
+from .core.errors import ConfigError
+from .gate import ChangeGate
 from .machine import usable_cores
 from .results import FrameResult
+from .roi import Box, crop, resolve_roi
 from .sources import Frame, Source
 
 log = logging.getLogger(__name__)
@@ -73,8 +81,14 @@ class Pipeline:
         on_result: Callable[[FrameResult], None] | None = None,
         max_frames: int | None = None,
         queue_size: int | None = None,
+        gate: ChangeGate | None = None,
+        roi: tuple[float, ...] | None = None,
     ) -> None:
         self.source = source
+        self.gate = gate
+        self.roi = roi  # as configured; resolved to pixels on the first frame (the size is known then)
+        self._box: Box | None = None
+        self._seen_at = 0.0  # monotonic time of the last frame read, classified or gated
         self.workers = max(1, workers or plan_workers().workers)
         self.on_result = on_result or (lambda result: None)
         self.max_frames = max_frames
@@ -101,6 +115,7 @@ class Pipeline:
         self._latest: FrameResult | None = None
         self.source_ended = False
         self.failure: str | None = None  # set when a stage died: the daemon then exits 1 (systemd restarts it)
+        self.failure_code = 1  # 2 when the failure is the config's ([source] roi outside the frame)
 
     # -- public ------------------------------------------------------------------------------
     @property
@@ -158,7 +173,7 @@ class Pipeline:
         """
         if not self.alive():
             return False
-        last = self._times[-1] if self._times else self._started
+        last = max(self._times[-1] if self._times else self._started, self._seen_at)  # gated frames count
         if time.monotonic() - last <= max_silence_s:
             return True
         return getattr(self.source, "failing_since", None) is not None
@@ -173,6 +188,8 @@ class Pipeline:
         with self._swap_lock:
             self._classifiers = fresh
             self._generation += 1
+        if self.gate is not None:
+            self.gate.force()  # the new model classifies the next frame, changed or not
         log.info("model swapped in: %s %s", fresh[0].name, fresh[0].version)
         return fresh[0]
 
@@ -206,6 +223,7 @@ class Pipeline:
             "workers": self.workers,
             "latency_ms": latency,
             "source": source,
+            "gate": self.gate.stats() if self.gate is not None else {"enabled": False},
         }
 
     # -- stages ------------------------------------------------------------------------------
@@ -217,7 +235,14 @@ class Pipeline:
                     self.source_ended = not self._stop.is_set()
                     break
                 # latencies are measured on the monotonic clock; frame.timestamp is wall time for payloads
-                self._enqueue((frame, time.monotonic()))
+                read_at = self._seen_at = time.monotonic()
+                frame = self._region(frame)
+                if self.gate is not None and not self.gate.decide(frame.image, read_at, frame.number).classify:
+                    continue  # unchanged: the last result stands; no preprocess, no inference
+                self._enqueue((frame, read_at))
+        except ConfigError as exc:  # the ROI does not fit the frame: the config's fault, one line
+            log.error("%s", exc)
+            self.failure, self.failure_code = str(exc), 2
         except Exception as exc:  # noqa: BLE001 - report, then end the run rather than hang it
             log.exception("capture stage failed")
             self._errors += 1
@@ -225,6 +250,16 @@ class Pipeline:
         finally:
             for _ in range(self.workers):
                 self._put_blocking(_END)
+
+    def _region(self, frame: Frame) -> Frame:
+        """The frame cropped to ``roi`` (resolved against the first frame's size), or as it is."""
+        if self.roi is None:
+            return frame
+        if self._box is None:
+            height, width = frame.image.shape[:2]
+            self._box = resolve_roi(self.roi, width, height)
+            log.info("region of interest: x=%d y=%d %dx%d of %dx%d", *self._box, width, height)
+        return dataclasses.replace(frame, image=crop(frame.image, self._box))
 
     def _enqueue(self, item: tuple[Frame, float]) -> None:
         if self.live:

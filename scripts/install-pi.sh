@@ -3,6 +3,7 @@
 #
 #   sudo scripts/install-pi.sh                         # code, venv, user, config, unit
 #   sudo MODEL=models/flowers scripts/install-pi.sh    # ... and copy a bundle to /opt/edgesight/models/
+#   sudo NAME=porch scripts/install-pi.sh              # one camera of several: edgesight@porch.service
 #
 # What it does (idempotent; safe to run again after a git pull):
 #   - apt: python3-venv, and python3-picamera2 on Raspberry Pi OS (libcamera comes from apt only)
@@ -13,11 +14,15 @@
 #     (your config is never overwritten)
 #   - /etc/systemd/system/edgesight.service, enabled; started only when the config passes
 #     'edgesight run --check' (a model is configured and loads, the camera opens)
+#   - with NAME=<name> (several cameras on one board): /etc/edgesight/<name>.toml instead, with
+#     device_id "<name>" and its folders under /var/lib/edgesight/<name>/, and the template unit
+#     /etc/systemd/system/edgesight@.service, instance edgesight@<name>.service enabled. Each
+#     camera is its own service; they share only the code, the models and the broker.
 #
 # Environment: PREFIX (default /opt/edgesight), ETC (default /etc/edgesight), DESTDIR (stage into
 # a directory instead of /, for packaging; implies SKIP_SYSTEM=1), SKIP_SYSTEM=1 (no apt, useradd,
 # systemctl), MODEL (a bundle directory to copy in), EXTRA (default device; scripts/install-jetson.sh
-# sets jetson: no pip OpenCV, JetPack's is used and must have GStreamer).
+# sets jetson: no pip OpenCV, JetPack's is used and must have GStreamer), NAME (one camera's instance).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SRC="$(pwd)"
@@ -32,6 +37,21 @@ case "$EXTRA" in device | jetson) ;; *)
   exit 2
   ;;
 esac
+
+NAME="${NAME:-}"
+if [ -n "$NAME" ] && ! [[ "$NAME" =~ ^[a-z0-9][a-z0-9_-]{0,31}$ ]]; then
+  echo "install-pi: NAME=$NAME: expected 1-32 of a-z, 0-9, - and _ (it becomes a unit, a file and a device id)" >&2
+  exit 2
+fi
+if [ -n "$NAME" ]; then
+  UNIT_FILE=edgesight@.service
+  SERVICE="edgesight@$NAME.service"
+  CONFIG_NAME="$NAME.toml"
+else
+  UNIT_FILE=edgesight.service
+  SERVICE=edgesight.service
+  CONFIG_NAME=edgesight.toml
+fi
 
 say() { echo "install-pi: $*"; }
 
@@ -106,19 +126,25 @@ if [ -n "${MODEL:-}" ]; then
     say "copying bundle $MODEL to $PREFIX/models/$name"
     cp -r "$MODEL" "$DESTDIR$PREFIX/models/$name"
   fi
-  say "set [model] path = \"$PREFIX/models/$name\" in $ETC/edgesight.toml"
+  say "set [model] path = \"$PREFIX/models/$name\" in $ETC/$CONFIG_NAME"
 fi
 
-CONFIG="$DESTDIR$ETC/edgesight.toml"
+CONFIG="$DESTDIR$ETC/$CONFIG_NAME"
 if [ -e "$CONFIG" ]; then
-  say "$ETC/edgesight.toml exists; not touching it (see systemd/edgesight.toml for new keys)"
+  say "$ETC/$CONFIG_NAME exists; not touching it (see systemd/edgesight.toml for new keys)"
+elif [ -n "$NAME" ]; then
+  # this camera's own id and folders: the instance may write only /var/lib/edgesight/NAME
+  sed -e "s|^# device_id = .*|device_id = \"$NAME\"|" -e "s|\"/var/lib/edgesight/|\"/var/lib/edgesight/$NAME/|" \
+    "$SRC/systemd/edgesight.toml" >"$CONFIG"
+  chmod 0640 "$CONFIG"
+  say "wrote $ETC/$CONFIG_NAME (device_id \"$NAME\"): set [model] path, [source] spec and [mqtt] host"
 else
   install -m 0640 "$SRC/systemd/edgesight.toml" "$CONFIG"
   say "wrote $ETC/edgesight.toml: set [model] path and [mqtt] host"
 fi
-install -D -m 0644 "$SRC/systemd/edgesight.service" "$DESTDIR/etc/systemd/system/edgesight.service"
+install -D -m 0644 "$SRC/systemd/$UNIT_FILE" "$DESTDIR/etc/systemd/system/$UNIT_FILE"
 if [ "$PREFIX" != /opt/edgesight ] || [ "$ETC" != /etc/edgesight ]; then
-  sed -i "s#/opt/edgesight#$PREFIX#g; s#/etc/edgesight#$ETC#g" "$DESTDIR/etc/systemd/system/edgesight.service"
+  sed -i "s#/opt/edgesight#$PREFIX#g; s#/etc/edgesight#$ETC#g" "$DESTDIR/etc/systemd/system/$UNIT_FILE"
 fi
 
 if [ "$SKIP_SYSTEM" = 1 ]; then
@@ -127,10 +153,10 @@ if [ "$SKIP_SYSTEM" = 1 ]; then
 fi
 chgrp "$USER_NAME" "$CONFIG"
 systemctl daemon-reload
-systemctl enable edgesight.service >/dev/null
-if runuser -u "$USER_NAME" -- "$VENV/bin/edgesight" run --config "$ETC/edgesight.toml" --check; then
-  systemctl restart edgesight.service
-  say "started: journalctl -u edgesight -f"
+systemctl enable "$SERVICE" >/dev/null
+if runuser -u "$USER_NAME" -- "$VENV/bin/edgesight" run --config "$ETC/$CONFIG_NAME" --check; then
+  systemctl restart "$SERVICE"
+  say "started: journalctl -u ${SERVICE%.service} -f"
 else
-  say "installed and enabled, not started: fix $ETC/edgesight.toml, then: sudo systemctl restart edgesight"
+  say "installed and enabled, not started: fix $ETC/$CONFIG_NAME, then: sudo systemctl restart ${SERVICE%.service}"
 fi

@@ -11,41 +11,91 @@ import subprocess
 import pytest
 from conftest import ROOT
 
+from edgesight.device.config import load_config
 from edgesight.device.service import Notifier
 
 UNIT = ROOT / "systemd" / "edgesight.service"
+TEMPLATE = ROOT / "systemd" / "edgesight@.service"  # one camera of several: edgesight@NAME
+# What differs per unit: the config it runs and the one folder it may write.
+INSTANCE = {
+    UNIT: {"config": "/etc/edgesight/edgesight.toml", "state": "edgesight"},
+    TEMPLATE: {"config": "/etc/edgesight/%i.toml", "state": "edgesight/%i"},
+}
+INSTANCE_KEYS = {"Description", "ExecStart", "StateDirectory", "WorkingDirectory", "ReadWritePaths"}
 
 
-def unit() -> configparser.ConfigParser:
+def unit(path=UNIT) -> configparser.ConfigParser:
     parser = configparser.ConfigParser(strict=False, interpolation=None)
     parser.optionxform = str  # systemd keys are case-sensitive
-    parser.read(UNIT)
+    parser.read(path)
     return parser
 
 
-def test_unit_is_a_hardened_notify_service_with_a_watchdog():
-    service = unit()["Service"]
+@pytest.mark.parametrize("path", [UNIT, TEMPLATE], ids=["single", "template"])
+def test_unit_is_a_hardened_notify_service_with_a_watchdog(path):
+    service = unit(path)["Service"]
+    want = INSTANCE[path]
     assert service["Type"] == "notify" and int(service["WatchdogSec"]) > 0
     assert service["Restart"] == "on-failure" and service["User"] == "edgesight"
     assert service["ProtectSystem"] == "strict" and service["NoNewPrivileges"] == "true"
     assert "video" in service["SupplementaryGroups"].split()
     # the paths the install script writes are the ones the unit runs
     install = (ROOT / "scripts" / "install-pi.sh").read_text()
-    assert service["ExecStart"] == "/opt/edgesight/.venv/bin/edgesight run --config /etc/edgesight/edgesight.toml"
+    assert service["ExecStart"] == f"/opt/edgesight/.venv/bin/edgesight run --config {want['config']}"
     assert 'PREFIX="${PREFIX:-/opt/edgesight}"' in install and 'ETC="${ETC:-/etc/edgesight}"' in install
+    assert "$SRC/systemd/$UNIT_FILE" in install and f"UNIT_FILE={path.name}" in install
     # the snapshot default lies in the only writable place
-    assert service["StateDirectory"] == "edgesight"
+    assert service["StateDirectory"] == want["state"]
+    assert service["ReadWritePaths"] == service["WorkingDirectory"] == f"/var/lib/{want['state']}"
+
+
+def test_the_template_is_the_single_service_but_for_its_instance_lines():
+    single, template = unit(UNIT), unit(TEMPLATE)
+    assert single.sections() == template.sections()
+    for section in single.sections():
+        a = {k: v for k, v in single[section].items() if k not in INSTANCE_KEYS}
+        b = {k: v for k, v in template[section].items() if k not in INSTANCE_KEYS}
+        assert a == b, section
+    assert "%i" in template["Unit"]["Description"]
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
-def test_systemd_accepts_the_unit():
-    result = subprocess.run(["systemd-analyze", "verify", str(UNIT)], capture_output=True, text=True)
+@pytest.mark.parametrize("path", [UNIT, TEMPLATE], ids=["single", "template"])
+def test_systemd_accepts_the_unit(path, tmp_path):
+    if path == TEMPLATE:  # a template is verified as one of its instances
+        path = tmp_path / "edgesight@porch.service"
+        path.write_text(TEMPLATE.read_text())
+    result = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True)
     problems = [
         line
         for line in result.stderr.splitlines()
         if line.strip() and "is not executable" not in line and "No such file" not in line
     ]
     assert problems == [], result.stderr  # only the not-yet-installed ExecStart may be missing here
+
+
+def test_a_bad_instance_name_is_refused_before_anything_is_installed(tmp_path):
+    result = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "install-pi.sh")],
+        env={**os.environ, "NAME": "Porch Cam", "DESTDIR": str(tmp_path / "stage")},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and "NAME=Porch Cam" in result.stderr, result.stderr
+    assert not (tmp_path / "stage").exists()
+
+
+def test_an_instance_config_gets_its_own_device_id_and_folders(tmp_path):
+    """The install script's NAME= rendering of the example, run as the script runs it."""
+    script = (ROOT / "scripts" / "install-pi.sh").read_text()
+    line = next(x for x in script.splitlines() if "s|^# device_id" in x).strip().rstrip("\\").strip()
+    out = tmp_path / "porch.toml"
+    subprocess.run(["bash", "-c", f'NAME=porch; SRC={ROOT}; {line} "$SRC/systemd/edgesight.toml" > {out}'], check=True)
+    config = load_config(out)
+    assert config.device_id == "porch"
+    assert config.snapshot.dir == "/var/lib/edgesight/porch/snapshots"
+    assert config.capture.dir == "/var/lib/edgesight/porch/capture"
+    assert config.model.models_dir == "/var/lib/edgesight/porch/models"
 
 
 def receive_all(sock: socket.socket) -> list[str]:
