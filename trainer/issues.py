@@ -19,8 +19,10 @@ Nothing is moved or relabelled: the output is issues.csv, summary.json and issue
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import html
+import io
 import json
 import logging
 import os
@@ -154,7 +156,8 @@ def _outliers(dataset: Dataset, features: np.ndarray, targets: np.ndarray, names
     nearest = distance.min(axis=1)
     limit = nearest.mean() + OUTLIER_SIGMAS * nearest.std()
     k = int(min(10, len(features) - 1))
-    ood = OutOfDistribution(params={"k": k}).fit_score(features=features.astype(np.float32))
+    with contextlib.redirect_stdout(io.StringIO()):  # cleanlab prints progress; stdout is the summary's
+        ood = OutOfDistribution(params={"k": k}).fit_score(features=features.astype(np.float32))
     found = [
         Issue(
             "outlier",
