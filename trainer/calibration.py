@@ -46,7 +46,7 @@ def ece(scores: np.ndarray, targets: np.ndarray, bins: int = BINS) -> float:
     return float(total)
 
 
-def reliability(scores: np.ndarray, targets: np.ndarray, bins: int = BINS) -> list[dict[str, float]]:
+def reliability(scores: np.ndarray, targets: np.ndarray, bins: int = BINS) -> list[dict[str, float | None]]:
     """Per bin: its range, how many photos fall in it, their mean confidence and accuracy."""
     confidence = scores.max(axis=1)
     correct = scores.argmax(axis=1) == targets
@@ -136,8 +136,8 @@ def reliability_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Pat
     for name, (scores, targets) in curves.items():
         rows = [r for r in reliability(scores, targets) if r["count"]]
         ax.plot(
-            [r["confidence"] for r in rows],
-            [r["accuracy"] for r in rows],
+            [float(r["confidence"] or 0.0) for r in rows],  # rows with a count have both
+            [float(r["accuracy"] or 0.0) for r in rows],
             marker="o",
             label=f"{name} (ECE {ece(scores, targets):.3f})",
         )
