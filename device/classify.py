@@ -69,6 +69,52 @@ def top_k(scores: np.ndarray, k: int, labels: tuple[str, ...], exclude: int | No
     return tuple(picked)
 
 
+PROBABILITY_FLOOR = 1e-7  # a uint8 softmax's 0 is "below 1/512", not "impossible": log() needs a floor
+
+
+def looks_like_probabilities(scores: np.ndarray) -> bool:
+    """True when ``scores`` (last axis) are non-negative and sum to about 1: a softmax output."""
+    scores = np.asarray(scores, dtype=np.float64)
+    # 0.05: an int8 softmax's dequantized row sums drift by a few quantization steps from 1
+    return bool(np.all(scores >= 0) and np.all(np.abs(scores.sum(axis=-1) - 1.0) < 0.05))
+
+
+def apply_temperature(scores: np.ndarray, temperature: float) -> np.ndarray:
+    """Temperature-scaled probabilities: ``softmax(logits / T)`` over the last axis.
+
+    A softmax output's logits are its log-probabilities up to a constant (which softmax
+    ignores), so for probabilities the logits are ``log(max(p, floor))``; anything else (a
+    model that outputs raw logits) is taken as the logits themselves. T > 1 softens
+    over-confident scores, T < 1 sharpens; T = 1 is the identity on probabilities. The
+    trainer fits T with this same function, so fit and device apply the same maths.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if looks_like_probabilities(scores):
+        logits = np.log(np.maximum(scores, PROBABILITY_FLOOR))
+    else:
+        logits = scores
+    z = logits / float(temperature)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def calibration_of(manifest: dict) -> float | None:
+    """The bundle's fitted temperature (``calibration.temperature``), or None when it has none."""
+    section = manifest.get("calibration")
+    if not isinstance(section, dict) or section.get("temperature") in (None, 1, 1.0):
+        return None
+    return float(section["temperature"])
+
+
+def thresholds_of(manifest: dict, labels: tuple[str, ...]) -> dict[int, float]:
+    """The bundle's per-class score thresholds (``thresholds: {label: t}``) by output index."""
+    section = manifest.get("thresholds")
+    if not isinstance(section, dict):
+        return {}
+    return {labels.index(label): float(t) for label, t in section.items() if label in labels}
+
+
 def contract_for(spec: ModelSpec, tensor: TensorInfo, fit: str | None = None) -> InputContract:
     """The input contract for a loaded model: the bundle's normalisation, the model's own dtype.
 
@@ -120,6 +166,10 @@ class Classifier:
             raise BundleError(f"{where}: {len(labels)} labels but {spec.model_path.name} has {outputs} outputs")
         self.labels = labels
         self.background_index = background
+        # calibration from the bundle: scores are temperature-scaled so a 0.9 means nine in ten,
+        # and a class scoring under its threshold is "not recognised" (predict, the daemon's state)
+        self.temperature = calibration_of(spec.manifest)
+        self.thresholds = thresholds_of(spec.manifest, labels)
 
     @classmethod
     def open(
@@ -157,8 +207,16 @@ class Classifier:
         return prepare(frame, self.contract, order)
 
     def infer(self, tensor: np.ndarray) -> np.ndarray:
-        """Input tensor -> dequantized scores."""
-        return dequantize(self.runtime.infer(tensor), self.runtime.output)
+        """Input tensor -> dequantized scores (temperature-scaled when the bundle is calibrated)."""
+        scores = dequantize(self.runtime.infer(tensor), self.runtime.output)
+        if self.temperature is not None:
+            scores = apply_temperature(scores, self.temperature)
+        return scores
+
+    def accepted(self, prediction: Prediction, threshold: float | None = None) -> bool:
+        """Whether ``prediction`` reaches ``threshold`` (all classes) or else its class's own threshold."""
+        limit = threshold if threshold is not None else self.thresholds.get(prediction.index, 0.0)
+        return prediction.score >= limit
 
     def predictions(self, scores: np.ndarray, k: int | None = None) -> tuple[Prediction, ...]:
         return top_k(scores, k or self.k, self.labels, self.background_index)

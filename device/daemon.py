@@ -85,7 +85,14 @@ class Daemon:
             roi=config.source.roi,
         )
         st = config.state
-        self.smoother = StateSmoother(st.window, st.threshold, st.min_dwell, st.unknown_label, clock=clock)
+        self.smoother = StateSmoother(
+            st.window,
+            st.threshold,
+            st.min_dwell,
+            st.unknown_label,
+            clock=clock,
+            class_thresholds=self.pipeline.classifier.thresholds,  # the bundle's, from a target precision
+        )
         self._stop = threading.Event()
         self.stop_reason = ""
         self.state_changes = 0
@@ -160,7 +167,7 @@ class Daemon:
             self.link.client.publish(self.link.topics.deploy, json.dumps(self._deploy_last), qos=1, retain=True)
 
     def _model_swapped(self) -> None:
-        self.smoother.reset()
+        self.smoother.reset(self.pipeline.classifier.thresholds)
         self.monitoring.model_changed()
         if self.link:
             self.link.republish_discovery()
@@ -357,7 +364,7 @@ class Daemon:
             if self.link:
                 self.link.reply("reload", False, error="refused: the bundle failed to load")
             return
-        self.smoother.reset()
+        self.smoother.reset(self.pipeline.classifier.thresholds)
         self.monitoring.model_changed()
         if self.link:
             self.link.reply(

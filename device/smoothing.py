@@ -2,8 +2,9 @@
 
 A single frame's best label flickers (motion blur, a hand in front of the lens); a home
 automation must not. The state is the label with the highest score averaged over the last
-``window`` frames, ``unknown`` when that average is under ``threshold``, and a new label only
-replaces the current one after it has been the candidate for ``min_dwell`` seconds.
+``window`` frames, ``unknown`` when that average is under ``threshold`` (or under the label's own
+threshold from a calibrated bundle, when that is higher), and a new label only replaces the
+current one after it has been the candidate for ``min_dwell`` seconds.
 
 The dwell is measured on the monotonic clock: NTP stepping the wall clock (a Pi that booted
 without network jumps by hours once it syncs) must not freeze or rush the state. Wall time is
@@ -47,20 +48,28 @@ class StateSmoother:
         min_dwell: float = 1.0,
         unknown_label: str = "unknown",
         clock: Callable[[], float] = time.monotonic,
+        class_thresholds: dict[int, float] | None = None,
     ) -> None:
         self.clock = clock
         self.window = max(1, window)
         self.threshold = threshold
         self.min_dwell = min_dwell
         self.unknown_label = unknown_label
+        # per output index, from the bundle's manifest (``thresholds``, chosen for a target precision)
+        self.class_thresholds: dict[int, float] = dict(class_thresholds or {})
         self._frames: deque[dict[tuple[int, str], float]] = deque(maxlen=self.window)
         self.current: State | None = None
         self._candidate: tuple[str, float] | None = None  # (label, first seen on self.clock)
 
-    def reset(self) -> None:
-        """Forget the history (after a model swap the labels may mean something else)."""
+    def reset(self, class_thresholds: dict[int, float] | None = None) -> None:
+        """Forget the history (after a model swap the labels may mean something else).
+
+        ``class_thresholds`` (the new model's, by output index) replaces the old ones when given.
+        """
         self._frames.clear()
         self._candidate = None
+        if class_thresholds is not None:
+            self.class_thresholds = dict(class_thresholds)
 
     def smoothed(self) -> tuple[str, float, int | None]:
         """Best label of the moving average: (label, mean score, index) or unknown."""
@@ -72,7 +81,8 @@ class StateSmoother:
             return self.unknown_label, 0.0, None
         (index, label), total = max(totals.items(), key=lambda item: (item[1], -item[0][0]))
         mean = total / len(self._frames)
-        if mean < self.threshold:
+        # the bundle's per-class threshold can only make the state stricter than [state] threshold
+        if mean < max(self.threshold, self.class_thresholds.get(index, 0.0)):
             return self.unknown_label, mean, None
         return label, mean, index
 

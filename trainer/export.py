@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ..device.classify import apply_temperature
 from ..device.core.bundle import (
     DEFAULT_MODEL,
     EDGETPU_MODEL,
@@ -225,6 +226,49 @@ def _accelerator_files(
     return extra_files
 
 
+def _calibrate(
+    files: dict[str, str],
+    inputs: _Inputs,
+    contract: InputContract,
+    out_dir: Path,
+    scores: dict[str, np.ndarray],
+    target_precision: float | None,
+    say: Say,
+) -> Any:
+    """Temperature (and per-class thresholds) fitted on the val split's scores of the default model.
+
+    Returns a :class:`~.calibration.Calibration`, or None when the dataset has no val split.
+    The reliability diagram goes to RUN_DIR/calibration/reliability.png (the bundle stays lean).
+    """
+    from .calibration import calibrate
+
+    val_paths, val_y = inputs.dataset.subset("val")
+    if not val_paths:
+        say("no val images: scores are not calibrated and no thresholds were chosen")
+        return None
+    default_quant = next(iter(files))
+    spec = ModelSpec(out_dir / DEFAULT_MODEL, inputs.labels, contract)
+    classifier = open_variant(spec, out_dir / files[default_quant])
+    val_scores = score_frames(classifier, load_images(val_paths, inputs.size, inputs.fit), order="RGB")
+    held_out = {q: (s, inputs.test_y) for q, s in scores.items()}
+    result = calibrate(
+        (val_scores, val_y),
+        held_out,
+        inputs.labels,
+        fitted_on=default_quant,
+        target_precision=target_precision,
+        plot_path=inputs.run_dir / "calibration" / "reliability.png",
+    )
+    c = result.section
+    say(
+        f"calibration: temperature {c['temperature']:.3f} fitted on {len(val_y)} val images; "
+        f"ECE {c['ece_before']:.3f} -> {c['ece_after']:.3f} ({c['measured_on']}); diagram {result.plot}"
+    )
+    for note in result.notes:
+        say(f"thresholds: {note}")
+    return result
+
+
 def _architecture(cfg: dict[str, Any], size: int, classes: int) -> dict[str, Any]:
     return {
         "family": cfg["arch"],
@@ -318,6 +362,8 @@ def export(
     max_probes: int = DEFAULT_MAX_PROBES,
     sign_key: str | Path | None = None,
     say: Say | None = None,
+    calibrate: bool = True,
+    target_precision: float | None = None,
 ) -> Exported:
     """Convert, measure, bundle, store self-test probes, then sign; returns what was written.
 
@@ -329,6 +375,10 @@ def export(
     _check_options(quants, io, edgetpu)
     if max_probes < 1:
         raise UsageError("--max-probes must be at least 1")
+    if target_precision is not None and not (0.0 < target_precision <= 1.0):
+        raise UsageError(f"--target-precision {target_precision:g}: expected a precision in (0, 1]")
+    if target_precision is not None and not calibrate:
+        raise UsageError("--target-precision and --no-calibration contradict each other")
     if probe_dir is not None:
         if not probes:
             raise UsageError("--probe and --no-probes contradict each other")
@@ -351,11 +401,15 @@ def export(
     contract = InputContract(inputs.size, inputs.size, mean=0.0, std=1.0, fit=inputs.fit)  # the graph normalises
     scores, quantization, metrics = _measure(files, inputs, contract, out_dir)
     default_quant = next(iter(files))
+    calibrated = _calibrate(files, inputs, contract, out_dir, scores, target_precision, say) if calibrate else None
+    shipped = scores[default_quant]
+    if calibrated is not None:  # the device's drift check sees calibrated scores, so the reference must too
+        shipped = apply_temperature(shipped, calibrated.section["temperature"]) if len(shipped) else shipped
     extra: dict[str, Any] = {
         "models": quantization,
         "test_distribution": {
             "model": files[default_quant],
-            **score_distribution(scores[default_quant], inputs.labels),
+            **score_distribution(shipped, inputs.labels),
         },
         "training": {
             "run_dir": str(run_dir.resolve()),
@@ -365,6 +419,10 @@ def export(
             "trained": inputs.info.get("created"),
         },
     }
+    if calibrated is not None:
+        extra["calibration"] = calibrated.section
+        if calibrated.thresholds:
+            extra["thresholds"] = calibrated.thresholds
     extra_files = _accelerator_files(model, files, inputs, out_dir, onnx, edgetpu, extra)
     created = datetime.now(timezone.utc)
     write_bundle(

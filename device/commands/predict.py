@@ -7,8 +7,8 @@ import json
 import sys
 import time
 
-from ..classify import Classifier
-from ..core.errors import EdgesightError
+from ..classify import Classifier, Prediction
+from ..core.errors import EdgesightError, UsageError
 from ..core.preprocess import FITS, list_images, max_image_pixels, normalise_fit, read_image
 from ..runtimes import RUNTIME_CHOICES
 
@@ -54,11 +54,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, default=3, metavar="K", help="classes to show per image (default 3)")
     parser.add_argument("--json", action="store_true", help="one JSON object a line instead of a table")
     parser.add_argument("--model-file", metavar="NAME", help="bundle variant to run, e.g. model_fp16.tflite")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        metavar="T",
+        help="a best score under T (0..1) prints 'unknown' instead of a label (default: the bundle's "
+        "per-class thresholds from 'export --target-precision', else none)",
+    )
+
+
+UNKNOWN = "unknown"
+
+
+def _verdict(classifier: Classifier, best: Prediction, threshold: float | None) -> str | None:
+    """None when ``best`` is accepted, else why not (its label and score, and the threshold it missed)."""
+    if classifier.accepted(best, threshold):
+        return None
+    limit = threshold if threshold is not None else classifier.thresholds[best.index]
+    return f"below threshold {limit:.2f}: best {best.label} {best.score:.2f}"
 
 
 def run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise EdgesightError("--top-k must be at least 1")
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise UsageError(f"--threshold {args.threshold:g}: expected a score 0..1")
     max_pixels = max_image_pixels()  # a bad $EDGESIGHT_MAX_IMAGE_PIXELS: one line, exit 2, before any work
     images = list_images(args.paths)
     t0 = time.perf_counter()
@@ -92,12 +113,15 @@ def run(args: argparse.Namespace) -> int:
         read_ms = (time.perf_counter() - t_read) * 1e3
         result = classifier.classify(frame)
         latency = {"read": round(read_ms, 3), **{k: round(v, 3) for k, v in result.latency_ms.items()}}
+        rejected = _verdict(classifier, result.best, args.threshold)
         if args.json:
-            out.write(
-                json.dumps({"path": str(path), "top": [p.as_dict() for p in result.top], "latency_ms": latency}) + "\n"
-            )
+            verdict = {"label": UNKNOWN if rejected else result.best.label, "accepted": rejected is None}
+            row = {"path": str(path), **verdict, "top": [p.as_dict() for p in result.top], "latency_ms": latency}
+            out.write(json.dumps(row) + "\n")
         else:
             ranked = "  ".join(f"{p.label} ({p.index}) {p.score:.2f}" for p in result.top)
+            if rejected:
+                ranked = f"{UNKNOWN} ({rejected})"
             print(f"{path}\t{ranked}\t[{latency['preprocess']:.1f}+{latency['infer']:.1f} ms]", file=out)
         out.flush()
     return 1 if failures else 0  # each unreadable image already had its own error line

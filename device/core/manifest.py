@@ -138,6 +138,26 @@ def _check_files(check: _Checker, files: Any) -> None:
                 raise check.fail(f"files.{name}.bytes", "a size in bytes (an integer >= 0)", size)
 
 
+def _check_calibration(check: _Checker, manifest: dict[str, Any]) -> None:
+    """Optional ``calibration: {temperature, ece_before, ece_after}`` and ``thresholds: {label: t}``.
+
+    The device divides logits by the temperature and compares scores with the thresholds, so a
+    zero, negative or non-number temperature and a threshold outside 0..1 are refused here.
+    """
+    if "calibration" in manifest:
+        section = check.section(manifest, "calibration")
+        if "temperature" not in section:
+            raise BundleError(f"{check.where}: missing key calibration.temperature")
+        check.number(section, "calibration", "temperature", positive=True)
+        for name in ("ece_before", "ece_after"):
+            check.number(section, "calibration", name)
+    if "thresholds" in manifest:
+        section = check.section(manifest, "thresholds")
+        for label, value in section.items():
+            if not _is_number(value) or not 0 <= value <= 1:
+                raise check.fail(f"thresholds.{label}", "a score 0..1", value)
+
+
 def check_manifest(manifest: Any, where: Path) -> dict[str, Any]:
     """Check the shape and types of a parsed manifest; return it unchanged when it is good.
 
@@ -170,6 +190,7 @@ def check_manifest(manifest: Any, where: Path) -> dict[str, Any]:
     if classes is not None and background is not None and background >= classes:
         raise check.fail("output.background_index", f"an index below num_classes ({classes})", background)
     _check_files(check, manifest["files"])
+    _check_calibration(check, manifest)
     default = manifest["default_model"]
     check_file_name(default, f"{where}: default_model")
     if default not in manifest["files"]:

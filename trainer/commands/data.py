@@ -249,8 +249,72 @@ def configure(parser: argparse.ArgumentParser) -> None:
         REPORT_EXAMPLES,
     )
     rep.add_argument("dataset", metavar="DATASET_DIR", help="a folder holding dataset.json")
+    _configure_issues(sub)
 
 
+# --------------------------------------------------------------------------- data issues
+ISSUES_EXAMPLES = """\
+examples:
+  edgesight data issues ds --weights mobilenet_v2_1.0_160_no_top.weights.h5
+  edgesight data issues ds --run runs/first --out ds/issues-first    # the trained model's features
+"""
+
+
+def _configure_issues(sub: argparse._SubParsersAction) -> None:
+    issues = _verb(
+        sub,
+        "issues",
+        "rank likely label errors, outliers and train/val/test leakage",
+        "Out-of-fold probabilities from a logistic-regression head cross-validated on backbone\n"
+        "features, then cleanlab ranks photos whose label disagrees. Writes issues.csv,\n"
+        "summary.json and issues.html (thumbnails); nothing is moved or relabelled.",
+        ISSUES_EXAMPLES,
+    )
+    issues.add_argument("dataset", metavar="DATASET_DIR", help="a folder holding dataset.json")
+    source = issues.add_mutually_exclusive_group()
+    source.add_argument(
+        "--weights", metavar="PATH", help="MobileNetV2 backbone weights: imagenet (default) or a local weights file"
+    )
+    source.add_argument("--run", metavar="RUN_DIR", help="use a trained run's model for the features")
+    issues.add_argument("--out", metavar="DIR", help="where the reports go (default DATASET_DIR/issues)")
+    issues.add_argument(
+        "--duplicate-similarity",
+        type=float,
+        default=0.97,
+        metavar="S",
+        help="feature cosine similarity at or above which two photos in different splits are "
+        "near-duplicates (default 0.97)",
+    )
+    issues.add_argument("--show", type=int, default=10, metavar="N", help="issues listed on stdout (default 10)")
+
+
+def _run_issues(args: argparse.Namespace) -> int:
+    from ..issues import ISSUES_CSV, ISSUES_HTML, find_issues
+
+    found = find_issues(
+        args.dataset,
+        weights=args.weights,
+        run_dir=args.run,
+        out_dir=args.out,
+        duplicate_similarity=args.duplicate_similarity,
+    )
+    c = found.counts
+    print(
+        f"{found.images} photos, out-of-fold accuracy {found.oof_accuracy:.3f}: {c['label']} likely label "
+        f"error(s), {c['outlier']} outlier(s), {c['leakage']} cross-split near-duplicate(s)"
+    )
+    for rank, issue in enumerate(found.issues[: max(0, args.show)], 1):
+        print(
+            f"  {rank:>3} {issue.kind:<7} {issue.score:.3f}  {shown(issue.path)}  "
+            f"{shown(issue.label)} -> {shown(issue.suggested)}"
+        )
+    for given, predicted, count, share in found.confused:
+        print(f"  confused: {shown(given)} -> {shown(predicted)} ({count} photo(s), {share:.0%})")
+    print(f"wrote {shown(found.out_dir / ISSUES_CSV)} and {shown(found.out_dir / ISSUES_HTML)}; nothing was moved")
+    return 0
+
+
+# --------------------------------------------------------------------------- counts and summaries
 def _print_counts(labels: list[str] | tuple[str, ...], rows: list[tuple[str, str]]) -> None:
     counts = Counter(rows)
     width = max(8, *(len(shown(label)) for label in labels))
@@ -378,6 +442,8 @@ def _run_fetch(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.action == "fetch":
         return _run_fetch(args)
+    if args.action == "issues":
+        return _run_issues(args)
     if args.action == "import":
         result = import_dataset(
             args.src,

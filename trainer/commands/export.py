@@ -71,6 +71,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"self-test probes kept (default {DEFAULT_MAX_PROBES})",
     )
+    parser.add_argument(
+        "--no-calibration",
+        action="store_true",
+        help="do not fit a temperature on the val split (scores stay the raw softmax)",
+    )
+    parser.add_argument(
+        "--target-precision",
+        type=float,
+        metavar="P",
+        help="also store per-class score thresholds reaching precision P (e.g. 0.95) on the val split; "
+        "the device reports 'unknown' below them",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
         max_probes=args.max_probes,
         sign_key=args.sign,
         say=say,
+        calibrate=not args.no_calibration,
+        target_precision=args.target_precision,
     )
     manifest = result.manifest
     metrics = manifest["metrics"]
@@ -102,6 +116,12 @@ def run(args: argparse.Namespace) -> int:
             f"  {filename:<22} {entry['precision']:<5} input {entry['input'][0]} "
             f"q=({entry['input'][1]:g}, {entry['input'][2]})  {acc} on {m.get('images', 0)} test images (LiteRT)"
         )
+    if "calibration" in manifest:
+        c = manifest["calibration"]
+        print(f"  calibrated: temperature {c['temperature']:.3f}, ECE {c['ece_before']:.3f} -> {c['ece_after']:.3f}")
+    if "thresholds" in manifest:
+        shown_t = ", ".join(f"{shown(k)} {v:.2f}" for k, v in manifest["thresholds"].items())
+        print(f"  per-class thresholds for precision {manifest['calibration'].get('target_precision')}: {shown_t}")
     for quant, agree in metrics.get("agreement_with_float", {}).items():
         print(
             f"  {quant} vs float: top-1 agreement {agree['top1_agreement']:.3f}, "
