@@ -90,6 +90,7 @@ class Watcher:
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"edgesight-deploy-{secrets.token_hex(4)}"
         )
+        self.client.reconnect_delay_set(1, 5)  # a restarted broker is found again within seconds
         if broker.username:
             self.client.username_pw_set(broker.username, broker.password)
         if broker.tls:
@@ -153,7 +154,8 @@ class Watcher:
                     and body.get("state") in FINAL
                     and (
                         body.get("transfer") == transfer
-                        or (body.get("sha256") == sha256 and body.get("state") == "active")
+                        # active: it already ran; rolled_back: it restarted during the watch (no transfer id then)
+                        or (body.get("sha256") == sha256 and body.get("state") in ("active", "rolled_back"))
                     )
                 ):
                     return body
