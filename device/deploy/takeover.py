@@ -269,6 +269,6 @@ class Takeover:
         log.warning("deploy: rolling back to %s", path)
         self.hooks.swap(self.hooks.factory(path))
         self.hooks.swapped()
-        if previous is not None:
-            before = self.store.read()
-            self.store.write(Record(previous, before.previous if before else None, confirmed=True))
+        # the record names what runs again, confirmed: a restart boots it, not the bundle that failed
+        back = previous if previous is not None else Entry(self.hooks.configured_model)
+        self.store.write(Record(back, None, confirmed=True))
