@@ -13,6 +13,7 @@ import http.server
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -288,8 +289,19 @@ def _bridged_site(workdir: Path, central_port: int) -> tuple[subprocess.Popen, i
         f"connection central\naddress 127.0.0.1:{central_port}\ntopic edgesight/# both 1\n"
         "cleansession true\nrestart_timeout 1 2\n"
     )
-    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return proc, port
+    log = (workdir / "site.log").open("ab")
+    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf), "-v"], stdout=log, stderr=log)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc, port
+        except OSError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError((workdir / "site.log").read_text())
 
 
 def test_a_deploy_on_the_central_broker_reaches_a_device_on_a_bridged_site_broker(broker, parts, devices, tmp_path):  # noqa: F811
