@@ -358,3 +358,48 @@ def test_rollout_to_five_devices_with_one_canary(broker, parts, devices, tmp_pat
     assert others and min(others) > canary_done
     for name in names:
         dev.wait_version(name, "2.0.0", len(dev.results(name)) - 1, timeout=60)
+
+
+# -- the pull itself, without a daemon ---------------------------------------------------------------
+
+
+def test_pull_reads_file_urls_only_under_the_pull_folder(tmp_path):
+    from edgesight.device.deploy.pull import PullError, fetch
+
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    (drop / "b.tar").write_bytes(b"x" * 5000)
+    fetch((drop / "b.tar").as_uri(), tmp_path / "got.tar", 5000, allowed_dir=drop)
+    assert (tmp_path / "got.tar").read_bytes() == b"x" * 5000
+    (tmp_path / "secret").write_bytes(b"y" * 5000)
+    (drop / "escape.tar").symlink_to(tmp_path / "secret")
+    for url, size, words in (
+        ((tmp_path / "secret").as_uri(), 5000, "outside the pull folder"),
+        ((drop / "escape.tar").as_uri(), 5000, "outside the pull folder"),
+        ((drop / "b.tar").as_uri(), 4000, "not a regular file of the announced 4000 bytes"),
+        ((drop / "none.tar").as_uri(), 5000, "no such file"),
+        ("ftp://host/b.tar", 5000, "only http://"),
+    ):
+        with pytest.raises(PullError, match=words):
+            fetch(url, tmp_path / "out.tar", size, allowed_dir=drop)
+    with pytest.raises(PullError, match="no pull folder"):
+        fetch((drop / "b.tar").as_uri(), tmp_path / "out.tar", 5000, allowed_dir=None)
+
+
+def test_pull_over_http_is_capped_at_the_announced_size(tmp_path):
+    from edgesight.device.deploy.pull import PullError, fetch
+
+    (tmp_path / "big.tar").write_bytes(b"z" * 300_000)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/big.tar"
+        with pytest.raises(PullError, match="serves 300000 bytes, the offer announced 1000"):
+            fetch(url, tmp_path / "out.tar", 1000, allowed_dir=None)
+        fetch(url, tmp_path / "ok.tar", 300_000, allowed_dir=None, timeout_s=5)
+        assert (tmp_path / "ok.tar").stat().st_size == 300_000
+    finally:
+        server.shutdown()
+        server.server_close()
+    with pytest.raises(PullError, match="cannot fetch"):
+        fetch(url, tmp_path / "out.tar", 1000, allowed_dir=None, timeout_s=2)
