@@ -50,7 +50,8 @@ class Recorder:
         ready = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(
-            [("edgesight/#", 0), ("$SYS/broker/bytes/received", 0), ("$SYS/broker/bytes/sent", 0)]
+            [(f"edgesight/+/{t}", 0) for t in ("availability", "result", "deploy")]
+            + [("$SYS/broker/bytes/received", 0), ("$SYS/broker/bytes/sent", 0)]
         )
         self.client.on_subscribe = lambda *a: ready.set()
         self.client.on_message = self._message
@@ -178,6 +179,7 @@ def one_size(n: int, parts: dict[str, Path], work: Path, shadow_frames: int) -> 
         first = names[0]
         fps_before, fps_shadow = _fps_around_shadow(rec, first, started)
         rec.close()
+        retained_count, retained_bytes = _retained(port, first)
         return {
             "devices": n,
             "active": active,
@@ -188,6 +190,8 @@ def one_size(n: int, parts: dict[str, Path], work: Path, shadow_frames: int) -> 
             "broker_bytes_sent": _delta(sys_before, sys_after, "sent"),
             "fps_before": fps_before,
             "fps_shadow": fps_shadow,
+            "retained_messages_per_device": retained_count,
+            "retained_bytes_per_device": retained_bytes,
             "output": result.stdout.strip().splitlines()[:3],
         }
     finally:
@@ -200,6 +204,25 @@ def one_size(n: int, parts: dict[str, Path], work: Path, shadow_frames: int) -> 
                 proc.kill()
         broker.terminate()
         broker.wait(5)
+
+
+def _retained(port: int, device: str) -> tuple[int, int]:
+    """How many retained messages (and bytes of topic + payload) one device leaves on the broker."""
+    seen: dict[str, int] = {}
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+
+    def got(c, u, message) -> None:
+        if message.retain and (device in message.topic):
+            seen[message.topic] = len(message.topic) + len(message.payload)
+
+    client.on_message = got
+    client.on_connect = lambda c, u, f, rc, p: c.subscribe([(f"edgesight/{device}/#", 0), ("homeassistant/#", 0)])
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    time.sleep(2.0)
+    client.loop_stop()
+    client.disconnect()
+    return len(seen), sum(seen.values())
 
 
 def _listening(port: int) -> bool:
@@ -285,7 +308,11 @@ def main() -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2))
         print(table(rows))
-        print(f"(bundle {packed / 1e6:.1f} MB of files; JSON in {args.json})")
+        retained = rows[-1]
+        print(
+            f"(bundle {packed / 1e6:.1f} MB of files; a device keeps {retained['retained_messages_per_device']} "
+            f"retained messages, {retained['retained_bytes_per_device']} bytes; JSON in {args.json})"
+        )
         return 0 if all(r["exit"] == 0 for r in rows) else 1
     finally:
         shutil.rmtree(work, ignore_errors=True)

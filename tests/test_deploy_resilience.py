@@ -403,3 +403,46 @@ def test_pull_over_http_is_capped_at_the_announced_size(tmp_path):
         server.server_close()
     with pytest.raises(PullError, match="cannot fetch"):
         fetch(url, tmp_path / "out.tar", 1000, allowed_dir=None, timeout_s=2)
+
+
+def test_link_add_subscription_is_made_again_after_a_broker_restart(broker, tmp_path):
+    """The receiver's subscriptions live in the link: every connect (a restarted broker too) makes them again."""
+    import paho.mqtt.client as paho
+
+    from edgesight.device.config import load_config
+    from edgesight.device.mqtt.link import MqttLink
+
+    cfg = write_config(
+        tmp_path / "link.toml",
+        f'[model]\npath = "x"\n[mqtt]\nport = {broker.port}\ndevice_id = "l1"\nreconnect_min = 1\nreconnect_max = 1\n',
+    )
+    link = MqttLink(load_config(cfg))
+    got: list[bytes] = []
+    hooks: list[int] = []
+    topic = "edgesight/l1/deploy/offer"
+    link.add_subscription(topic, 1, lambda c, u, m: got.append(m.payload), lambda: hooks.append(1))
+    link.start()
+    pub = paho.Client(paho.CallbackAPIVersion.VERSION2)
+    try:
+        for attempt in (b"one", b"two"):
+            deadline = time.monotonic() + 20
+            while len(got) < (1 if attempt == b"one" else 2) and time.monotonic() < deadline:
+                try:
+                    if not pub.is_connected():
+                        pub.connect("127.0.0.1", broker.port)
+                        pub.loop_start()
+                    pub.publish("edgesight/l1/deploy/offer", attempt, qos=1)
+                except OSError:
+                    pass
+                time.sleep(0.5)
+            assert attempt in got, (attempt, got)
+            if attempt == b"one":
+                pub.loop_stop()
+                pub.disconnect()
+                pub = paho.Client(paho.CallbackAPIVersion.VERSION2)
+                broker.restart(down_s=0.5)
+        assert len(hooks) >= 2 and link.reconnects >= 1, (hooks, link.reconnects)
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+        link.stop()
