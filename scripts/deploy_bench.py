@@ -7,7 +7,7 @@ a real mosquitto and N real ``edgesight run`` daemons on a small generated video
 verified, trial, self-test, shadow, switch, watch). Bytes are the chunk payload the sender
 published and mosquitto's own ``$SYS/broker/bytes/{received,sent}`` during the rollout (which
 also count the devices' ordinary results and stats traffic). For the first device it also
-counts the classification results per second in the 5 s before the offer and during its own
+counts the classification results per second in the 10 s before the offer and during its own
 shadow phase: the shadow must not slow the running model. Prints a table, writes JSON.
 
     .venv/bin/python scripts/deploy_bench.py [--devices 1,5] [--json build/deploy_bench.json]
@@ -103,7 +103,7 @@ def make_parts(work: Path) -> dict[str, Path]:
     sys.path.insert(0, str(ROOT / "tests"))
     from videos import cat_video  # the same panning footage the tests use
 
-    parts["video"] = cat_video(work / "cat.avi", TESTDATA / "images" / "cat_720p.jpg", count=20, size=(160, 90), fps=5)
+    parts["video"] = cat_video(work / "cat.avi", TESTDATA / "images" / "cat_720p.jpg", count=60, size=(160, 90), fps=5)
     return parts
 
 
@@ -163,7 +163,7 @@ def one_size(n: int, parts: dict[str, Path], work: Path, shadow_frames: int) -> 
         for name in names:
             wait(lambda name=name: rec.on(f"edgesight/{name}/availability"), 120, f"{name} online")
             wait(lambda name=name: len(rec.on(f"edgesight/{name}/result")) > 5, 120, f"{name} results")
-        time.sleep(2.5)  # a fresh $SYS sample
+        time.sleep(10.5)  # 10 s of results at full speed before the offer, and a fresh $SYS sample
         sys_before = dict(rec.sys)
         started = time.monotonic()
         result = subprocess.run(
@@ -246,7 +246,7 @@ def _delta(before: dict, after: dict, key: str) -> int | None:
 
 
 def _fps_around_shadow(rec: Recorder, name: str, offered: float) -> tuple[float | None, float | None]:
-    """Results per second in the 5 s before the deploy started, and between its shadow and next step."""
+    """Results per second in the 10 s before the deploy started, and between its shadow and next step."""
     results = [t for t, _ in rec.on(f"edgesight/{name}/result")]
     steps = []
     for t, payload in rec.on(f"edgesight/{name}/deploy"):
@@ -254,10 +254,10 @@ def _fps_around_shadow(rec: Recorder, name: str, offered: float) -> tuple[float 
             steps.append((t, json.loads(payload).get("state")))
         except ValueError:
             continue
-    before = [t for t in results if offered - 5 <= t < offered]
+    before = [t for t in results if offered - 10 <= t < offered]
     shadow_start = next((t for t, s in steps if s == "shadow"), None)
     shadow_end = next((t for t, s in steps if shadow_start and t > shadow_start and s != "shadow"), None)
-    fps_before = round(len(before) / 5, 2) if before else None
+    fps_before = round(len(before) / 10, 2) if before else None
     if shadow_start is None or shadow_end is None or shadow_end - shadow_start < 0.5:
         return fps_before, None
     during = [t for t in results if shadow_start <= t < shadow_end]
@@ -286,7 +286,7 @@ def table(rows: list[dict]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", default="1,5", help="fleet sizes, comma separated (default 1,5; 20 is heavy)")
-    parser.add_argument("--shadow-frames", type=int, default=15, help="[deploy] shadow_frames of each device")
+    parser.add_argument("--shadow-frames", type=int, default=25, help="[deploy] shadow_frames of each device")
     parser.add_argument("--json", default=str(ROOT / "build" / "deploy_bench.json"), help="where to write the JSON")
     args = parser.parse_args()
     sizes = [int(s) for s in args.devices.split(",") if s.strip()]
