@@ -198,6 +198,8 @@ def test_a_bundle_whose_self_test_fails_is_refused(broker, parts, fleet, tmp_pat
     entry = manifest["files"]["probes/probes.json"]
     if isinstance(entry, dict):
         entry["sha256"] = sha256_file(bad / "probes" / "probes.json")
+        if "bytes" in entry:
+            entry["bytes"] = (bad / "probes" / "probes.json").stat().st_size
     else:
         manifest["files"]["probes/probes.json"] = sha256_file(bad / "probes" / "probes.json")
     (bad / "manifest.json").write_text(json.dumps(manifest, indent=2))
