@@ -446,3 +446,10 @@ def test_link_add_subscription_is_made_again_after_a_broker_restart(broker, tmp_
         pub.loop_stop()
         pub.disconnect()
         link.stop()
+
+
+def test_deploy_url_must_be_http_https_or_file(parts, broker):  # noqa: F811
+    from conftest import assert_one_line_error
+
+    result = run_cli("deploy", parts["new"], "--broker", broker.address, "--all", "--url", "ftp://x/b.tar")
+    assert_one_line_error(result, "--url", "http://, https:// or file://", code=2)
