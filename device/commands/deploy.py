@@ -22,6 +22,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--wait", type=float, default=300.0, metavar="S", help="seconds to wait for each phase (default 300)"
     )
     parser.add_argument("--key", metavar="KEY", help="sign the bundle with this deploy.key first")
+    parser.add_argument(
+        "--url",
+        metavar="URL",
+        help="devices pull the packed bundle from this http(s):// or file:// URL instead of over the broker",
+    )
+    parser.add_argument(
+        "--pack-to", metavar="FILE", help="write the packed bundle (the bytes --url must serve) to FILE first"
+    )
     add_broker_args(parser)
 
 
@@ -32,17 +40,24 @@ def run(args: argparse.Namespace) -> int:
     bundle = Path(args.bundle)
     if args.canary < 0 or args.wait <= 0:
         raise UsageError("--canary must be >= 0 and --wait > 0")
+    if args.url and not args.url.startswith(("http://", "https://", "file://")):
+        raise UsageError(f"--url {args.url[:100]!r}: must start with http://, https:// or file://")
     broker = broker_from_args(args)
     if args.key:
         sign_bundle(bundle, args.key)
     pkg = package(bundle)
+    if args.pack_to:
+        try:
+            Path(args.pack_to).write_bytes(pkg.data)
+        except OSError as exc:
+            raise UsageError(f"--pack-to {args.pack_to}: cannot write ({exc.strerror})") from None
     watcher = Watcher(broker, args.prefix_root)
     try:
         watcher.settle(1.0)
         devices = list(dict.fromkeys(args.device or sorted(watcher.availability)))
         if not devices:
             raise UsageError(f"--all: no device has a retained {args.prefix_root}/+/availability on this broker")
-        sender = Sender(watcher, pkg, wait_s=args.wait)
+        sender = Sender(watcher, pkg, wait_s=args.wait, url=args.url or "")
         outcomes = sender.deploy(devices, args.canary)
     finally:
         watcher.close()
@@ -51,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     ok = all(o.ok for o in outcomes)
     print(
         f"deploy {pkg.name} {pkg.version}: {sum(o.ok for o in outcomes)} of {len(outcomes)} device(s) run it, "
-        f"{sender.bytes_sent} bytes sent",
+        f"{sender.bytes_sent} bytes sent" + (f" ({sender.resends} chunk(s) resent)" if sender.resends else ""),
         file=sys.stderr,
     )
     return 0 if ok else 1

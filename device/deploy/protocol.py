@@ -3,7 +3,12 @@
 A transfer is one offer on ``<prefix>/deploy/offer`` (QoS 1, never retained) followed by
 ``chunks`` messages on ``<prefix>/deploy/in/<transfer>/<n>`` (QoS 1). Each chunk is 64 ASCII hex
 digits of its own sha256, then its bytes, so a corrupt chunk is caught before it is written; the
-whole tar is checked against the offer's sha256 at the end. Progress comes back retained on
+whole tar is checked against the offer's sha256 at the end. An offer with a ``url`` has no chunks:
+the device pulls the tar from there (:mod:`.pull`) and checks it the same way.
+
+Resuming: a device answers a repeated offer of the transfer it is receiving (and republishes
+after each reconnect) with a ``receiving`` progress whose ``missing`` lists the chunk numbers it
+still needs (at most :data:`MAX_MISSING`); the sender resends exactly those. Progress comes back retained on
 ``<prefix>/deploy`` (:func:`progress`), one JSON message per step.
 
 The tar is deterministic (:func:`pack`): the same bundle gives the same bytes, so its sha256
@@ -29,6 +34,8 @@ CHUNK_BYTES = 256 * 1024
 HASH_LEN = 64
 STATES = ("receiving", "verifying", "shadow", "active", "refused", "rolled_back")
 FINAL = ("active", "refused", "rolled_back")
+PULL_SCHEMES = ("http://", "https://", "file://")
+MAX_MISSING = 1000  # chunk numbers listed in one progress message; the rest follow in the next round
 _TRANSFER = re.compile(r"^[0-9a-f]{8,32}$")
 
 
@@ -43,6 +50,7 @@ class Offer:
     size: int
     chunk_size: int
     chunks: int
+    url: str = ""  # set: the device pulls the tar from here instead of waiting for chunks
     v: int = VERSION
 
     def to_json(self) -> str:
@@ -66,6 +74,7 @@ class Offer:
                 size=int(body["size"]),
                 chunk_size=int(body["chunk_size"]),
                 chunks=int(body["chunks"]),
+                url=str(body.get("url") or ""),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"offer lacks or mangles a field ({exc})") from None
@@ -79,6 +88,8 @@ class Offer:
             )
         if offer.size <= 0 or not 1024 <= offer.chunk_size <= 16 * 1024 * 1024:
             raise ValueError("offer size or chunk_size out of range")
+        if offer.url and (len(offer.url) > 2000 or not offer.url.startswith(PULL_SCHEMES)):
+            raise ValueError("offer url must be http://, https:// or file:// (at most 2000 characters)")
         if offer.chunks != -(-offer.size // offer.chunk_size):
             raise ValueError("offer chunk count does not match size / chunk_size")
         return offer

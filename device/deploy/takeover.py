@@ -82,6 +82,19 @@ class Shadow:
     agreement: float
     new_ms: float
     old_ms: float
+    new_scores: tuple[float, ...] = ()  # top-1 score of each shadow frame, new model
+    old_scores: tuple[float, ...] = ()  # and of the running model on the same frames
+
+    def score_summary(self) -> dict[str, float]:
+        """Mean and quartiles of the top-1 scores, old vs new: a model that agrees but is far less sure shows here."""
+        out: dict[str, float] = {}
+        for key, values in (("score", self.new_scores), ("old_score", self.old_scores)):
+            if values:
+                ordered = sorted(values)
+                out[f"{key}_mean"] = round(sum(ordered) / len(ordered), 4)
+                for q in (25, 50, 75):
+                    out[f"{key}_p{q}"] = round(ordered[min(len(ordered) - 1, len(ordered) * q // 100)], 4)
+        return out
 
     @property
     def fps_ratio(self) -> float:
@@ -155,6 +168,7 @@ class Takeover:
             "latency_ms": round(shadow.new_ms, 2),
             "old_latency_ms": round(shadow.old_ms, 2),
             "shadow_frames": shadow.frames,
+            **shadow.score_summary(),
         }
         if shadow.frames < g.shadow_frames:
             return self._refuse(
@@ -211,6 +225,8 @@ class Takeover:
 
         agree = seen = 0
         new_ms = old_ms = 0.0
+        new_scores: list[float] = []
+        old_scores: list[float] = []
         deadline = time.monotonic() + g.shadow_timeout_s
         self.hooks.add_consumer(feed)
         try:
@@ -224,12 +240,16 @@ class Takeover:
                 agree += int(
                     bool(result.classification.top) and mine.top[0].label == result.classification.top[0].label
                 )
+                if mine.top:
+                    new_scores.append(float(mine.top[0].score))
+                if result.classification.top:
+                    old_scores.append(float(result.classification.top[0].score))
                 new_ms += _stage_ms(mine.latency_ms)
                 old_ms += _stage_ms(result.classification.latency_ms)
         finally:
             self.hooks.remove_consumer(feed)
         n = max(1, seen)
-        return Shadow(seen, agree / n if seen else 0.0, new_ms / n, old_ms / n)
+        return Shadow(seen, agree / n if seen else 0.0, new_ms / n, old_ms / n, tuple(new_scores), tuple(old_scores))
 
     def _watch(self, fps_before: float) -> str:
         """Watch the pipeline for ``watch_s``; return why it failed, or ''."""
@@ -249,6 +269,6 @@ class Takeover:
         log.warning("deploy: rolling back to %s", path)
         self.hooks.swap(self.hooks.factory(path))
         self.hooks.swapped()
-        if previous is not None:
-            before = self.store.read()
-            self.store.write(Record(previous, before.previous if before else None, confirmed=True))
+        # the record names what runs again, confirmed: a restart boots it, not the bundle that failed
+        back = previous if previous is not None else Entry(self.hooks.configured_model)
+        self.store.write(Record(back, None, confirmed=True))

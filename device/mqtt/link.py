@@ -110,6 +110,8 @@ class MqttLink:
         self.client.on_message = self._message
         self.client.on_connect_fail = self._connect_failed
         self.client.on_publish = self._published
+        # (topic, qos, after-subscribe hook) made again on every connect: a clean session loses them
+        self._subscriptions: list[tuple[str, int, Callable[[], None] | None]] = []
 
     def _auth(self, m) -> None:
         password = m.password
@@ -167,6 +169,27 @@ class MqttLink:
             self.client.loop_stop()
         # else: paho's (daemon) thread may sit in a TCP connect to an unreachable broker for
         # seconds; joining it would break the 2 s stop promise, and the process exits anyway
+
+    def add_subscription(
+        self,
+        topic: str,
+        qos: int,
+        callback: Callable[[Any, Any, Any], None],
+        on_subscribed: Callable[[], None] | None = None,
+    ) -> None:
+        """Route ``topic`` (wildcards allowed) to ``callback(client, userdata, message)``, on every connect.
+
+        The subscription is made at each connect (a clean session, or a restarted broker, loses
+        it); ``on_subscribed`` then runs on the network thread, e.g. to republish a progress
+        message. Messages on ``topic`` never reach the command gate.
+        """
+        self.client.message_callback_add(topic, callback)
+        with self._lock:
+            self._subscriptions.append((topic, qos, on_subscribed))
+        if self.connected:
+            self.client.subscribe(topic, qos=qos)
+            if on_subscribed is not None:
+                on_subscribed()
 
     # -- publishing ---------------------------------------------------------------------------
     def publish_json(self, topic: str, payload: dict, qos: int = 0, retain: bool = False) -> bool:
@@ -263,6 +286,13 @@ class MqttLink:
             client.publish(self.topics.alert, json.dumps(alert, separators=(",", ":")), qos=1, retain=True)
         for verb in self.commands:
             client.subscribe(self.topics.cmd(verb), qos=1)
+        with self._lock:
+            extra = list(self._subscriptions)
+        for topic, qos, _hook in extra:
+            client.subscribe(topic, qos=qos)
+        for _topic, _qos, hook in extra:
+            if hook is not None:
+                hook()
 
     def _published(self, client, userdata, mid, reason_code, properties) -> None:
         with self._lock:
