@@ -623,6 +623,21 @@ SCHEMA: list[Section] = [
                 min=0,
                 max=86400,
             ),
+            Key(
+                "pull_dir",
+                str,
+                None,
+                "the only folder a file:// deploy offer (--url) may be read from; default <dir>/drop",
+                example="/var/lib/edgesight/bundles/drop",
+            ),
+            Key(
+                "pull_timeout_s",
+                float,
+                30.0,
+                "connect/read timeout of an http(s):// deploy download (--url)",
+                min=1,
+                max=3600,
+            ),
         ),
     ),
 ]

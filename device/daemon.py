@@ -151,8 +151,15 @@ class Daemon:
             swapped=self._model_swapped,
             configured_model=m.path,
         )
-        receiver = Receiver(self.store, Takeover(self.store, gate, hooks), self._publish_deploy, gate.max_bytes)
-        attach(self.link.client, self.link.topics, receiver, self._republish_deploy)
+        receiver = Receiver(
+            self.store,
+            Takeover(self.store, gate, hooks),
+            self._publish_deploy,
+            gate.max_bytes,
+            pull_dir=d.pull_dir or None,
+            pull_timeout_s=d.pull_timeout_s,
+        )
+        attach(self.link, self.link.topics, receiver, self._republish_deploy)  # link-owned subscriptions
         if not d.trusted_keys:
             log.warning("deploy: %s", NO_KEYS)
         return receiver
