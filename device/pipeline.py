@@ -96,9 +96,8 @@ class Pipeline:
         self._classifiers = [make_classifier() for _ in range(self.workers)]
         self._generation = 0
         self._swap_lock = threading.Lock()
-        live = bool(getattr(source, "live", False))
-        self.live = live
-        self._inputs: queue.Queue = queue.Queue(maxsize=1 if live else (queue_size or 2 * self.workers))
+        self.live = bool(source.live)
+        self._inputs: queue.Queue = queue.Queue(maxsize=1 if self.live else (queue_size or 2 * self.workers))
         # bounded too: a slow consumer must make the camera drop frames, not the daemon hoard them
         self._results: queue.Queue = queue.Queue(maxsize=2 * self.workers + 2)
         self._take_lock = threading.Lock()
@@ -156,9 +155,7 @@ class Pipeline:
         """Ask every stage to finish; safe from any thread and from signal handlers."""
         self._stop.set()
         self._done.set()
-        interrupt = getattr(self.source, "interrupt", None)
-        if interrupt is not None:
-            interrupt()
+        self.source.interrupt()
 
     def capturing(self) -> bool:
         """True while the capture thread still runs (e.g. blocked in a camera read)."""
@@ -176,7 +173,7 @@ class Pipeline:
         last = max(self._times[-1] if self._times else self._started, self._seen_at)  # gated frames count
         if time.monotonic() - last <= max_silence_s:
             return True
-        return getattr(self.source, "failing_since", None) is not None
+        return self.source.failing_since is not None
 
     def alive(self) -> bool:
         """True while every stage thread runs (the watchdog pings only then)."""
@@ -207,17 +204,17 @@ class Pipeline:
                 p50, p90, p99 = np.percentile(data, (50, 90, 99))
                 latency[stage] = {"p50": round(float(p50), 2), "p90": round(float(p90), 2), "p99": round(float(p99), 2)}
         source = {
-            "name": getattr(self.source, "name", "?"),
+            "name": self.source.name,
             "live": self.live,
-            "reopens": getattr(self.source, "reopens", 0),
-            "gap_s": round(getattr(self.source, "gap_s", 0.0), 2),
-            "down": getattr(self.source, "failing_since", None) is not None,
+            "reopens": self.source.reopens,
+            "gap_s": round(self.source.gap_s, 2),
+            "down": self.source.failing_since is not None,
         }
         return {
             "fps": round(fps, 2),
             "fps_avg": round(self._delivered / elapsed, 2) if elapsed > 0 else 0.0,
             "frames": self._delivered,
-            "dropped": self._dropped + int(getattr(self.source, "dropped", 0)),
+            "dropped": self._dropped + int(self.source.dropped),
             "errors": self._errors,
             "queue": {"input": self._inputs.qsize(), "results": self._results.qsize()},
             "workers": self.workers,

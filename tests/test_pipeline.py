@@ -14,7 +14,33 @@ from edgesight.device.classify import Classifier, Prediction
 from edgesight.device.core.errors import BundleError
 from edgesight.device.pipeline import STAGES, Pipeline, plan_workers
 from edgesight.device.smoothing import StateSmoother
-from edgesight.device.sources import open_source
+from edgesight.device.sources import Frame, Source, open_source
+
+
+class FakeSource:
+    """A hand-made :class:`Source` over a real one: the full protocol, with nothing down or reopened.
+
+    Subclasses override :meth:`read` to misbehave (crash, wedge, stamp frames oddly).
+    """
+
+    live = False
+
+    def __init__(self, inner: Source, name: str) -> None:
+        self.inner = inner
+        self.name = name
+        self.dropped = 0
+        self.reopens = 0
+        self.gap_s = 0.0
+        self.failing_since: float | None = None
+
+    def read(self) -> Frame | None:
+        return self.inner.read()
+
+    def interrupt(self) -> None:
+        self.inner.interrupt()
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 @pytest.fixture(scope="module")
@@ -210,17 +236,15 @@ def test_a_crashing_source_ends_the_run_with_a_failure(video, make_v2):
     """A bug in a source (not a SourceError, which is reopened) must end the run visibly, not hang it."""
     inner = open_source(str(video), reopen=False)
 
-    class Crashing:
-        name, live, dropped = "crashing", False, 0
-
-        def read(self):
-            frame = inner.read()
-            if frame.number > 3:
+    class Crashing(FakeSource):
+        def read(self) -> Frame | None:
+            frame = self.inner.read()
+            if frame is not None and frame.number > 3:
                 raise RuntimeError("driver bug")
             return frame
 
     results = []
-    pipeline = Pipeline(Crashing(), make_v2, workers=2, on_result=results.append)
+    pipeline = Pipeline(Crashing(inner, "crashing"), make_v2, workers=2, on_result=results.append)
     pipeline.run()
     inner.close()
     assert len(results) == 3 and pipeline.failure == "capture stage failed: driver bug"
@@ -233,17 +257,17 @@ def test_health_needs_progress_unless_the_source_is_known_down(video, make_v2):
     gate = threading.Event()
     inner = open_source(str(video), reopen=False)
 
-    class Wedged:
-        name, live, dropped, failing_since = "wedged", True, 0, None
+    class Wedged(FakeSource):
+        live = True
 
-        def read(self):
-            frame = inner.read()
-            if frame.number > 2:
+        def read(self) -> Frame | None:
+            frame = self.inner.read()
+            if frame is not None and frame.number > 2:
                 gate.wait(5)  # a driver stuck inside read()
                 return None
             return frame
 
-    source = Wedged()
+    source = Wedged(inner, "wedged")
     pipeline = Pipeline(source, make_v2, workers=1)
     runner = threading.Thread(target=pipeline.run)
     runner.start()
@@ -267,15 +291,13 @@ def test_latencies_do_not_follow_a_wall_clock_step(video, make_v2):
 
     inner = open_source(str(video), reopen=False)
 
-    class Stepped:
-        name, live, dropped = "stepped", False, 0
-
-        def read(self):
-            frame = inner.read()
+    class Stepped(FakeSource):
+        def read(self) -> Frame | None:
+            frame = self.inner.read()
             return None if frame is None else dataclasses.replace(frame, timestamp=frame.timestamp - 3600)
 
     results = []
-    pipeline = Pipeline(Stepped(), make_v2, workers=1, on_result=results.append, max_frames=5)
+    pipeline = Pipeline(Stepped(inner, "stepped"), make_v2, workers=1, on_result=results.append, max_frames=5)
     pipeline.run()
     inner.close()
     assert len(results) == 5
