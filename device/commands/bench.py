@@ -23,7 +23,7 @@ from ..bench.tables import render
 from ..core.bundle import ModelSpec, resolve_model
 from ..core.errors import EdgesightError, SourceError, UsageError
 from ..core.preprocess import FITS, list_images, normalise_fit
-from ..runtimes import RUNTIMES, available_runtimes, runtime_module
+from ..runtimes import RUNTIMES, available_runtimes, backend
 
 
 def _names(text: str) -> list[str]:
@@ -150,8 +150,7 @@ def check_args(args: argparse.Namespace) -> None:
 
 def model_file_for(runtime: str, spec: ModelSpec) -> Path:
     """The file ``runtime`` would run for ``spec`` (``model.onnx`` for onnx, the variant for litert)."""
-    module = runtime_module(runtime)
-    return Path(module.model_for(spec)) if hasattr(module, "model_for") else spec.model_path
+    return Path(backend(runtime).model_for(spec))
 
 
 def targets(args: argparse.Namespace) -> list[Target]:

@@ -133,5 +133,3 @@ class EdgeTPUBackend:
 
 
 BACKEND = EdgeTPUBackend()
-# For callers that still take the module (commands/bench.py); new code asks runtimes.backend(kind).
-model_for = BACKEND.model_for

@@ -199,5 +199,3 @@ class LiteRTBackend:
 
 
 BACKEND = LiteRTBackend()
-# For callers that still take the module (commands/bench.py); new code asks runtimes.backend(kind).
-model_for = BACKEND.model_for

@@ -142,5 +142,3 @@ class OnnxBackend:
 
 
 BACKEND = OnnxBackend()
-# For callers that still take the module (commands/bench.py); new code asks runtimes.backend(kind).
-model_for = BACKEND.model_for

@@ -480,7 +480,3 @@ def build_engine(
     )
     info.write()
     return info
-
-
-# For callers that still take the module (commands/bench.py); new code asks runtimes.backend(kind).
-model_for = BACKEND.model_for
