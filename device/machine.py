@@ -55,17 +55,37 @@ def cpu_temperature_c(root: Path = THERMAL_ROOT) -> float | None:
 
 
 def memory_rss_mb() -> float | None:
-    """Resident memory of this process now (psutil when installed, else /proc)."""
+    """Resident memory of this process now: /proc where there is one, else psutil, else None.
+
+    /proc first because ``stats`` asks every interval and importing psutil for one number costs
+    the daemon ~2 MB of RSS and tens of ms on a Pi; psutil only covers macOS and the like.
+    """
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import psutil
-
-        return round(psutil.Process().memory_info().rss / 2**20, 1)
     except ImportError:
-        try:
-            pages = int(Path("/proc/self/statm").read_text().split()[1])
-            return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
-        except (OSError, ValueError, IndexError):
-            return None
+        return None
+    return round(psutil.Process().memory_info().rss / 2**20, 1)
+
+
+def memory_total_mb() -> int | None:
+    """The machine's physical memory in MiB: /proc/meminfo, else psutil, else None."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key == "MemTotal":
+                return round(int(value.split()[0]) / 2**10)  # the kernel reports kB
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import psutil
+    except ImportError:  # psutil is in [device]; the report just lacks the figure without it
+        return None
+    return round(psutil.virtual_memory().total / 2**20)
 
 
 def peak_rss_mb() -> float:
@@ -112,12 +132,6 @@ def machine_info() -> dict[str, Any]:
     import cv2
     import numpy as np
 
-    try:
-        import psutil
-
-        memory_mb: int | None = round(psutil.virtual_memory().total / 2**20)
-    except ImportError:  # psutil is in [device]; the report just lacks the figure without it
-        memory_mb = None
     return {
         "host": socket.gethostname(),
         "cpu_model": cpu_model(),
@@ -125,7 +139,7 @@ def machine_info() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "arch": platform.machine(),
         "board": board_model(),
-        "memory_mb": memory_mb,
+        "memory_mb": memory_total_mb(),
         "os": platform.platform(),
         "python": platform.python_version(),
         "opencv": cv2.__version__,

@@ -293,6 +293,23 @@ def test_device_side_never_imports_tensorflow():
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
 
 
+def test_memory_figures_come_from_proc_without_importing_psutil():
+    """The daemon's ``stats`` asks for its RSS every interval: on Linux that is a /proc read, not a
+    psutil import (~2 MB and tens of ms on a Pi); the figures agree with psutil's."""
+    code = (
+        "import json, sys; from edgesight.device.machine import memory_rss_mb, memory_total_mb; "
+        "rss, total = memory_rss_mb(), memory_total_mb(); loaded = 'psutil' in sys.modules; import psutil; "
+        "print(json.dumps([rss, total, loaded, psutil.Process().memory_info().rss / 2**20, "
+        "round(psutil.virtual_memory().total / 2**20)]))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    rss, total, loaded, psutil_rss, psutil_total = json.loads(proc.stdout)
+    assert not loaded
+    assert 0 < rss <= psutil_rss  # psutil's figure includes psutil itself
+    assert total == psutil_total
+
+
 BENCH_MODULES = sorted(p.stem for p in (ROOT / "device" / "bench").glob("*.py") if p.stem != "__init__")
 
 
