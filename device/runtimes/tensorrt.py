@@ -398,6 +398,10 @@ def build_engine(
 ) -> EngineInfo:
     """Parse ``onnx_path``, build a serialized engine at ``out_path`` and describe it in a sidecar.
 
+    The steps: parse the ONNX model into a network, configure the builder (workspace, FP16, a
+    fixed-batch profile), add INT8 calibration when asked, build, then write the engine and its
+    sidecar atomically.
+
     Args:
         onnx_model: the verified bytes of the bundle's ``model.onnx`` (a path is read safely once).
         precision: fp32, fp16 (what a Jetson should use) or int8 (needs ``calibration``:
@@ -410,13 +414,40 @@ def build_engine(
     if precision not in PRECISIONS:
         raise EdgesightError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     onnx = onnx_model if isinstance(onnx_model, FileData) else read_regular(Path(onnx_model))
-    onnx_path = onnx.path
     trt = import_tensorrt()
     cudart = import_cudart()
     device = device_key(cudart)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     logger: Any = TrtLogger(trt)
     builder = trt.Builder(logger)
+    network = _parse_onnx(trt, builder, logger, onnx)
+    config, profile = _builder_config(trt, builder, network, precision, workspace_mib)
+    calibrator = None
+    if precision == "int8":
+        calibrator = _add_int8(trt, cudart, builder, config, profile, calibration, out_path.with_suffix(".calib"))
+    log.info(
+        "building a %s TensorRT %s engine for %s from %s (this takes minutes on a Jetson)",
+        precision,
+        trt.__version__,
+        device,
+        onnx.path,
+    )
+    serialized = _build(builder, network, config, calibrator, cudart, logger, onnx.path)
+    _write_atomically(out_path, serialized)
+    info = EngineInfo(
+        out_path,
+        trt.__version__,
+        device,
+        precision,
+        onnx_sha256,
+        datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    info.write()
+    return info
+
+
+def _parse_onnx(trt: Any, builder: Any, logger: Any, onnx: FileData) -> Any:
+    """The TensorRT network for the ONNX bytes; a model the parser refuses is a BundleError naming why."""
     flags = 0
     if int(trt.__version__.split(".")[0]) < 10:  # explicit batch is the only mode from TensorRT 10 on
         flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
@@ -424,7 +455,12 @@ def build_engine(
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx.data):
         errors = "; ".join(str(parser.get_error(i)).strip() for i in range(parser.num_errors)) or "parse failed"
-        raise BundleError(f"{onnx_path}: TensorRT's ONNX parser refused it ({errors})")
+        raise BundleError(f"{onnx.path}: TensorRT's ONNX parser refused it ({errors})")
+    return network
+
+
+def _builder_config(trt: Any, builder: Any, network: Any, precision: str, workspace_mib: int) -> tuple[Any, Any]:
+    """The builder config (workspace, FP16 for fp16/int8) and the batch-1 profile, if the input needs one."""
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
     if precision in ("fp16", "int8"):
@@ -438,24 +474,33 @@ def build_engine(
         profile = builder.create_optimization_profile()
         profile.set_shape(tensor.name, fixed, fixed, fixed)
         config.add_optimization_profile(profile)
-    calibrator = None
-    if precision == "int8":
-        if calibration is None:
-            raise EdgesightError("--int8 needs calibration images (--calibration DIR)")
-        if not getattr(builder, "platform_has_fast_int8", True):
-            log.warning("this GPU has no fast INT8; the engine may be slower than FP16")
-        config.set_flag(trt.BuilderFlag.INT8)
-        calibrator = _calibrator(trt, cudart, calibration, out_path.with_suffix(".calib"))
-        config.int8_calibrator = calibrator
-        if profile is not None and hasattr(config, "set_calibration_profile"):
-            config.set_calibration_profile(profile)
-    log.info(
-        "building a %s TensorRT %s engine for %s from %s (this takes minutes on a Jetson)",
-        precision,
-        trt.__version__,
-        device,
-        onnx_path,
-    )
+    return config, profile
+
+
+def _add_int8(
+    trt: Any,
+    cudart: Any,
+    builder: Any,
+    config: Any,
+    profile: Any,
+    calibration: Iterable[np.ndarray] | None,
+    cache_path: Path,
+) -> Any:
+    """Switch ``config`` to INT8 with a calibrator over ``calibration`` (its cache at ``cache_path``)."""
+    if calibration is None:
+        raise EdgesightError("--int8 needs calibration images (--calibration DIR)")
+    if not getattr(builder, "platform_has_fast_int8", True):
+        log.warning("this GPU has no fast INT8; the engine may be slower than FP16")
+    config.set_flag(trt.BuilderFlag.INT8)
+    calibrator = _calibrator(trt, cudart, calibration, cache_path)
+    config.int8_calibrator = calibrator
+    if profile is not None and hasattr(config, "set_calibration_profile"):
+        config.set_calibration_profile(profile)
+    return calibrator
+
+
+def _build(builder: Any, network: Any, config: Any, calibrator: Any, cudart: Any, logger: Any, onnx_path: Path) -> Any:
+    """The serialized engine; the calibrator's device buffer is freed whatever happens."""
     try:
         serialized = builder.build_serialized_network(network, config)
     finally:
@@ -466,17 +511,12 @@ def build_engine(
         raise EdgesightError(f"{onnx_path}: TensorRT could not build an engine ({detail})")
     if calibrator is not None and calibrator.count == 0:
         raise EdgesightError("INT8 calibration saw no images")
+    return serialized
+
+
+def _write_atomically(out_path: Path, serialized: Any) -> None:
+    """Write the engine beside ``out_path`` and rename it in, so a crash never leaves half an engine."""
     tmp = out_path.with_suffix(".engine.tmp")
     with tmp.open("wb") as handle:
         handle.write(serialized)
     tmp.replace(out_path)
-    info = EngineInfo(
-        out_path,
-        trt.__version__,
-        device,
-        precision,
-        onnx_sha256,
-        datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    )
-    info.write()
-    return info
