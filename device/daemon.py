@@ -74,7 +74,7 @@ class Daemon:
         self.link = self._make_link()  # built before the camera opens: a bad [mqtt] key fails first
         self.source = self._open_source(wait_for_device)
         self.consumers: list[Consumer] = []
-        gate = gate_for(config.gate, live=bool(getattr(self.source, "live", False)), min_dwell=config.state.min_dwell)
+        gate = gate_for(config.gate, live=bool(self.source.live), min_dwell=config.state.min_dwell)
         self.pipeline = Pipeline(
             self.source,
             make,
