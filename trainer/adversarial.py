@@ -132,7 +132,7 @@ def adversarial_model(model: Any, levels: float) -> Any:
     import keras
     import tensorflow as tf
 
-    class FGSMTrainer(keras.Model):  # type: ignore[misc]
+    class FGSMTrainer(keras.Model):
         def __init__(self, inner: Any, eps: float) -> None:
             super().__init__(name=f"{inner.name}_fgsm")
             self.inner = inner

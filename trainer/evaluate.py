@@ -21,7 +21,7 @@ import numpy as np
 
 from ..device.core.bundle import ONNX_MODEL, load_bundle
 from ..device.core.errors import EdgesightError, UsageError
-from ..device.core.preprocess import fit_to_size, to_rgb
+from ..device.core.preprocess import Fit, fit_to_size, to_rgb
 from .adversarial import DEFAULT_EPSILONS, PGD_STEPS, attack_sweep
 from .dataset import Dataset
 from .evaluation import Evaluation
@@ -146,7 +146,7 @@ def shipped_variants(spec: Any, bundle_dir: Path, *, onnx: bool = True) -> list[
     return out
 
 
-def _fitted(paths: list[Path], size: int, fit: str) -> np.ndarray:
+def _fitted(paths: list[Path], size: int, fit: Fit) -> np.ndarray:
     return np.stack([fit_to_size(to_rgb(read_photo(p)), size, size, fit) for p in paths])
 
 
@@ -229,7 +229,7 @@ def evaluate(
         frames = [read_photo(p) for p in result.paths]
         extra["robustness"] = sweep(variants, frames, result.targets, severities=severities, input_side=size)
         plot_sweep(extra["robustness"], report_dir / "robustness.png")
-    if adversarial and keras_model is not None:
+    if adversarial and keras_model is not None and run is not None:
         say(f"adversarial check: FGSM and PGD ({pgd_steps} steps) at eps {list(epsilons)}/255 on {run / MODEL_FILE}")
         x = _fitted(result.paths, size, fit)
         extra["adversarial"] = attack_sweep(

@@ -80,8 +80,9 @@ def _contrast(frame: np.ndarray, p: float, rng: np.random.Generator, side: int) 
 
 def _jpeg(frame: np.ndarray, p: float, rng: np.random.Generator, side: int) -> np.ndarray:
     ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, int(p)])
-    assert ok, "OpenCV could not encode a JPEG"
-    return cv2.imdecode(data, cv2.IMREAD_COLOR)
+    decoded = cv2.imdecode(data, cv2.IMREAD_COLOR) if ok else None
+    assert decoded is not None, "OpenCV could not round-trip a JPEG"
+    return np.asarray(decoded)
 
 
 def _rotate(frame: np.ndarray, p: float, rng: np.random.Generator, side: int) -> np.ndarray:
