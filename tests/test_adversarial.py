@@ -10,7 +10,7 @@ import pytest
 from conftest import assert_one_line_error, run_cli
 from quality_models import TRAIN_FLAGS, trained_bundle
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # the shared fixture trains a model
 
 
 @pytest.fixture(scope="module")

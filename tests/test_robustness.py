@@ -52,6 +52,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the shared fixture trains a model on first use
 def test_severity_five_never_beats_clean_where_the_model_is_right(trained) -> None:
     spec = load_bundle(trained["bundle"])
     variants = shipped_variants(spec, trained["bundle"])
@@ -72,6 +73,7 @@ def test_severity_five_never_beats_clean_where_the_model_is_right(trained) -> No
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the shared fixture trains a model on first use
 def test_evaluate_robustness_writes_json_plot_and_table(trained, tmp_path: Path) -> None:
     report = tmp_path / "report"
     result = run_cli(
@@ -97,6 +99,7 @@ def test_evaluate_robustness_writes_json_plot_and_table(trained, tmp_path: Path)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the shared fixture trains a model on first use
 def test_bad_inputs_are_one_line(trained, tmp_path: Path) -> None:
     result = run_cli("evaluate", trained["bundle"], trained["dataset"], "--robustness", "--severities", "7")
     assert_one_line_error(result, "--severities", code=2)
