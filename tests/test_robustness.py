@@ -92,7 +92,7 @@ def test_evaluate_robustness_writes_json_plot_and_table(trained, tmp_path: Path)
     page = (report / "report.html").read_text()
     assert "Robustness to common corruptions" in page and "gaussian noise" in page and "float - int8" in page
     # the readable architecture and the training curves (the manifest records the run directory)
-    assert "MobileNetV2 alpha 0.35, 96x96 input, head:" in page and "dense(3, softmax)" in page
+    assert "MobileNetV2 alpha 1.0, 96x96 input, head:" in page and "dense(3, softmax)" in page
     assert "Training curves" in page and (report / "training.png").is_file()
     if metrics["worst_mistakes"]:
         assert metrics["occlusion"] and list((report / "images").glob("occlusion_*.jpg"))
