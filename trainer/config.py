@@ -54,6 +54,7 @@ class TrainConfig:
     cache_features: bool = True  # phase 1 on backbone features computed once (fast)
     views: int = 6  # augmented copies of each training photo whose features phase 1 caches (besides its mirror)
     seed: int = 0
+    adversarial: float = 0.0  # FGSM adversarial training in phase 2: ε in pixel levels (of 255); 0 = off
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -129,6 +130,8 @@ def validate(cfg: TrainConfig, where: str) -> TrainConfig:
     for key in ("l2", "augment", "rotation", "zoom", "contrast", "brightness"):
         if not 0 <= getattr(cfg, key) <= 2:
             raise bad(key, "must be between 0 and 2")
+    if not 0 <= cfg.adversarial <= 32:
+        raise bad("adversarial", "must be from 0 to 32 pixel levels (8 = 8/255)")
     if cfg.weights not in ("imagenet", "none"):
         path = Path(cfg.weights)
         if not path.is_file():

@@ -47,3 +47,34 @@ def overlay(rgb: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> np.ndarra
     colour = cv2.applyColorMap(np.uint8(np.clip(heat, 0, 1) * 255), cv2.COLORMAP_JET)
     colour = cv2.cvtColor(colour, cv2.COLOR_BGR2RGB)
     return np.uint8(np.clip(rgb * (1 - alpha) + colour * alpha, 0, 255))
+
+
+def occlusion(classifier: Any, rgb: np.ndarray, class_index: int, patch: int = 0, stride: int = 0) -> np.ndarray:
+    """Occlusion sensitivity in 0..1, the size of ``rgb``: how much a grey patch there lowers ``class_index``.
+
+    Model-agnostic: it only runs the classifier (the device runtime, e.g. the shipped int8 model),
+    so it explains what ships and works for third-party bundles with no gradients or Keras model.
+
+    Args:
+        classifier: an ``edgesight.device.classify.Classifier``.
+        rgb: HxWx3 uint8, already fitted to the model's input size.
+        class_index: the class whose score drop is recorded (the true class, for a mistake).
+        patch: side of the grey square (default a fifth of the image); stride: step (default half a patch).
+    Returns:
+        float32 HxW map, 1 where covering the photo hurt the class most; 0 where it did not hurt.
+    """
+    h, w = rgb.shape[:2]
+    patch = patch or max(4, min(h, w) // 5)
+    stride = stride or max(1, patch // 2)
+    base = float(classifier.infer(classifier.preprocess(rgb, "RGB"))[class_index])
+    drop = np.zeros((h, w), np.float32)
+    count = np.zeros((h, w), np.float32)
+    for y in range(0, max(1, h - patch + stride), stride):
+        for x in range(0, max(1, w - patch + stride), stride):
+            covered = rgb.copy()
+            covered[y : y + patch, x : x + patch] = 128
+            score = float(classifier.infer(classifier.preprocess(covered, "RGB"))[class_index])
+            drop[y : y + patch, x : x + patch] += max(0.0, base - score)
+            count[y : y + patch, x : x + patch] += 1
+    heat = drop / np.maximum(count, 1)
+    return heat / heat.max() if heat.max() > 0 else heat

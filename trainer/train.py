@@ -231,6 +231,12 @@ def fine_tune(
         return {}
     set_trainable(model, cfg.unfreeze)
     _compile(model, cfg.lr_finetune, cfg)
+    fitted = model  # with --adversarial, a wrapper sharing the weights trains on clean + FGSM batches
+    if cfg.adversarial:
+        from .adversarial import adversarial_model
+
+        fitted = adversarial_model(model, cfg.adversarial)
+        _compile(fitted, cfg.lr_finetune, cfg)
     monitor = "val_loss" if val is not None and len(val) else "loss"
     weights = _class_weights(train.y, train.num_classes) if cfg.class_weights else None
     data = make_dataset(train.x, train.onehot, cfg.batch_size, shuffle=True, augment=augmenter(cfg), seed=cfg.seed)
@@ -239,7 +245,7 @@ def fine_tune(
     if validation is not None:
         before_loss = float(model.evaluate(validation, verbose=0)[0])
         before_weights = model.get_weights()
-    history = model.fit(
+    history = fitted.fit(
         data,
         validation_data=validation,
         epochs=cfg.epochs_finetune,

@@ -38,9 +38,17 @@ HELP = {
     "cache_features": "phase 1 on backbone features computed once instead of every epoch (much faster)",
     "views": "augmented copies per training photo cached for phase 1, besides its mirror (0 = none)",
     "seed": "random seed of weights, augmentation and shuffling",
+    "adversarial": "FGSM adversarial training in phase 2 (fine-tuning, on pixels): each batch plus its FGSM "
+    "images at this ε in pixel levels of 255 (e.g. 2 = 2/255); 0 = off",
 }
 
-METAVARS = {"size": "PX", "fit": "centre|stretch", "weights": "imagenet|none|FILE", "arch": "ARCH"}
+METAVARS = {
+    "adversarial": "EPS",
+    "size": "PX",
+    "fit": "centre|stretch",
+    "weights": "imagenet|none|FILE",
+    "arch": "ARCH",
+}
 
 TRAIN_EXAMPLES = """\
 examples:
