@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The quality pass on flowers5 with the shared MobileNetV2 weights, at a small budget:
-# import -> train (clean) + train --adversarial -> export both -> evaluate with the robustness
+# import -> data issues on a copy with injected label noise -> train (clean) + train --adversarial -> export both -> evaluate with the robustness
 # sweep and the adversarial check, then print the figures (robustness table, FGSM/PGD curves,
-# what FGSM training buys and costs). The figures in docs/quality.md come from this script.
+# what FGSM training buys and costs, label-issue precision, ECE before/after temperature scaling). The figures in docs/quality.md come from this script.
 #
 #   scripts/quality_pass.sh [OUT_DIR]             (default runs/quality-YYYYmmdd-HHMMSS)
 #   SIZE=160 HEAD=15 FINETUNE=4 scripts/quality_pass.sh   a larger budget
@@ -38,8 +38,14 @@ step() {  # step NAME CMD... : run, time, keep the log
 }
 
 step import "$ES" data import "$PHOTOS" "$OUT/dataset" --no-move --seed 0
-# TODO(issue 16 item 1): when 'edgesight data issues' is on main, run it here on "$OUT/dataset" with
-#   --weights "$WEIGHTS" (and on a copy with injected label noise) and print the label-issue precision.
+# Label errors: a copy of flowers5 with NOISE daisy photos filed under roses; how many of them
+# does 'data issues' rank among its first 2*NOISE label rows?
+NOISE=${NOISE:-8}
+cp -r "$PHOTOS" "$OUT/noisy-src"
+find "$OUT/noisy-src/daisy" -type f | sort | head -n "$NOISE" > "$OUT/injected.txt"
+while read -r f; do mv "$f" "$OUT/noisy-src/roses/injected_$(basename "$f")"; done < "$OUT/injected.txt"
+step import_noisy "$ES" data import "$OUT/noisy-src" "$OUT/noisy" --no-move --seed 0
+step issues "$ES" data issues "$OUT/noisy" --weights "$WEIGHTS" --out "$OUT/issues"
 step train "$ES" train "$OUT/dataset" --out "$OUT/run" "${TRAIN[@]}"
 step train_adv "$ES" train "$OUT/dataset" --out "$OUT/run_adv" "${TRAIN[@]}" --adversarial "$ADV_EPS"
 step export "$ES" export "$OUT/run" --out "$OUT/bundle" --name flowers5
@@ -48,8 +54,7 @@ step evaluate "$ES" evaluate "$OUT/bundle" "$OUT/dataset" --split "$SPLIT" --rob
   --severities "$SEVERITIES" --adversarial --epsilons "$EPSILONS"
 step evaluate_adv "$ES" evaluate "$OUT/bundle_adv" "$OUT/dataset" --split "$SPLIT" --adversarial \
   --epsilons "$EPSILONS" --no-occlusion
-# TODO(issue 16 item 4): when calibration is on main, print ECE before/after temperature scaling here
-#   (from "$OUT/bundle/manifest.json" or its evaluate output).
+
 
 echo
 echo "=== clean model ($OUT/bundle/report/report.html)"
@@ -57,3 +62,24 @@ sed -n '/^robustness/,$p' "$OUT/evaluate.log" | grep -v '^report:'
 echo
 echo "=== FGSM-trained model, eps $ADV_EPS/255 ($OUT/bundle_adv/report/report.html)"
 sed -n '/^adversarial/,$p' "$OUT/evaluate_adv.log" | grep -v '^report:'
+echo
+echo "=== label errors ($OUT/issues/issues.html)"
+python3 - "$OUT" "$NOISE" <<'PY'
+import csv, sys
+out, noise = sys.argv[1], int(sys.argv[2])
+rows = [r for r in csv.DictReader(open(f"{out}/issues/issues.csv", encoding="utf-8")) if r["kind"] == "label"]
+top = rows[: 2 * noise]
+found = sum(1 for r in top if "injected_" in r["path"])
+print(f"injected {noise} mislabelled photos; {found} of them in the first {len(top)} label rows "
+      f"(precision {found / max(1, len(top)):.2f}, recall {found / noise:.2f})")
+PY
+echo
+echo "=== calibration ($OUT/bundle/manifest.json)"
+python3 - "$OUT" <<'PY'
+import json, sys
+cal = json.load(open(f"{sys.argv[1]}/bundle/manifest.json", encoding="utf-8")).get("calibration")
+if not cal:
+    print("no calibration in the manifest (no validation split?)")
+else:
+    print(f"temperature {cal['temperature']:.3f}; ECE before {cal['ece_before']:.3f}, after {cal['ece_after']:.3f}")
+PY
