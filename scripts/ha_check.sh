@@ -111,7 +111,14 @@ else:
     assert ok, f"entities not {want}"
     if want == "up":
         assert not any("drift" in e for e in states), "drift sensor present though drift is not running"
+        assert not any("deploy" in e for e in states), "deploy sensor present though [deploy] is off"
         float(score["state"]); assert "since" in label["attributes"] and "T" in label["attributes"]["since"]
+        seen, deadline = [score["state"]], time.time() + 90  # the Score must move while the daemon runs
+        while len(set(seen)) < 3 and time.time() < deadline:
+            time.sleep(2)
+            seen.append(call("GET", f"/api/states/{score['entity_id']}", token=token)["state"])
+        print(f"  score over time: {' '.join(dict.fromkeys(seen))}")
+        assert len(set(seen)) >= 3, "the Score did not move"
 PY
 TOKEN=$("$HA_VENV/bin/python" "$WORK/ha_rest.py" "$URL" setup "$MQTT_PORT") || { tail -20 "$WORK/hass.log"; die "Home Assistant set-up failed"; }
 echo "Home Assistant up on $URL, MQTT integration configured through its config flow"

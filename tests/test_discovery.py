@@ -70,6 +70,12 @@ def test_drift_entity_only_while_drift_runs(present, drift):
     assert pruned[f"{PREFIX}/fps/config"] == messages()[f"{PREFIX}/fps/config"]
 
 
+def test_deploy_state_only_with_deploy_enabled():
+    assert only_enabled(messages(), frozenset())[f"{PREFIX}/deploy_state/config"] == {}
+    kept = only_enabled(messages(), frozenset({"deploy"}))[f"{PREFIX}/deploy_state/config"]
+    assert kept["state_topic"] == "edgesight/p/deploy"
+
+
 def test_below_threshold_label_is_none_not_home_assistants_unknown(tmp_path):
     assert StateSmoother(window=1, threshold=0.5, min_dwell=0).unknown_label == "none"
     path = tmp_path / "c.toml"

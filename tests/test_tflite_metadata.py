@@ -17,7 +17,7 @@ from edgesight.device.core.bundle import sha256_file
 from edgesight.device.core.preprocess import InputContract
 from edgesight.trainer import metadata
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # a real train + export of three variants
 vision = pytest.importorskip("mediapipe.tasks.python.vision", reason="mediapipe is not installed")
 
 VARIANTS = ("model.tflite", "model_fp16.tflite", "model_float.tflite")

@@ -1,9 +1,10 @@
 """Home Assistant MQTT discovery, generated from one table (:data:`ENTITIES`) of entity descriptions.
 
 A sensor is added by adding one :class:`Entity`; the discovery payloads are built from the table.
-An entity whose figures exist only when a feature runs (drift) names the stats key it needs
-(``requires``); :func:`only_enabled` turns its config into an empty retained message while that
-key is absent, which is how Home Assistant removes an entity, so no sensor sits at ``unknown``.
+An entity whose figures exist only when a feature runs (drift, deploy) names the feature it needs
+(``requires``: a stats key, or ``deploy`` for ``[deploy] enabled``); :func:`only_enabled` turns its
+config into an empty retained message while the feature is off, which is how Home Assistant
+removes an entity, so no sensor sits at ``unknown``.
 Unique ids are ``edgesight_<device>_<key>``: keys never change, or users lose their history.
 """
 
@@ -130,7 +131,13 @@ ENTITIES += (
         attributes_template="{{ value_json.source | tojson if value_json.source is defined else '{}' }}",
     ),
     Entity(
-        "deploy_state", "Deploy state", "deploy", "{{ value_json.state }}", icon="mdi:rocket-launch", attributes=True
+        "deploy_state",
+        "Deploy state",
+        "deploy",
+        "{{ value_json.state }}",
+        icon="mdi:rocket-launch",
+        attributes=True,
+        requires="deploy",  # [deploy] enabled; otherwise it would sit at unknown forever
     ),
 )
 

@@ -216,6 +216,8 @@ class MqttLink:
     def publish_stats(self, payload: dict) -> bool:
         """Publish stats (retained); when a gated feature (drift) starts or stops, redo discovery."""
         features = frozenset(k for k in REQUIREMENTS if k in payload)
+        if self.config.deploy.enabled:
+            features |= {"deploy"}
         sent = self.publish_json(self.topics.stats, payload, qos=0, retain=True)
         if features != self._features and self.connected:
             self._features = features
