@@ -25,10 +25,38 @@ from ..device.core.preprocess import InputContract
 
 INSTALL_HINT = "pip install 'edgesight[trainer]' (it brings mediapipe, whose metadata writer this uses)"
 
-# mediapipe 0.10.30 to 1.2.3 ship metadata.py with a leftover import of a pybind module their
-# wheels no longer contain; 1.2.3 no longer calls it (the C library does that job), so an empty
-# stand-in lets the maintained writer load. It is only installed when the real module is absent.
+# mediapipe 0.10.30 to 1.2.3 (the pip wheels since it moved to a C library) import a pybind
+# module, ``_pywrap_metadata_version``, that their wheels no longer contain; its one function
+# gives the minimum metadata parser version the populator stamps into the metadata. A stand-in
+# module is installed only when the real one is absent. It uses tflite-support's compiled
+# function when that is importable, else "1.0.0": the version the real function returns for what
+# with_metadata writes (general info, a normalised image input, a classification output with a
+# labels file), checked against tflite-support 0.4.4's on the shared MobileNet. Writing features
+# of later schema versions (tensor groups, custom metadata, ...) would need the real function.
 _STALE_IMPORT = "mediapipe.tasks.cc.metadata.python._pywrap_metadata_version"
+_FEATURES_VERSION = "1.0.0"
+
+
+def _minimum_parser_version(metadata_buffer: bytes) -> str:
+    try:
+        real = importlib.import_module("tensorflow_lite_support.metadata.cc.python._pywrap_metadata_version")
+    except ImportError:
+        return _FEATURES_VERSION
+    return str(real.GetMinimumMetadataParserVersion(metadata_buffer))
+
+
+def _install_stand_in() -> None:
+    try:
+        if importlib.util.find_spec(_STALE_IMPORT) is not None:
+            return
+    except ModuleNotFoundError:
+        pass
+    parts = _STALE_IMPORT.split(".")
+    for i in range(3, len(parts) + 1):
+        sys.modules.setdefault(".".join(parts[:i]), types.ModuleType(".".join(parts[:i])))
+    module = sys.modules[_STALE_IMPORT]
+    if not hasattr(module, "GetMinimumMetadataParserVersion"):
+        module.GetMinimumMetadataParserVersion = _minimum_parser_version  # type: ignore[attr-defined]
 
 
 class MetadataError(EdgesightError):
@@ -40,14 +68,7 @@ def _load_writers() -> tuple[Any, Any]:
     try:
         if importlib.util.find_spec("mediapipe") is None:
             raise ImportError("mediapipe")
-        try:
-            present = importlib.util.find_spec(_STALE_IMPORT) is not None
-        except ModuleNotFoundError:
-            present = False
-        if not present:
-            parts = _STALE_IMPORT.split(".")
-            for i in range(3, len(parts) + 1):
-                sys.modules.setdefault(".".join(parts[:i]), types.ModuleType(".".join(parts[:i])))
+        _install_stand_in()
         base = "mediapipe.tasks.python.metadata.metadata_writers"
         return importlib.import_module(f"{base}.metadata_writer"), importlib.import_module(f"{base}.metadata_info")
     except ImportError as exc:
@@ -59,6 +80,7 @@ def with_metadata(
 ) -> bytes:
     """``model`` with an image input (the contract's mean/std), labels file and general info."""
     writer_mod, info_mod = _load_writers()
+    writer = None
     try:
         writer = writer_mod.MetadataWriter.create(bytearray(model))
         # add_general_info takes no version; GeneralMd does, so set the same object with it.
@@ -69,6 +91,8 @@ def with_metadata(
         content, _json = writer.populate()
     except Exception as exc:  # the flatbuffer parser and the C library report a bad model as plain errors
         raise MetadataError(f"the metadata writer refused the model: {exc}") from None
+    finally:
+        writer = None  # its __del__ removes a temp folder: now, not at interpreter exit (noise on stderr)
     return bytes(content)
 
 
