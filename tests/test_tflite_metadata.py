@@ -98,3 +98,15 @@ def test_missing_writer_names_the_extra_to_install(monkeypatch):
     with pytest.raises(metadata.MetadataError) as caught:
         metadata.with_metadata(b"", ["a"], InputContract(8, 8), name="n", version="1", description="d")
     assert "edgesight[trainer]" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_shared_model_rewritten_twice_in_one_process_still_classifies(tmp_path, v2_model, imagenet_labels, images_dir):
+    """Export writes three variants in one process: the writer must load again after the first."""
+    labels = imagenet_labels.read_text().splitlines()
+    contract = InputContract(224, 224, mean=127.5, std=127.5)
+    paths = [tmp_path / "a.tflite", tmp_path / "b.tflite"]
+    for path in paths:
+        path.write_bytes(v2_model.read_bytes())
+    metadata.add_metadata(paths, labels, contract, name="mnv2", version="2")
+    for path in paths:
+        assert _mediapipe_top1(path, images_dir / "cat.bmp")[0] == "Egyptian cat"

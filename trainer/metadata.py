@@ -46,11 +46,13 @@ def _minimum_parser_version(metadata_buffer: bytes) -> str:
 
 
 def _install_stand_in() -> None:
-    try:
-        if importlib.util.find_spec(_STALE_IMPORT) is not None:
-            return
-    except ModuleNotFoundError:
-        pass
+    """Idempotent: the real module, or a stand-in already installed, is left as it is."""
+    if _STALE_IMPORT not in sys.modules:
+        try:
+            if importlib.util.find_spec(_STALE_IMPORT) is not None:
+                return
+        except (ModuleNotFoundError, ValueError):
+            pass
     parts = _STALE_IMPORT.split(".")
     for i in range(3, len(parts) + 1):
         sys.modules.setdefault(".".join(parts[:i]), types.ModuleType(".".join(parts[:i])))
