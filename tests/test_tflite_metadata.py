@@ -68,11 +68,12 @@ def test_each_variant_classifies_in_mediapipe_with_label_names_like_predict(cli,
     for photo, answer in zip(photos, ours):
         name, score = _mediapipe_top1(bundle / variant, photo)
         assert name == answer["label"], f"{photo.name}: mediapipe says {name}, predict says {answer['label']}"
-        assert name in manifest["labels"]
+        assert name in ("blue", "green", "red")  # a label name, not an index
         assert abs(score - answer["score"]) < 0.05
 
 
 def test_metadata_has_name_version_normalisation_and_labels_file(bundle):
+    metadata._install_stand_in()  # mediapipe's metadata module needs it to import (see trainer/metadata.py)
     from mediapipe.tasks.python.metadata import metadata as mp_metadata
 
     displayer = mp_metadata.MetadataDisplayer.with_model_file(str(bundle / "model_float.tflite"))
