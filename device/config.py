@@ -396,9 +396,21 @@ SCHEMA: list[Section] = [
         "How per-frame results become the retained <prefix>/state.",
         (
             Key("window", int, 5, "frames in the moving average of scores", min=1, max=1000),
-            Key("threshold", float, 0.5, "smoothed score a label needs; below it the state is unknown", min=0, max=1),
+            Key(
+                "threshold",
+                float,
+                0.5,
+                "smoothed score a label needs; below it the state is unknown_label",
+                min=0,
+                max=1,
+            ),
             Key("min_dwell", float, 1.0, "seconds a new label must persist before the state changes", min=0, max=3600),
-            Key("unknown_label", str, "unknown", "state label when nothing reaches the threshold"),
+            Key(
+                "unknown_label",
+                str,
+                "none",
+                "state label when nothing reaches the threshold (not 'unknown': Home Assistant's own state)",
+            ),
         ),
     ),
     Section(

@@ -2,7 +2,8 @@
 
 A single frame's best label flickers (motion blur, a hand in front of the lens); a home
 automation must not. The state is the label with the highest score averaged over the last
-``window`` frames, ``unknown`` when that average is under ``threshold`` (or under the label's own
+``window`` frames, ``none`` (``[state] unknown_label``; not ``unknown``, which Home Assistant
+shows for a missing value) when that average is under ``threshold`` (or under the label's own
 threshold from a calibrated bundle, when that is higher), and a new label only replaces the
 current one after it has been the candidate for ``min_dwell`` seconds.
 
@@ -46,7 +47,7 @@ class StateSmoother:
         window: int = 5,
         threshold: float = 0.5,
         min_dwell: float = 1.0,
-        unknown_label: str = "unknown",
+        unknown_label: str = "none",
         clock: Callable[[], float] = time.monotonic,
         class_thresholds: dict[int, float] | None = None,
     ) -> None:

@@ -52,6 +52,7 @@ def stats_payload(
         "runtime": {"name": classifier.runtime.name, "version": classifier.runtime.version},
         "model": {"name": classifier.name, "version": classifier.version},
         "state": state.label if state else None,
+        "score": round(state.score, 4) if state else None,  # moves while the label holds (HA's Score)
         "mqtt": {"enabled": link.enabled, "connected": link.connected, "reconnects": link.reconnects, **link.counters},
         "memory_rss_mb": memory_rss_mb(),
         "cpu_temp_c": cpu_temperature_c(),

@@ -35,7 +35,8 @@ fi
 # The stamp records the pyproject hash and the extras installed; asking for a subset of what is
 # already there (the demo's device,dev after the tests' full set) installs nothing.
 stamp="$VENV/.edgesight-installed"
-hash="$(sha256sum pyproject.toml | cut -c1-16)"
+MEDIAPIPE="mediapipe>=1.2.3,<1.3"  # installed --no-deps with the trainer extra (see below)
+hash="$( { cat pyproject.toml; echo "$MEDIAPIPE"; } | sha256sum | cut -c1-16)"
 have_hash=""; have_extras=""
 [ -f "$stamp" ] && read -r have_hash have_extras < "$stamp" || true
 missing=""
@@ -52,6 +53,16 @@ if [ "$have_hash" != "$hash" ] || [ -n "$missing" ]; then
     echo "setup: pip install failed (full log: $log)" >&2
     exit 1
   fi
+  case ",$EXTRAS," in *,trainer,*)
+    # MediaPipe's TFLite metadata writer (trainer/metadata.py) and, in tests, its ImageClassifier.
+    # Without its dependencies: they would add opencv-contrib-python beside pip's headless OpenCV
+    # (two packages writing one cv2/, the GUI one needing libGL); what it needs, TensorFlow brings.
+    if ! "$VENV/bin/python" -m pip install -q --no-deps "$MEDIAPIPE" >>"$log" 2>&1; then
+      tail -n 30 "$log" >&2
+      echo "setup: pip install $MEDIAPIPE failed (full log: $log)" >&2
+      exit 1
+    fi ;;
+  esac
   "$VENV/bin/python" -c "import edgesight.device" # fail here, not later, if the install broke
   echo "$hash $EXTRAS" > "$stamp"
 fi

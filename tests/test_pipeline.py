@@ -174,7 +174,7 @@ def test_state_needs_the_threshold_and_reports_unknown_below_it():
     first = None
     for t in range(3):
         first = smoother.update(top(("cat", 0.3), ("dog", 0.2)), float(t)) or first
-    assert first is not None and first.label == "unknown"
+    assert first is not None and first.label == "none"
     changed = [smoother.update(top(("cat", 0.9)), 10.0 + t) for t in range(3)]
     labels = [c.label for c in changed if c]
     assert labels == ["cat"]

@@ -44,6 +44,7 @@ from .backend import load_tensorflow
 from .dataset import Dataset
 from .inputs import load_images
 from .measure import agreement, open_variant, score_distribution, score_frames, summarise
+from .metadata import add_metadata
 from .notify import Say, log_only
 from .train import MODEL_FILE, RUN_CONFIG
 
@@ -425,12 +426,15 @@ def export(
             extra["thresholds"] = calibrated.thresholds
     extra_files = _accelerator_files(model, files, inputs, out_dir, onnx, edgetpu, extra)
     created = datetime.now(timezone.utc)
+    name, version = name or run_dir.name, version or created.strftime("%Y.%m.%d-%H%M")
+    # Standard TFLite metadata (MediaPipe/Android loaders); before write_bundle hashes the files.
+    add_metadata([out_dir / f for f in files.values()], inputs.labels, contract, name=name, version=version)
     write_bundle(
         out_dir,
         {f: out_dir / f for f in files.values()},
         list(inputs.labels),
-        name=name or run_dir.name,
-        version=version or created.strftime("%Y.%m.%d-%H%M"),
+        name=name,
+        version=version,
         architecture=_architecture(cfg, inputs.size, len(inputs.labels)),
         contract=contract,
         background_index=None,

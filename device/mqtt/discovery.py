@@ -1,6 +1,11 @@
 """Home Assistant MQTT discovery, generated from one table (:data:`ENTITIES`) of entity descriptions.
 
 A sensor is added by adding one :class:`Entity`; the discovery payloads are built from the table.
+An entity whose figures exist only when a feature runs (drift, deploy) names the feature it needs
+(``requires``: a stats key, or ``deploy`` for ``[deploy] enabled``); :func:`only_enabled` turns its
+config into an empty retained message while the feature is off, which is how Home Assistant
+removes an entity, so no sensor sits at ``unknown``.
+Unique ids are ``edgesight_<device>_<key>``: keys never change, or users lose their history.
 """
 
 from __future__ import annotations
@@ -27,12 +32,34 @@ class Entity:
     state_class: str | None = None
     icon: str | None = None
     diagnostic: bool = False
-    attributes: bool = False  # expose the whole JSON payload as attributes (label + score + since)
+    attributes: bool = False  # expose the JSON payload as attributes (through attributes_template if set)
+    attributes_template: str | None = None
+    requires: str | None = None  # stats key that must be present (the feature runs) for the entity to exist
 
 
 ENTITIES: tuple[Entity, ...] = (
-    Entity("state", "Label", "state", "{{ value_json.label }}", icon="mdi:eye", attributes=True),
-    Entity("score", "Score", "state", "{{ value_json.score }}", state_class="measurement", icon="mdi:percent"),
+    Entity(
+        "state",
+        "Label",
+        "state",
+        "{{ value_json.label }}",
+        icon="mdi:eye",
+        attributes=True,
+        attributes_template=(
+            "{{ {'score': value_json.score, 'since': value_json.since | timestamp_utc,"
+            " 'frame': value_json.frame} | tojson }}"
+        ),
+    ),
+    # From stats (every stats_interval), so it moves while the label holds; 0..1 shown as a percentage.
+    Entity(
+        "score",
+        "Score",
+        "stats",
+        "{{ (value_json.score * 100) | round(1) if value_json.score is number else none }}",
+        unit="%",
+        state_class="measurement",
+        icon="mdi:gauge",
+    ),
     Entity(
         "fps",
         "Frame rate",
@@ -80,6 +107,7 @@ ENTITIES: tuple[Entity, ...] = (
         state_class="measurement",
         icon="mdi:chart-bell-curve",
         diagnostic=True,
+        requires="drift",
     ),
 )
 
@@ -94,7 +122,22 @@ ENTITIES += (
         diagnostic=True,
     ),
     Entity(
-        "deploy_state", "Deploy state", "deploy", "{{ value_json.state }}", icon="mdi:rocket-launch", attributes=True
+        "source_state",
+        "Camera",
+        "stats",
+        "{{ ('down' if value_json.source.down else 'ok') if value_json.source is defined else none }}",
+        icon="mdi:cctv",
+        attributes=True,
+        attributes_template="{{ value_json.source | tojson if value_json.source is defined else '{}' }}",
+    ),
+    Entity(
+        "deploy_state",
+        "Deploy state",
+        "deploy",
+        "{{ value_json.state }}",
+        icon="mdi:rocket-launch",
+        attributes=True,
+        requires="deploy",  # [deploy] enabled; otherwise it would sit at unknown forever
     ),
 )
 
@@ -136,7 +179,28 @@ def discovery_messages(
             "icon": entity.icon,
             "entity_category": "diagnostic" if entity.diagnostic else None,
             "json_attributes_topic": state_topic if entity.attributes else None,
+            "json_attributes_template": entity.attributes_template if entity.attributes else None,
         }
         payload.update({k: v for k, v in optional.items() if v is not None})
         messages[f"{discovery_prefix}/sensor/{node}/{entity.key}/config"] = payload
     return messages
+
+
+REQUIREMENTS = frozenset(e.requires for e in ENTITIES if e.requires)
+
+
+def only_enabled(messages: dict[str, dict], present: frozenset[str] | None) -> dict[str, dict]:
+    """``messages`` with each entity whose ``requires`` key is not in ``present`` emptied (removed in HA).
+
+    ``present`` is None before the first stats message: such entities are left out entirely then
+    (neither announced nor removed), so a restart does not remove and re-add them.
+    """
+    out: dict[str, dict] = {}
+    for topic, payload in messages.items():
+        key = topic.rsplit("/", 2)[-2]
+        entity = next((e for e in ENTITIES if e.key == key), None)
+        if entity is None or entity.requires is None:
+            out[topic] = payload
+        elif present is not None:
+            out[topic] = payload if entity.requires in present else {}
+    return out

@@ -31,6 +31,7 @@ from ..core.errors import ConfigError
 from ..core.tomlfile import read_secret
 from ..results import PAYLOAD_VERSION
 from .commands import MAX_PAYLOAD_BYTES, RateLimit
+from .discovery import REQUIREMENTS, only_enabled
 from .topics import OFFLINE, ONLINE, Topics
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class MqttLink:
         self._on_command = on_command
         self._discovery = discovery if m.discovery else None
         self._state: dict | None = None
+        self._features: frozenset[str] | None = None  # stats keys that gate HA entities (drift); None: no stats yet
         self._alert: dict | None = None
         self._lock = threading.Lock()
         # State changes not yet handed to a live connection, oldest first (see publish_state).
@@ -235,13 +237,24 @@ class MqttLink:
         return self.publish_json(self.topics.alert, payload, qos=1, retain=True)
 
     def publish_stats(self, payload: dict) -> bool:
-        return self.publish_json(self.topics.stats, payload, qos=0, retain=True)
+        """Publish stats (retained); when a gated feature (drift) starts or stops, redo discovery."""
+        features = frozenset(k for k in REQUIREMENTS if k in payload)
+        if self.config.deploy.enabled:
+            features |= {"deploy"}
+        sent = self.publish_json(self.topics.stats, payload, qos=0, retain=True)
+        if features != self._features and self.connected:
+            self._features = features
+            self.republish_discovery()
+        return sent
 
     def republish_discovery(self) -> None:
-        """Publish Home Assistant discovery: on each connect, and after a model swap renames the model."""
+        """Publish Home Assistant discovery: on each connect, after a model swap, when a feature toggles.
+
+        An entity of a feature that is off gets an empty retained config: Home Assistant removes it.
+        """
         if self._discovery is not None and self.connected:
-            for topic, payload in self._discovery().items():
-                self.client.publish(topic, json.dumps(payload), qos=1, retain=True)
+            for topic, payload in only_enabled(self._discovery(), self._features).items():
+                self.client.publish(topic, json.dumps(payload) if payload else "", qos=1, retain=True)
 
     def reply(self, command: str, ok: bool, **fields: Any) -> bool:
         payload = {"v": PAYLOAD_VERSION, "command": command, "ok": ok, "timestamp": round(time.time(), 3), **fields}
