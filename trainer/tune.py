@@ -334,6 +334,7 @@ def _train_head(
         make_dataset(features, targets, cfg.batch_size, shuffle=True, seed=cfg.seed),
         validation_data=make_dataset(val_features, val_targets, cfg.batch_size),
         epochs=max(1, min(cfg.epochs_head, 10)),
+        shuffle=False,  # the dataset shuffles itself
         verbose=0,
         callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=3), hopeless],
     )
