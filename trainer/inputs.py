@@ -264,22 +264,28 @@ def make_dataset(
     shuffle: bool = False,
     augment: Any = None,
     seed: int = 0,
+    replicas: int = 1,
 ) -> Any:
     """A batched ``tf.data.Dataset`` of (float32 inputs, target), augmented when asked.
 
     In-memory rows become tensors as before. Streamed rows are read per batch: the shuffled
     positions are batched first and a parallel ``numpy_function`` reads those rows from disk,
-    so memory holds a few batches, not the dataset.
+    so memory holds a few batches, not the dataset. With ``replicas`` > 1 (MirroredStrategy)
+    the last partial batch is dropped, since Keras cannot split a ragged batch over replicas;
+    ``batch_size`` shrinks to a multiple of ``replicas`` that the data fills at least once.
     """
     import tensorflow as tf
 
     rows = x if isinstance(x, Rows) else Rows(x)
     y = np.asarray(y)
+    drop = replicas > 1
+    if drop:
+        batch_size = max(replicas, min(batch_size, len(rows) // replicas * replicas))
     if not rows.streamed:
         data = tf.data.Dataset.from_tensor_slices((rows.array(), y))
         if shuffle:
             data = data.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
-        data = data.batch(batch_size)
+        data = data.batch(batch_size, drop_remainder=drop)
     else:
         data = tf.data.Dataset.range(len(rows))
         if shuffle:
@@ -298,7 +304,7 @@ def make_dataset(
             b.set_shape((None, *y.shape[1:]))
             return a, b
 
-        data = data.batch(batch_size).map(fetch, num_parallel_calls=tf.data.AUTOTUNE)
+        data = data.batch(batch_size, drop_remainder=drop).map(fetch, num_parallel_calls=tf.data.AUTOTUNE)
     data = data.map(lambda a, b: (tf.cast(a, tf.float32), b), num_parallel_calls=tf.data.AUTOTUNE)
     if augment is not None:
         data = data.map(

@@ -104,11 +104,28 @@ def _compile(model: Any, lr: float, cfg: TrainConfig) -> None:
     )
 
 
+def _replicas() -> int:
+    import tensorflow as tf
+
+    return int(tf.distribute.get_strategy().num_replicas_in_sync)
+
+
 def global_batch(cfg: TrainConfig) -> int:
     """``batch_size`` per device times the replicas of the strategy in scope (1 outside MirroredStrategy)."""
     import tensorflow as tf
 
     return cfg.batch_size * tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def _batch_runner(model: Any) -> Any:
+    """``images -> outputs`` through one compiled graph on the default device.
+
+    Not ``predict_on_batch``: under MirroredStrategy it returns every replica's copy of the batch.
+    """
+    import tensorflow as tf
+
+    run = tf.function(lambda t: model(t, training=False), reduce_retracing=True)
+    return lambda images: run(tf.constant(images, tf.float32)).numpy()
 
 
 def compute_features(
@@ -129,12 +146,12 @@ def compute_features(
     """
     from .model import feature_model
 
-    extractor = feature_model(model)
+    extractor = _batch_runner(feature_model(model))
     augment = augmenter(cfg) if cfg is not None and cfg.augment > 0 else None
     views: list[str] = ["plain"]
     if augment is not None and cfg is not None:
         views += (["mirror"] if cfg.flip else []) + ["augmented"] * cfg.views
-    dim = int(extractor.output_shape[-1])
+    dim = int(feature_model(model).output_shape[-1])
     batch = 64
 
     def view_rows() -> Iterator[np.ndarray]:
@@ -144,7 +161,7 @@ def compute_features(
                     images = images[:, :, ::-1]
                 elif view == "augmented":
                     images = _augment_batch(augment, images)
-                yield extractor.predict_on_batch(images.astype(np.float32))
+                yield extractor(images)
 
     steps = len(views) * -(-len(x) // batch)
     rows = (progress or no_progress)(view_rows(), steps, "caching features")
@@ -228,10 +245,17 @@ def fit_head(
         head = head_model(model)
         _compile(head, cfg.lr_head, cfg)
         assert train.features is not None
-        data = make_dataset(train.features, train.feature_targets(), global_batch(cfg), shuffle=True, seed=cfg.seed)
+        data = make_dataset(
+            train.features,
+            train.feature_targets(),
+            global_batch(cfg),
+            shuffle=True,
+            seed=cfg.seed,
+            replicas=_replicas(),
+        )
         has_val = monitor == "val_loss" and val is not None and val.features is not None
         validation = (
-            make_dataset(val.features.take(np.arange(len(val))), val.onehot, global_batch(cfg))  # type: ignore[union-attr]
+            make_dataset(val.features.take(np.arange(len(val))), val.onehot, global_batch(cfg), replicas=_replicas())  # type: ignore[union-attr]
             if has_val
             else None
         )
@@ -249,7 +273,9 @@ def fit_head(
         data = make_dataset(
             train.x, train.onehot, global_batch(cfg), shuffle=True, augment=augmenter(cfg), seed=cfg.seed
         )
-        validation = make_dataset(val.x, val.onehot, global_batch(cfg)) if monitor == "val_loss" else None  # type: ignore[union-attr]
+        validation = (
+            make_dataset(val.x, val.onehot, global_batch(cfg), replicas=_replicas()) if monitor == "val_loss" else None
+        )  # type: ignore[union-attr]
         history = model.fit(
             data,
             validation_data=validation,
@@ -274,8 +300,18 @@ def fine_tune(
     _compile(model, cfg.lr_finetune, cfg)
     monitor = "val_loss" if val is not None and len(val) else "loss"
     weights = _class_weights(train.y, train.num_classes) if cfg.class_weights else None
-    data = make_dataset(train.x, train.onehot, global_batch(cfg), shuffle=True, augment=augmenter(cfg), seed=cfg.seed)
-    validation = make_dataset(val.x, val.onehot, global_batch(cfg)) if monitor == "val_loss" else None  # type: ignore[union-attr]
+    data = make_dataset(
+        train.x,
+        train.onehot,
+        global_batch(cfg),
+        shuffle=True,
+        augment=augmenter(cfg),
+        seed=cfg.seed,
+        replicas=_replicas(),
+    )
+    validation = (
+        make_dataset(val.x, val.onehot, global_batch(cfg), replicas=_replicas()) if monitor == "val_loss" else None
+    )  # type: ignore[union-attr]
     before_loss, before_weights = None, None
     if validation is not None:
         before_loss = float(model.evaluate(validation, verbose=0)[0])
@@ -309,7 +345,8 @@ def accuracy(model: Any, data: Arrays, progress: Progress | None = None, what: s
     if not len(data):
         return float("nan")
     batches = (progress or no_progress)(data.x.batches(64), -(-len(data) // 64), what)
-    predicted = np.concatenate([np.argmax(model.predict_on_batch(b.astype(np.float32)), axis=1) for b in batches])
+    run = _batch_runner(model)
+    predicted = np.concatenate([np.argmax(run(b), axis=1) for b in batches])
     return float(np.mean(predicted == data.y))
 
 
