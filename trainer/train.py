@@ -255,8 +255,8 @@ def fit_head(
         )
         has_val = monitor == "val_loss" and val is not None and val.features is not None
         validation = (
-            make_dataset(val.features.take(np.arange(len(val))), val.onehot, global_batch(cfg), replicas=_replicas())  # type: ignore[union-attr]
-            if has_val
+            make_dataset(val.features.take(np.arange(len(val))), val.onehot, global_batch(cfg), replicas=_replicas())
+            if has_val and val is not None and val.features is not None
             else None
         )
         history = head.fit(
@@ -271,11 +271,19 @@ def fit_head(
     else:
         _compile(model, cfg.lr_head, cfg)
         data = make_dataset(
-            train.x, train.onehot, global_batch(cfg), shuffle=True, augment=augmenter(cfg), seed=cfg.seed
+            train.x,
+            train.onehot,
+            global_batch(cfg),
+            shuffle=True,
+            augment=augmenter(cfg),
+            seed=cfg.seed,
+            replicas=_replicas(),
         )
         validation = (
-            make_dataset(val.x, val.onehot, global_batch(cfg), replicas=_replicas()) if monitor == "val_loss" else None
-        )  # type: ignore[union-attr]
+            make_dataset(val.x, val.onehot, global_batch(cfg), replicas=_replicas())
+            if monitor == "val_loss" and val is not None
+            else None
+        )
         history = model.fit(
             data,
             validation_data=validation,
@@ -310,8 +318,10 @@ def fine_tune(
         replicas=_replicas(),
     )
     validation = (
-        make_dataset(val.x, val.onehot, global_batch(cfg), replicas=_replicas()) if monitor == "val_loss" else None
-    )  # type: ignore[union-attr]
+        make_dataset(val.x, val.onehot, global_batch(cfg), replicas=_replicas())
+        if monitor == "val_loss" and val is not None
+        else None
+    )
     before_loss, before_weights = None, None
     if validation is not None:
         before_loss = float(model.evaluate(validation, verbose=0)[0])

@@ -456,8 +456,8 @@ def tune_budget(
     write_budget_results(out_dir, found, budget_ms, target, base)
     front = pareto_front(found)
     if not front:
-        measured = [c for c in found if not math.isnan(c.estimated_ms)]
-        fastest = min(measured, key=lambda c: c.estimated_ms) if measured else None
+        timed = [c for c in found if not math.isnan(c.estimated_ms)]
+        fastest = min(timed, key=lambda c: c.estimated_ms) if timed else None
         hint = f"; the fastest, {fastest.label()}, is ~{fastest.estimated_ms:.2f} ms (estimate)" if fastest else ""
         raise EdgesightError(
             f"no candidate fits {budget_ms:g} ms on {target}{hint}; raise --budget-ms or add smaller sizes "
