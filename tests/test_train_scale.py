@@ -133,4 +133,4 @@ def test_imagenet_weights_offline_fail_before_any_photo_and_leave_no_run_dir(tmp
     result = run_cli("train", dataset, "--out", run, "--weights", "imagenet", "--size", "96", env=offline, timeout=300)
     assert_one_line_error(result, "ImageNet weights", "--weights PATH", code=1)
     assert not run.exists()
-    assert "loading" not in result.stdout and "phase 1" not in result.stdout
+    assert "loading train" not in result.stdout + result.stderr and "phase 1" not in result.stdout
