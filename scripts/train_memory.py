@@ -154,7 +154,7 @@ def main() -> int:
             result = run_training(dataset, run, stream, args.limit_gb)
             status = "ok" if result["rc"] == 0 else f"stopped (rc {result['rc']}, see {run}.log)"
             rows.append(
-                (photos, "in memory (--stream off)" if stream == "off" else "streamed (--stream on)", result, status)
+                (kept, "in memory (--stream off)" if stream == "off" else "streamed (--stream on)", result, status)
             )
             print(
                 f"{photos:>6}  {stream:>3}  peak RSS {result['peak_rss_mb']:7.0f} MB  "
