@@ -16,6 +16,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,10 +26,10 @@ import numpy as np
 
 from ..device.core.errors import UsageError
 from ..device.core.preprocess import normalise_fit
-from .backend import load_tensorflow
+from .backend import choose_strategy, load_tensorflow
 from .config import TrainConfig, from_mapping
 from .dataset import Dataset
-from .inputs import augmenter, load_images, make_dataset
+from .inputs import Progress, RowFile, Rows, augmenter, load_pixels, make_dataset, no_progress, should_stream
 from .notify import Say, log_only
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ RUN_CONFIG = "run.json"
 STATE_FILE = "state.json"
 PHASE1_WEIGHTS = "phase1.weights.h5"
 BEST_WEIGHTS = "best.weights.h5"
+CACHE_DIR = "cache"  # streamed pixels and features; removed when the run finishes
+FEATURE_DIM = 1280  # the widest pooled feature (MobileNetV2 1.0); only sizes the stream decision
 
 
 @dataclass
@@ -51,16 +54,24 @@ class TrainResult:
 
 @dataclass
 class Arrays:
-    """Fitted images and one-hot targets of one split (features filled in for phase 1)."""
+    """Fitted images (in memory or streamed) and classes of one split; features filled in for phase 1.
 
-    x: np.ndarray
+    ``features`` holds one row per photo and cached view, view after view, so its targets are
+    ``onehot`` repeated ``len(features) // len(self)`` times.
+    """
+
+    x: Rows
     y: np.ndarray  # integer class per image
     num_classes: int
-    features: np.ndarray | None = None
+    features: Rows | None = None
 
     @property
     def onehot(self) -> np.ndarray:
         return np.eye(self.num_classes, dtype=np.float32)[self.y]
+
+    def feature_targets(self) -> np.ndarray:
+        assert self.features is not None
+        return np.tile(self.onehot, (len(self.features) // max(1, len(self)), 1))
 
     def __len__(self) -> int:
         return len(self.y)
@@ -93,29 +104,72 @@ def _compile(model: Any, lr: float, cfg: TrainConfig) -> None:
     )
 
 
-def compute_features(model: Any, x: np.ndarray, cfg: TrainConfig | None = None) -> np.ndarray:
-    """Pooled backbone features of ``x`` as [views, N, D]: view 0 is the images as they are.
+def _replicas() -> int:
+    import tensorflow as tf
 
-    With ``cfg`` (training images) the mirror images follow (when ``cfg.flip``) and then
-    ``cfg.views`` passes of the augmentation layers (crop/zoom, rotation, contrast, brightness).
-    The head then learns from several versions of each photo at the cost of one backbone pass
-    each, instead of seeing each photo once; validation and test images get view 0 only.
+    return int(tf.distribute.get_strategy().num_replicas_in_sync)
+
+
+def global_batch(cfg: TrainConfig) -> int:
+    """``batch_size`` per device times the replicas of the strategy in scope (1 outside MirroredStrategy)."""
+    import tensorflow as tf
+
+    return cfg.batch_size * tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def _batch_runner(model: Any) -> Any:
+    """``images -> outputs`` through one compiled graph on the default device.
+
+    Not ``predict_on_batch``: under MirroredStrategy it returns every replica's copy of the batch.
+    """
+    import tensorflow as tf
+
+    run = tf.function(lambda t: model(t, training=False), reduce_retracing=True)
+    return lambda images: run(tf.constant(images, tf.float32)).numpy()
+
+
+def compute_features(
+    model: Any,
+    x: Rows,
+    cfg: TrainConfig | None = None,
+    store: Path | None = None,
+    progress: Progress | None = None,
+) -> Rows:
+    """Pooled backbone features of ``x``, one row per photo and view, view after view.
+
+    View 0 is the images as they are. With ``cfg`` (training images) the mirror images follow
+    (when ``cfg.flip``) and then ``cfg.views`` passes of the augmentation layers (crop/zoom,
+    rotation, contrast, brightness). The head then learns from several versions of each photo
+    at the cost of one backbone pass each; validation and test images get view 0 only. Images
+    are read and passed a batch at a time, and with ``store`` the features go to that file, so
+    neither pixels nor features need to fit in memory.
     """
     from .model import feature_model
 
-    extractor = feature_model(model)
+    extractor = _batch_runner(feature_model(model))
+    augment = augmenter(cfg) if cfg is not None and cfg.augment > 0 else None
+    views: list[str] = ["plain"]
+    if augment is not None and cfg is not None:
+        views += (["mirror"] if cfg.flip else []) + ["augmented"] * cfg.views
+    dim = int(feature_model(model).output_shape[-1])
+    batch = 64
 
-    def features(images: np.ndarray) -> np.ndarray:
-        return extractor.predict(images.astype(np.float32), batch_size=64, verbose=0)
+    def view_rows() -> Iterator[np.ndarray]:
+        for view in views:
+            for images in x.batches(batch):
+                if view == "mirror":
+                    images = images[:, :, ::-1]
+                elif view == "augmented":
+                    images = _augment_batch(augment, images)
+                yield extractor(images)
 
-    out = [features(x)]
-    if cfg is not None and cfg.augment > 0:
-        if cfg.flip:
-            out.append(features(x[:, :, ::-1]))
-        augment = augmenter(cfg)
-        for _ in range(cfg.views if augment is not None else 0):
-            out.append(np.concatenate([features(_augment_batch(augment, x[i : i + 64])) for i in range(0, len(x), 64)]))
-    return np.stack(out)
+    steps = len(views) * -(-len(x) // batch)
+    rows = (progress or no_progress)(view_rows(), steps, "caching features")
+    if store is not None:
+        table = RowFile(store, len(views) * len(x), (dim,), np.float32)
+        table.write((np.asarray(r) for r in rows), fingerprint="features")
+        return Rows(table)
+    return Rows(np.concatenate([np.asarray(r) for r in rows]) if len(x) else np.zeros((0, dim), np.float32))
 
 
 def _augment_batch(augment: Any, x: np.ndarray) -> np.ndarray:
@@ -124,9 +178,10 @@ def _augment_batch(augment: Any, x: np.ndarray) -> np.ndarray:
     return np.clip(augment(tf.constant(x, tf.float32), training=True).numpy(), 0.0, 255.0)
 
 
-def _views(features: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """The rows' features in every cached view, view after view (the head's training inputs)."""
-    return features[:, rows].reshape(-1, features.shape[-1])
+def _views(features: Rows, photos: int, rows: np.ndarray) -> Rows:
+    """The given photos' features in every cached view, view after view (the head's training inputs)."""
+    views = len(features) // max(1, photos)
+    return features.take((np.arange(views)[:, None] * photos + np.asarray(rows)[None, :]).reshape(-1))
 
 
 def _set_aside_broken_backup(backup: Path) -> None:
@@ -190,25 +245,45 @@ def fit_head(
         head = head_model(model)
         _compile(head, cfg.lr_head, cfg)
         assert train.features is not None
-        repeats = len(train.features) // len(train)
-        y = np.tile(train.onehot, (repeats, 1))
-        has_val = monitor == "val_loss" and val is not None and val.features is not None
-        validation = (val.features[: len(val)], val.onehot) if has_val else None  # type: ignore[index,union-attr,arg-type]
-        history = head.fit(
+        data = make_dataset(
             train.features,
-            y,
+            train.feature_targets(),
+            global_batch(cfg),
+            shuffle=True,
+            seed=cfg.seed,
+            replicas=_replicas(),
+        )
+        has_val = monitor == "val_loss" and val is not None and val.features is not None
+        validation = (
+            make_dataset(val.features.take(np.arange(len(val))), val.onehot, global_batch(cfg), replicas=_replicas())
+            if has_val and val is not None and val.features is not None
+            else None
+        )
+        history = head.fit(
+            data,
             validation_data=validation,
             epochs=cfg.epochs_head,
-            batch_size=cfg.batch_size,
-            shuffle=True,
+            shuffle=False,
             class_weight=weights,
             verbose=verbose,
             callbacks=_callbacks(cfg, "head", run_dir, monitor, finetune=False),
         )
     else:
         _compile(model, cfg.lr_head, cfg)
-        data = make_dataset(train.x, train.onehot, cfg.batch_size, shuffle=True, augment=augmenter(cfg), seed=cfg.seed)
-        validation = make_dataset(val.x, val.onehot, cfg.batch_size) if monitor == "val_loss" else None  # type: ignore[union-attr]
+        data = make_dataset(
+            train.x,
+            train.onehot,
+            global_batch(cfg),
+            shuffle=True,
+            augment=augmenter(cfg),
+            seed=cfg.seed,
+            replicas=_replicas(),
+        )
+        validation = (
+            make_dataset(val.x, val.onehot, global_batch(cfg), replicas=_replicas())
+            if monitor == "val_loss" and val is not None
+            else None
+        )
         history = model.fit(
             data,
             validation_data=validation,
@@ -239,8 +314,20 @@ def fine_tune(
         _compile(fitted, cfg.lr_finetune, cfg)
     monitor = "val_loss" if val is not None and len(val) else "loss"
     weights = _class_weights(train.y, train.num_classes) if cfg.class_weights else None
-    data = make_dataset(train.x, train.onehot, cfg.batch_size, shuffle=True, augment=augmenter(cfg), seed=cfg.seed)
-    validation = make_dataset(val.x, val.onehot, cfg.batch_size) if monitor == "val_loss" else None  # type: ignore[union-attr]
+    data = make_dataset(
+        train.x,
+        train.onehot,
+        global_batch(cfg),
+        shuffle=True,
+        augment=augmenter(cfg),
+        seed=cfg.seed,
+        replicas=_replicas(),
+    )
+    validation = (
+        make_dataset(val.x, val.onehot, global_batch(cfg), replicas=_replicas())
+        if monitor == "val_loss" and val is not None
+        else None
+    )
     before_loss, before_weights = None, None
     if validation is not None:
         before_loss = float(model.evaluate(validation, verbose=0)[0])
@@ -269,12 +356,14 @@ def fine_tune(
     return result
 
 
-def accuracy(model: Any, data: Arrays) -> float:
-    """Top-1 accuracy of the float Keras model on fitted images."""
+def accuracy(model: Any, data: Arrays, progress: Progress | None = None, what: str = "evaluating") -> float:
+    """Top-1 accuracy of the float Keras model on fitted images, read a batch at a time."""
     if not len(data):
         return float("nan")
-    probs = model.predict(data.x.astype(np.float32), batch_size=64, verbose=0)
-    return float(np.mean(np.argmax(probs, axis=1) == data.y))
+    batches = (progress or no_progress)(data.x.batches(64), -(-len(data) // 64), what)
+    run = _batch_runner(model)
+    predicted = np.concatenate([np.argmax(run(b), axis=1) for b in batches])
+    return float(np.mean(predicted == data.y))
 
 
 def _check_run_dir(run_dir: Path, resume: bool) -> dict[str, Any]:
@@ -291,28 +380,58 @@ def _check_run_dir(run_dir: Path, resume: bool) -> dict[str, Any]:
     return state
 
 
-def _load_splits(dataset: Dataset, cfg: TrainConfig, n: int) -> tuple[Arrays, Arrays | None, Arrays]:
-    """Decode and fit the train, val (None when empty) and test images once, into arrays."""
+def _streams(photos: int, train_photos: int, cfg: TrainConfig, mode: str) -> bool:
+    views = 1 + (cfg.flip + cfg.views if cfg.augment > 0 else 0) if cfg.cache_features else 0
+    return should_stream(photos, cfg.size, train_photos * views, FEATURE_DIM, mode)
+
+
+def _load_splits(
+    dataset: Dataset, cfg: TrainConfig, n: int, cache: Path | None, progress: Progress | None
+) -> tuple[Arrays, Arrays | None, Arrays]:
+    """Decode and fit the train, val (None when empty) and test images once, in memory or to ``cache``."""
     fit = normalise_fit(cfg.fit)
-    paths, y_train = dataset.subset("train")
-    train_arrays = Arrays(load_images(paths, cfg.size, fit), y_train, n)
-    val_paths, y_val = dataset.subset("val")
-    val_arrays = Arrays(load_images(val_paths, cfg.size, fit), y_val, n) if val_paths else None
-    test_paths, y_test = dataset.subset("test")
-    test_arrays = Arrays(load_images(test_paths, cfg.size, fit), y_test, n)
-    log.info("train %d, val %d, test %d images at %d px", len(train_arrays), len(val_paths), len(test_paths), cfg.size)
+    out: dict[str, Arrays | None] = {}
+    for split in ("train", "val", "test"):
+        paths, y = dataset.subset(split)
+        if split == "val" and not paths:
+            out[split] = None
+            continue
+        store = cache / f"{split}-{cfg.size}-{fit}.u8" if cache is not None else None
+        out[split] = Arrays(load_pixels(paths, cfg.size, fit, store, progress=progress, what=f"loading {split}"), y, n)
+    train_arrays, val_arrays, test_arrays = out["train"], out["val"], out["test"]
+    assert train_arrays is not None and test_arrays is not None
+    log.info(
+        "train %d, val %d, test %d images at %d px (%s)",
+        len(train_arrays),
+        len(val_arrays) if val_arrays is not None else 0,
+        len(test_arrays),
+        cfg.size,
+        "streamed from disk" if cache is not None else "in memory",
+    )
     return train_arrays, val_arrays, test_arrays
 
 
 def _phase_one(
-    model: Any, cfg: TrainConfig, train: Arrays, val: Arrays | None, run_dir: Path, verbose: int, say: Say
+    model: Any,
+    cfg: TrainConfig,
+    train: Arrays,
+    val: Arrays | None,
+    run_dir: Path,
+    verbose: int,
+    say: Say,
+    cache: Path | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, list[float]]:
     """Phase 1 (the head on a frozen backbone), its weights saved so a resume can skip it."""
     if cfg.cache_features and cfg.epochs_head:
-        log.info("caching backbone features of %d training images in several views", len(train))
-        train.features = _views(compute_features(model, train.x, cfg), np.arange(len(train)))
+        say(f"caching backbone features of {len(train)} training photos in several views")
+        train.features = compute_features(
+            model, train.x, cfg, cache / "features-train.f32" if cache else None, progress=progress
+        )
         if val is not None:
-            val.features = compute_features(model, val.x)[0]
+            val.features = compute_features(
+                model, val.x, None, cache / "features-val.f32" if cache else None, progress=progress
+            )
     say(f"phase 1: head on a frozen {cfg.arch} backbone, {cfg.epochs_head} epoch(s) at most")
     history = {f"head_{k}": v for k, v in fit_head(model, cfg, train, val, run_dir, verbose).items()}
     model.save_weights(run_dir / PHASE1_WEIGHTS)
@@ -328,10 +447,18 @@ def train(
     verbose: int | None = None,
     resume_overrides: dict[str, Any] | None = None,
     say: Say | None = None,
+    stream: str = "auto",
+    strategy: str = "auto",
+    progress: Progress | None = None,
 ) -> TrainResult:
     """Train on the dataset's train split (val for early stopping) and save the run directory.
 
     With ``resume`` the run's saved settings are used, changed only by ``resume_overrides``.
+    ``stream`` (auto|on|off) chooses in-memory or streamed inputs (see ``inputs``);
+    ``strategy`` (auto|mirrored|default) the ``tf.distribute`` strategy.
+
+    The model is built (and ImageNet weights fetched) before any photo is read and before the
+    run directory exists, so a missing download fails in seconds and leaves nothing behind.
 
     The run directory gets ``model.keras`` (the best weights), ``run.json`` (config, labels,
     dataset, metrics), ``labels.txt``, ``history.json``, TensorBoard ``logs/`` and checkpoints.
@@ -346,8 +473,6 @@ def train(
         cfg = from_mapping(resume_overrides or {}, "command line", TrainConfig(**state["config"]))
     if not dataset.indices("train"):
         raise UsageError(f"{dataset.root}: the train split is empty")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    state = {"phase": "head", "config": cfg.to_dict(), **({k: v for k, v in state.items() if k != "config"})}
 
     _, keras = load_tensorflow()
 
@@ -356,38 +481,61 @@ def train(
     verbose = _verbosity() if verbose is None else verbose
     keras.utils.set_random_seed(cfg.seed)
     n = len(dataset.labels)
-    train_arrays, val_arrays, test_arrays = _load_splits(dataset, cfg, n)
-    model = build_model(cfg, n)
-    (run_dir / STATE_FILE).write_text(json.dumps(state, indent=1))  # only now is there a run to resume
-    history: dict[str, list[float]] = {}
-    if state["phase"] == "head":
-        history.update(_phase_one(model, cfg, train_arrays, val_arrays, run_dir, verbose, say))
-        state["phase"] = "finetune"
-        state["head_history"] = history
-        (run_dir / STATE_FILE).write_text(json.dumps(state, indent=1))
-    else:
-        model.load_weights(run_dir / PHASE1_WEIGHTS)
-        history.update(state.get("head_history", {}))
-        log.info("resuming %s in phase 2", run_dir)
-    head_accuracy = accuracy(model, val_arrays) if val_arrays is not None else float("nan")
-    say(
-        f"phase 2: top {cfg.unfreeze} backbone layers at lr {cfg.lr_finetune:g}, {cfg.epochs_finetune} epoch(s) at most"
-    )
-    history.update(
-        {f"finetune_{k}": v for k, v in fine_tune(model, cfg, train_arrays, val_arrays, run_dir, verbose).items()}
-    )
-    metrics = {
-        "train_accuracy": accuracy(model, train_arrays),
-        "val_accuracy_head_only": head_accuracy,
-        "val_accuracy": accuracy(model, val_arrays) if val_arrays is not None else float("nan"),
-        "test_accuracy": accuracy(model, test_arrays),
-    }
-    model.save(run_dir / MODEL_FILE)
+    distribute = choose_strategy(strategy)
+    with distribute.scope():
+        model = build_model(cfg, n)  # fails fast (no photo read, no run dir) when weights cannot be had
+        if distribute.num_replicas_in_sync > 1:
+            say(f"MirroredStrategy on {distribute.num_replicas_in_sync} devices, global batch {global_batch(cfg)}")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        state = {"phase": "head", "config": cfg.to_dict(), **({k: v for k, v in state.items() if k != "config"})}
+        streamed = _streams(len(dataset.indices("all")), len(dataset.indices("train")), cfg, stream)
+        cache = run_dir / CACHE_DIR if streamed else None
+        train_arrays, val_arrays, test_arrays = _load_splits(dataset, cfg, n, cache, progress)
+        (run_dir / STATE_FILE).write_text(json.dumps(state, indent=1))  # only now is there a run to resume
+        history: dict[str, list[float]] = {}
+        if state["phase"] == "head":
+            history.update(_phase_one(model, cfg, train_arrays, val_arrays, run_dir, verbose, say, cache, progress))
+            state["phase"] = "finetune"
+            state["head_history"] = history
+            (run_dir / STATE_FILE).write_text(json.dumps(state, indent=1))
+        else:
+            model.load_weights(run_dir / PHASE1_WEIGHTS)
+            history.update(state.get("head_history", {}))
+            log.info("resuming %s in phase 2", run_dir)
+        head_accuracy = (
+            accuracy(model, val_arrays, progress, "evaluating val") if val_arrays is not None else float("nan")
+        )
+        say(
+            f"phase 2: top {cfg.unfreeze} backbone layers at lr {cfg.lr_finetune:g}, "
+            f"{cfg.epochs_finetune} epoch(s) at most"
+        )
+        history.update(
+            {f"finetune_{k}": v for k, v in fine_tune(model, cfg, train_arrays, val_arrays, run_dir, verbose).items()}
+        )
+        say("evaluating the trained model on train, val and test")
+        metrics = {
+            "train_accuracy": accuracy(model, train_arrays, progress, "evaluating train"),
+            "val_accuracy_head_only": head_accuracy,
+            "val_accuracy": accuracy(model, val_arrays, progress, "evaluating val")
+            if val_arrays is not None
+            else float("nan"),
+            "test_accuracy": accuracy(model, test_arrays, progress, "evaluating test"),
+        }
+        model.save(run_dir / MODEL_FILE)
     seconds = time.perf_counter() - t0
     _write_run(run_dir, dataset, cfg, metrics, history, seconds)
     state["phase"] = "done"
     (run_dir / STATE_FILE).write_text(json.dumps(state, indent=1))
+    _drop_cache(run_dir / CACHE_DIR)
     return TrainResult(run_dir, run_dir / MODEL_FILE, metrics, history, seconds)
+
+
+def _drop_cache(cache: Path) -> None:
+    """The streamed pixels/features are only needed to resume; a finished run does not keep gigabytes."""
+    import shutil
+
+    if cache.is_dir():
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 def _write_run(
@@ -436,6 +584,9 @@ def kfold(
     verbose: int | None = None,
     val_fraction: float = 0.1,
     say: Say | None = None,
+    stream: str = "auto",
+    strategy: str = "auto",
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Stratified k-fold cross-validation over every sample of the dataset.
 
@@ -448,6 +599,7 @@ def kfold(
 
     from .model import build_model
 
+    say = say or log_only(log)
     if k < 2:
         raise UsageError(f"--kfold {k}: needs at least 2 folds")
     if not 0 <= val_fraction < 0.5:
@@ -458,23 +610,33 @@ def kfold(
     if smallest < k:
         raise UsageError(f"--kfold {k}: the smallest class has only {smallest} image(s)")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     _, keras = load_tensorflow()
     verbose = 0 if verbose is None else verbose
     t0 = time.perf_counter()
     n = len(dataset.labels)
-    x = load_images(paths, cfg.size, normalise_fit(cfg.fit))
+    distribute = choose_strategy(strategy)
     keras.utils.set_random_seed(cfg.seed)
-    features = compute_features(build_model(cfg, n), x, cfg) if cfg.cache_features else None
+    with distribute.scope():
+        first = build_model(cfg, n)  # before any photo or folder: fails fast without the weights
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache = out_dir / CACHE_DIR if _streams(len(paths), len(paths), cfg, stream) else None
+    fit = normalise_fit(cfg.fit)
+    x = load_pixels(paths, cfg.size, fit, cache / f"all-{cfg.size}-{fit}.u8" if cache else None, progress=progress)
+    features = None
+    if cfg.cache_features:
+        say(f"caching backbone features of {len(paths)} photos in several views")
+        with distribute.scope():
+            features = compute_features(first, x, cfg, cache / "features-all.f32" if cache else None, progress=progress)
     folds = []
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=cfg.seed)
     for fold, (train_idx, test_idx) in enumerate(splitter.split(np.zeros(len(y)), y), start=1):
         keras.backend.clear_session()
         keras.utils.set_random_seed(cfg.seed + fold)
         rows = _carve_validation(train_idx, y, val_fraction, cfg.seed + fold)
-        result = _run_fold(cfg, x, y, features, (*rows, test_idx), n, verbose)
+        with distribute.scope():
+            result = _run_fold(cfg, x, y, features, (*rows, test_idx), n, verbose)
         folds.append({"fold": fold, **result})
-        (say or log_only(log))(
+        say(
             f"fold {fold}/{k}: accuracy {result['accuracy']:.3f} (head only {result['head_only_accuracy']:.3f}) "
             f"on {len(test_idx)} held-out images"
         )
@@ -493,14 +655,15 @@ def kfold(
         "seconds": round(time.perf_counter() - t0, 1),
     }
     _write_kfold(out_dir, summary)
+    _drop_cache(out_dir / CACHE_DIR)
     return summary
 
 
 def _run_fold(
     cfg: TrainConfig,
-    x: np.ndarray,
+    x: Rows,
     y: np.ndarray,
-    features: np.ndarray | None,
+    features: Rows | None,
     rows: tuple[np.ndarray, np.ndarray, np.ndarray],
     n: int,
     verbose: int,
@@ -510,13 +673,13 @@ def _run_fold(
 
     fit_idx, val_idx, test_idx = rows
     model = build_model(cfg, n)
-    train = Arrays(x[fit_idx], y[fit_idx], n)
-    val = Arrays(x[val_idx], y[val_idx], n) if len(val_idx) else None
+    train = Arrays(x.take(fit_idx), y[fit_idx], n)
+    val = Arrays(x.take(val_idx), y[val_idx], n) if len(val_idx) else None
     if features is not None:
-        train.features = _views(features, fit_idx)
+        train.features = _views(features, len(x), fit_idx)
         if val is not None:
-            val.features = features[0, val_idx]
-    held_out = Arrays(x[test_idx], y[test_idx], n)
+            val.features = features.take(val_idx)  # view 0
+    held_out = Arrays(x.take(test_idx), y[test_idx], n)
     fit_head(model, cfg, train, val, None, verbose)
     head_acc = accuracy(model, held_out)
     fine_tune(model, cfg, train, val, None, verbose)

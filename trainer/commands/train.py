@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
+from collections.abc import Iterable
 from dataclasses import fields
-from typing import Any
+from typing import Any, TypeVar
 
 from ...device.core.errors import UsageError
 from ..config import ARCHS, TrainConfig, from_mapping, load
@@ -97,6 +99,38 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return from_mapping(explicit_settings(args), "command line", cfg)
 
 
+T = TypeVar("T")
+
+
+def progress(items: Iterable[T], total: int, what: str) -> Iterable[T]:
+    """A tqdm bar on stderr for a long library step (loading, feature caching, evaluation, calibration).
+
+    Shown on a terminal whatever -v says; in logs and CI (not a tty) it is off, and the
+    ``say`` lines still mark each step.
+    """
+    from tqdm import tqdm
+
+    return tqdm(items, total=total, desc=what, unit="step", leave=False, disable=not sys.stderr.isatty())
+
+
+def add_scale_arguments(parser: argparse.ArgumentParser) -> None:
+    """--stream and --strategy: how inputs are held and which tf.distribute strategy trains."""
+    parser.add_argument(
+        "--stream",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="hold fitted photos and features in memory (off) or stream them from a cache under the run dir "
+        "(on); auto streams above about 256 MB of them (default auto)",
+    )
+    parser.add_argument(
+        "--strategy",
+        choices=("auto", "mirrored", "default"),
+        default="auto",
+        help="tf.distribute strategy: mirrored uses every GPU (global batch = batch size x GPUs); "
+        "auto picks mirrored when more than one GPU is visible (default auto)",
+    )
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = TRAIN_EXAMPLES
@@ -117,6 +151,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="with --kfold: part of each training fold held out for early stopping "
         "(default 0.1; 0 trains every fold for the full epochs)",
     )
+    add_scale_arguments(parser)
     add_config_arguments(parser)
 
 
@@ -127,7 +162,17 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--resume and --kfold cannot be combined")
         from ..train import kfold
 
-        summary = kfold(args.dataset, args.out, cfg, args.kfold, val_fraction=args.kfold_val, say=say)
+        summary = kfold(
+            args.dataset,
+            args.out,
+            cfg,
+            args.kfold,
+            val_fraction=args.kfold_val,
+            say=say,
+            stream=args.stream,
+            strategy=args.strategy,
+            progress=progress,
+        )
         print(
             f"{args.kfold}-fold accuracy {summary['mean_accuracy']:.3f} +/- {summary['std_accuracy']:.3f} "
             f"(head only {summary['head_only_mean_accuracy']:.3f} +/- {summary['head_only_std_accuracy']:.3f}) "
@@ -136,7 +181,17 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from ..train import train
 
-    result = train(args.dataset, args.out, cfg, resume=args.resume, resume_overrides=explicit_settings(args), say=say)
+    result = train(
+        args.dataset,
+        args.out,
+        cfg,
+        resume=args.resume,
+        resume_overrides=explicit_settings(args),
+        say=say,
+        stream=args.stream,
+        strategy=args.strategy,
+        progress=progress,
+    )
     figures = ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items() if not math.isnan(v))
     print(f"trained in {result.seconds:.0f} s: {figures}")
     print(f"wrote {shown(result.model_path)}; next: edgesight export {shown(args.out)} --out BUNDLE_DIR")

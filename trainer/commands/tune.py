@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from .output import say
+from .output import say, shown
 from .train import add_config_arguments, config_from_args
 
 TUNE_EXAMPLES = """\
@@ -14,6 +14,7 @@ examples:
   edgesight tune ds --out tuned --trials 30 --minutes 60
   edgesight tune ds --out tuned --method grid --space space.toml
   edgesight train ds --out runs/best --config tuned/best.toml
+  edgesight tune ds --out fast --budget-ms 10 --target pi4 --minutes 30   # most accurate model within 10 ms
 """
 
 
@@ -42,10 +43,60 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="TOML of key = [values] to search (default: lr_finetune, lr_head, alpha, size, augment, dropout)",
     )
+    parser.add_argument(
+        "--budget-ms",
+        type=float,
+        metavar="MS",
+        help="latency-budgeted search instead: backbones x input sizes x head settings, each int8 model "
+        "timed with LiteRT (1 thread) and scaled to --target; keeps only candidates within MS (estimates)",
+    )
+    parser.add_argument(
+        "--target",
+        choices=("pi4", "pi5", "jetson-orin-nano", "this"),
+        default="this",
+        help="with --budget-ms: the device the budget is for (default this: measured here, unscaled)",
+    )
     add_config_arguments(parser)
 
 
+def run_budget(args: argparse.Namespace) -> int:
+    import logging
+
+    from ..tune import tune_budget
+    from .train import progress
+
+    base = config_from_args(args)
+    front = tune_budget(
+        args.dataset,
+        args.out,
+        base,
+        budget_ms=args.budget_ms,
+        target=args.target,
+        minutes=args.minutes,
+        space_file=args.space,
+        say=say,
+        progress=progress,
+        verbose=logging.getLogger().isEnabledFor(logging.DEBUG),
+    )
+    print(f"\nPareto front within {args.budget_ms:g} ms on {args.target} (latencies are estimates):")
+    print(f"{'backbone':<28} {'dropout':>7} {'lr_head':>8} {'val_acc':>7} {'est ms':>7} {'here ms':>7} {'int8 KB':>8}")
+    for c in front:
+        print(
+            f"{c.label():<28} {c.head['dropout']:>7g} {c.head['lr_head']:>8g} {c.val_accuracy:>7.3f} "
+            f"{c.estimated_ms:>7.2f} {c.measured_ms:>7.2f} {c.model_kb:>8.0f}"
+        )
+    best = front[0]
+    weights = " (random-init backbone: no shared weights for it)" if best.weights == "none" else ""
+    print(
+        f"\nbest within budget: {best.label()}{weights}; wrote {shown(args.out)}/tune.csv, pareto.png and "
+        f"best.toml (edgesight train DATASET_DIR --out RUN_DIR --config {shown(args.out)}/best.toml)"
+    )
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.budget_ms is not None:
+        return run_budget(args)
     from ..tune import tune
 
     base = config_from_args(args)
