@@ -93,7 +93,7 @@ def backbone_features(dataset: Dataset, weights: str | None = None, run_dir: str
     """
     from .backend import load_tensorflow
     from .config import TrainConfig
-    from .inputs import load_images
+    from .inputs import Rows, load_images
     from .model import build_model
     from .train import MODEL_FILE, compute_features
 
@@ -108,8 +108,8 @@ def backbone_features(dataset: Dataset, weights: str | None = None, run_dir: str
         cfg = TrainConfig(weights=weights or "imagenet")
         model = build_model(cfg, len(dataset.labels))
         size, fit = cfg.size, cfg.fit
-    x = load_images(list(dataset.paths), size, fit)
-    features = compute_features(model, x)[0].astype(np.float64)
+    x = Rows(load_images(list(dataset.paths), size, fit))
+    features = compute_features(model, x).array().astype(np.float64)
     return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
 
 
