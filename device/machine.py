@@ -89,7 +89,19 @@ def memory_total_mb() -> int | None:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set size (Linux reports KiB, macOS bytes)."""
+    """This process's peak resident set size since it started its program.
+
+    Linux's ``VmHWM`` first: ``getrusage``'s ``ru_maxrss`` keeps, across ``exec``, the high-water
+    mark of the process that forked it, so a child started by a 1.7 GB parent (pytest with
+    TensorFlow, the benchmark) would report the parent's size, not its own. ``ru_maxrss``
+    elsewhere (Linux reports KiB, macOS bytes).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 

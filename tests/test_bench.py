@@ -415,3 +415,16 @@ def test_tables_align_figures_and_render_markdown():
     assert lines[2].index("9.5") + 3 == lines[3].index("120.25") + 6  # numbers right-aligned
     markdown = table(["model", "fps"], [["a", "9.5"]], markdown=True).splitlines()
     assert markdown == ["| model | fps |", "| --- | ---: |", "| a | 9.5 |"]
+
+
+def test_a_child_reports_its_own_peak_memory_not_its_parents():
+    """ru_maxrss survives exec; the peak a child reports must be its own (VmHWM)."""
+    import subprocess
+    import sys
+
+    ballast = bytearray(300 * 2**20)  # the parent is 300 MB bigger than any child needs
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    code = "from edgesight.device.machine import peak_rss_mb; print(peak_rss_mb())"
+    child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert child < 250, child
+    del ballast
