@@ -40,7 +40,7 @@ from ..device.core.bundle import (
 from ..device.core.errors import EdgesightError, UsageError
 from ..device.core.preprocess import Fit, InputContract, list_images
 from ..device.core.signing import PROBES_JSON, KeyFileError, key_fingerprint, load_private_key, sign_bundle
-from .backend import load_tensorflow
+from .backend import load_tensorflow, quiet_stderr
 from .dataset import Dataset
 from .inputs import load_images
 from .measure import agreement, open_variant, score_distribution, score_frames, summarise
@@ -110,7 +110,8 @@ def convert(saved_model: Path, quant: str, io: str, calibration: np.ndarray) -> 
     elif quant == "fp16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
-    return converter.convert()
+    with quiet_stderr():  # the converter's C++ "fully_quantize: 0, inference_type: 6, ..." unless -v
+        return converter.convert()
 
 
 @dataclass
