@@ -3,8 +3,11 @@
 #   1. ruff check .            lint
 #   2. ruff format --check .   formatting
 #   3. scripts/typecheck.sh    mypy over edgesight, edgesight.device, edgesight.trainer
-#   4. pytest [args]           the whole suite in .venv (Python 3.11+, all extras)
-#   5. the device-side tests under Python 3.10 and 3.13 (JetPack 6 / Ubuntu 22.04, and the newest),
+#   4. pytest [args]           the suite in .venv (Python 3.11+, all extras), less the tests marked
+#                              `long` (trainings at scale, searches: scripts/long_tests.sh runs them)
+#   5. device-side tests under Python 3.10 and 3.13 (JetPack 6 / Ubuntu 22.04, and the newest):
+#      the files in DEVICE_TESTS (what differs between Pythons: config/TOML, the CLI, bundles,
+#      images, runtimes, sources, the daemon with MQTT),
 #      each in its own venv with only the device,onnx,dev extras (no TensorFlow), where pyenv has
 #      that Python; a machine without pyenv or without that version skips it and says so.
 # Every step runs even when an earlier one fails; the exit status is non-zero when any failed,
@@ -29,8 +32,12 @@ PY=.venv/bin/python
 step "ruff check" "$PY" -m ruff check .
 step "ruff format" "$PY" -m ruff format --check .
 step "typecheck" scripts/typecheck.sh
-step "pytest" "$PY" -m pytest "$@"
+step "pytest" "$PY" -m pytest -m "${EDGESIGHT_MARKERS:-not long}" "$@"
 
+DEVICE_TESTS=(tests/test_architecture.py tests/test_cli.py tests/test_config.py tests/test_bundle.py
+  tests/test_bundle_hardening.py tests/test_signing.py tests/test_preprocess.py tests/test_image_limits.py
+  tests/test_bad_inputs.py tests/test_oracle.py tests/test_runtimes.py tests/test_sources.py tests/test_gate.py
+  tests/test_daemon.py tests/test_remote_control.py tests/test_http.py)
 # The device side promises Python 3.10-3.13 (issue 13). These venvs have no TensorFlow, so
 # tests/conftest.py leaves the trainer's test modules out there and skips, naming the module, a
 # device test that builds its model with TensorFlow.
@@ -46,7 +53,7 @@ for version in ${EDGESIGHT_EXTRA_PYTHONS-3.10 3.13}; do
   fi
   venv=".venv-py$version"
   if PYTHON="$prefix/bin/python" VENV="$venv" EXTRAS=device,onnx,dev scripts/setup.sh; then
-    step "pytest (Python $version, device)" "$venv/bin/python" -m pytest -q -p no:cacheprovider tests
+    step "pytest (Python $version, device)" "$venv/bin/python" -m pytest -q -p no:cacheprovider "${DEVICE_TESTS[@]}"
   else
     failed+=("set-up of $venv")
   fi

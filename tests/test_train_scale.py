@@ -18,7 +18,7 @@ from trainer_images import write_shapes
 
 from edgesight.trainer.inputs import RowFile, Rows, should_stream
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # real trainings and conversions on a shared 2-core VM
+pytestmark = [pytest.mark.long, pytest.mark.timeout(1800)]  # real trainings and conversions on a shared 2-core VM
 QUICK = ("--epochs-head", "6", "--epochs-finetune", "0", "--views", "1", "--batch-size", "16")
 
 

@@ -14,7 +14,7 @@ import pytest
 from conftest import run_cli
 from trainer_images import write_shapes
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # real trainings and conversions on a shared 2-core VM
+pytestmark = [pytest.mark.long, pytest.mark.timeout(1800)]  # real trainings and conversions on a shared 2-core VM
 SPACE = 'arch = ["mobilenet_v2"]\nalpha = [0.35]\nsize = [96, 128]\n'
 FLAGS = ("--weights", "none", "--epochs-head", "2", "--batch-size", "8", "--target", "this")
 
