@@ -100,10 +100,12 @@ def make_parts(work: Path) -> dict[str, Path]:
             args += ["--sign", str(parts["key"])]
         subprocess.run(args, check=True, capture_output=True)
         parts[name] = work / name
-    sys.path.insert(0, str(ROOT / "tests"))
-    from videos import cat_video  # the same panning footage the tests use
+    import cv2
 
-    parts["video"] = cat_video(work / "cat.avi", TESTDATA / "images" / "cat_720p.jpg", count=60, size=(160, 90), fps=5)
+    from edgesight.device.bench import footage  # the same panning footage the tests use
+
+    cat = cv2.imread(str(TESTDATA / "images" / "cat_720p.jpg"))
+    parts["video"] = footage.write_video(work / "cat.avi", footage.pan_frames(cat, 60, (160, 90)), fps=5)
     return parts
 
 
