@@ -330,6 +330,7 @@ def test_a_deploy_on_the_central_broker_reaches_a_device_on_a_bridged_site_broke
         site.wait(5)
 
 
+@pytest.mark.long  # five MobileNet V2 daemons on 2 cores: minutes; test_deploy.py rolls out to three in the suite
 def test_rollout_to_five_devices_with_one_canary(broker, parts, devices, tmp_path):  # noqa: F811
     """Five real daemons on a 3 fps video (CPU: two cores are shared), one canary first."""
     video = cat_video(tmp_path / "slow.avi", testdata_path("images", "cat_720p.jpg"), count=9, size=(160, 90), fps=3)
