@@ -7,7 +7,7 @@
 #                              `long` (trainings at scale, searches: scripts/long_tests.sh runs them)
 #   5. device-side tests under Python 3.10 and 3.13 (JetPack 6 / Ubuntu 22.04, and the newest):
 #      the files in DEVICE_TESTS (what differs between Pythons: config/TOML, the CLI, bundles,
-#      images, runtimes, sources, the daemon with MQTT),
+#      images, runtimes, sources, the pipeline and daemon on real videos),
 #      each in its own venv with only the device,onnx,dev extras (no TensorFlow), where pyenv has
 #      that Python; a machine without pyenv or without that version skips it and says so.
 # Every step runs even when an earlier one fails; the exit status is non-zero when any failed,
@@ -36,8 +36,7 @@ step "pytest" "$PY" -m pytest -m "${EDGESIGHT_MARKERS:-not long}" "$@"
 
 DEVICE_TESTS=(tests/test_architecture.py tests/test_cli.py tests/test_config.py tests/test_bundle.py
   tests/test_bundle_hardening.py tests/test_signing.py tests/test_preprocess.py tests/test_image_limits.py
-  tests/test_bad_inputs.py tests/test_oracle.py tests/test_runtimes.py tests/test_sources.py tests/test_gate.py
-  tests/test_daemon.py tests/test_remote_control.py tests/test_http.py)
+  tests/test_bad_inputs.py tests/test_oracle.py tests/test_runtimes.py tests/test_sources.py tests/test_gate.py)
 # The device side promises Python 3.10-3.13 (issue 13). These venvs have no TensorFlow, so
 # tests/conftest.py leaves the trainer's test modules out there and skips, naming the module, a
 # device test that builds its model with TensorFlow.

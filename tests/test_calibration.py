@@ -102,7 +102,7 @@ def test_class_threshold_turns_a_low_score_frame_into_unknown(calibrated_bundle:
     top = classifier.classify(read_image(testdata_path("images", "cat.bmp"))).top
     assert not classifier.accepted(top[0])
     smoother = StateSmoother(window=1, threshold=0.1, min_dwell=0, class_thresholds=classifier.thresholds)
-    assert smoother.update(top, 0.0).label == "unknown"
+    assert smoother.update(top, 0.0).label == "none"  # the no-label state ([state] unknown_label)
     smoother.reset({})  # a bundle without thresholds: the [state] threshold alone decides
     smoother.current = None
     assert smoother.update(top, 1.0).label == CAT

@@ -214,14 +214,16 @@ def test_a_device_that_stops_classifying_after_the_switch_rolls_back(broker, par
     """The watch sees no frame for watch_s / 2 (here the daemon is frozen with SIGSTOP right after the
     switch, as a wedged camera driver or a thermal stall would): the old bundle comes back."""
     dev = devices(broker.port)
-    daemon = dev.start(config(tmp_path, "w1", broker.port, parts, watch_s=5.0), "w1")
+    # watch_s 10: the freeze (6.5 s) outlasts watch_s / 2 even when the first 2.0.0 result reaches
+    # the subscriber seconds after the switch on a loaded machine.
+    daemon = dev.start(config(tmp_path, "w1", broker.port, parts, watch_s=10.0), "w1")
     dev.wait_up("w1")
     since = len(dev.results("w1"))
     sender = _deploy_in_background(broker.address, parts["new"], "w1", 90, tmp_path / "deploy.out")
     try:
         dev.wait_version("w1", "2.0.0", since, timeout=90)
         os.kill(daemon.proc.pid, signal.SIGSTOP)
-        time.sleep(3.5)
+        time.sleep(6.5)
         os.kill(daemon.proc.pid, signal.SIGCONT)
         assert sender.wait(60) == 1
         out = (tmp_path / "deploy.out").read_text()
