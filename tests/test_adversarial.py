@@ -10,7 +10,9 @@ import pytest
 from conftest import assert_one_line_error, run_cli
 from quality_models import TRAIN_FLAGS, trained_bundle
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # the shared fixture trains a model
+# The shared fixture trains a model and the attacks run PGD: minutes on 2 cores, so scripts/long_tests.sh
+# runs these (and scripts/quality_pass.sh the real pass), not scripts/test.sh.
+pytestmark = [pytest.mark.long, pytest.mark.timeout(1800)]
 
 
 @pytest.fixture(scope="module")

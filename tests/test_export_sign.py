@@ -18,6 +18,10 @@ from test_export_accel import COLOURS, write_photos
 
 from edgesight.trainer.export import probe_candidates
 
+# a real training from the shared weights, then exports with probes and signing:
+# minutes on 2 cores, so scripts/long_tests.sh runs these, not scripts/test.sh.
+pytestmark = pytest.mark.long
+
 # ImageNet features (the shared weights file) make the head sure of itself after a few epochs: a
 # random-init backbone leaves every test image ambiguous, and then no probe can be stored.
 TRAIN_FLAGS = (

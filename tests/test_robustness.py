@@ -19,6 +19,10 @@ from edgesight.trainer.images import read_photo
 from edgesight.trainer.measure import score_frames
 from edgesight.trainer.robustness import CORRUPTIONS, SEVERITIES, corrupt, parse_severities, sweep
 
+# the shared fixture trains a model; the sweep runs every corruption through each variant:
+# minutes on 2 cores, so scripts/long_tests.sh runs these, not scripts/test.sh.
+pytestmark = pytest.mark.long
+
 
 @pytest.fixture(scope="module")
 def photo() -> np.ndarray:
