@@ -157,6 +157,10 @@ def test_broker_restart_in_the_middle_of_a_transfer_resumes_with_only_the_missin
     assert answers, (deploy_states(dev, "rs1"), log)
     assert 0 < len(answers[-1]["missing"]) < total and answers[-1]["received"] > 0, answers[-1]
     assert sender.resends < total and sender.chunks_sent < 2 * total, (sender.resends, sender.chunks_sent, total)
+    # the sender saw `active` through its own subscription; this test's subscriber may be a beat behind
+    deadline = time.monotonic() + 15
+    while deploy_states(dev, "rs1")[-1]["state"] != "active" and time.monotonic() < deadline:
+        time.sleep(0.1)
     final = deploy_states(dev, "rs1")[-1]
     assert final["state"] == "active" and final["version"] == "2.0.0"
     # shadow measured the score distribution of both models on the same frames
