@@ -19,12 +19,15 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .protocol import MAX_MISSING, Offer, open_chunk, progress
 from .pull import PullError, fetch
 from .store import Record, Store
 from .takeover import NO_KEYS, Takeover
+
+if TYPE_CHECKING:
+    from ..mqtt.link import MqttLink
 
 log = logging.getLogger(__name__)
 
@@ -242,12 +245,10 @@ class Receiver:
             self._finished.add(offer.transfer)
 
 
-def attach(client: Any, topics: Any, receiver: Receiver, on_connect: Callable[[], None]) -> None:
+def attach(link: MqttLink, topics: Any, receiver: Receiver, on_connect: Callable[[], None]) -> None:
     """Route the deploy topics to ``receiver``; after every connect republish the last progress.
 
-    ``client`` is the daemon's :class:`~..mqtt.link.MqttLink` (its ``add_subscription`` makes
-    the subscriptions again at each connect) or, from older callers, its paho client, whose
-    ``on_connect`` is then wrapped to the same effect.
+    The link's ``add_subscription`` makes the subscriptions again at each connect.
     """
     offer_topic, chunk_prefix = topics.deploy_offer, topics.deploy_chunks.removesuffix("+/+")
 
@@ -263,18 +264,5 @@ def attach(client: Any, topics: Any, receiver: Receiver, on_connect: Callable[[]
         on_connect()
         receiver.on_connected()
 
-    if hasattr(client, "add_subscription"):
-        client.add_subscription(topics.deploy_chunks, 1, chunk)
-        client.add_subscription(offer_topic, 1, offer, connected_hook)
-        return
-    client.message_callback_add(offer_topic, offer)
-    client.message_callback_add(topics.deploy_chunks, chunk)
-    inner = client.on_connect
-
-    def connected(c: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
-        inner(c, userdata, flags, reason_code, properties)
-        if not reason_code.is_failure:
-            c.subscribe([(offer_topic, 1), (topics.deploy_chunks, 1)])
-            connected_hook()
-
-    client.on_connect = connected
+    link.add_subscription(topics.deploy_chunks, 1, chunk)
+    link.add_subscription(offer_topic, 1, offer, connected_hook)
