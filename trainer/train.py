@@ -270,20 +270,7 @@ def fit_head(
         )
     else:
         _compile(model, cfg.lr_head, cfg)
-        data = make_dataset(
-            train.x,
-            train.onehot,
-            global_batch(cfg),
-            shuffle=True,
-            augment=augmenter(cfg),
-            seed=cfg.seed,
-            replicas=_replicas(),
-        )
-        validation = (
-            make_dataset(val.x, val.onehot, global_batch(cfg), replicas=_replicas())
-            if monitor == "val_loss" and val is not None
-            else None
-        )
+        data, validation = _pixel_datasets(cfg, train, val, monitor)
         history = model.fit(
             data,
             validation_data=validation,
@@ -294,6 +281,25 @@ def fit_head(
             callbacks=_callbacks(cfg, "head", run_dir, monitor, finetune=False),
         )
     return {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+
+def _pixel_datasets(cfg: TrainConfig, train: Arrays, val: Arrays | None, monitor: str) -> tuple[Any, Any]:
+    """The shuffled, augmented training batches and (when ``val_loss`` is watched) the validation ones."""
+    data = make_dataset(
+        train.x,
+        train.onehot,
+        global_batch(cfg),
+        shuffle=True,
+        augment=augmenter(cfg),
+        seed=cfg.seed,
+        replicas=_replicas(),
+    )
+    validation = (
+        make_dataset(val.x, val.onehot, global_batch(cfg), replicas=_replicas())
+        if monitor == "val_loss" and val is not None
+        else None
+    )
+    return data, validation
 
 
 def fine_tune(
@@ -314,20 +320,7 @@ def fine_tune(
         _compile(fitted, cfg.lr_finetune, cfg)
     monitor = "val_loss" if val is not None and len(val) else "loss"
     weights = _class_weights(train.y, train.num_classes) if cfg.class_weights else None
-    data = make_dataset(
-        train.x,
-        train.onehot,
-        global_batch(cfg),
-        shuffle=True,
-        augment=augmenter(cfg),
-        seed=cfg.seed,
-        replicas=_replicas(),
-    )
-    validation = (
-        make_dataset(val.x, val.onehot, global_batch(cfg), replicas=_replicas())
-        if monitor == "val_loss" and val is not None
-        else None
-    )
+    data, validation = _pixel_datasets(cfg, train, val, monitor)
     before_loss, before_weights = None, None
     if validation is not None:
         before_loss = float(model.evaluate(validation, verbose=0)[0])
