@@ -191,6 +191,7 @@ def test_daemon_captures_sort_import_train_export(tmp_path, v2_model, imagenet_l
     video = write_video(
         tmp_path / "scene.avi",
         cat[:10] + face[:10] + cat[10:20] + face[10:20] + cat[20:30] + face[20:30] + cat[30:] + face[30:],
+        fps=15,
     )
     capture_dir = tmp_path / "capture"
     capture_dir.mkdir()
@@ -200,7 +201,10 @@ def test_daemon_captures_sort_import_train_export(tmp_path, v2_model, imagenet_l
         v2_model,
         imagenet_labels,
         video,
+        # realtime at 15 fps: the writer (queue of 4) keeps up, so how many frames are saved does not
+        # depend on how busy the machine is (in benchmark mode a loaded CI machine dropped half)
         f"""
+realtime = true
 [mqtt]
 enabled = false
 [capture]
@@ -221,7 +225,7 @@ max_mb = 0.8
     assert len(captures) >= 20, daemon.log()[-2000:]
     assert (capture_dir / "README.txt").exists()
     summary = re.search(r"captures: (\d+) saved, (\d+) rotated out", daemon.log())
-    assert summary and int(summary.group(2)) > 0, "the quota should have rotated old captures"
+    assert summary and int(summary.group(2)) > 0, f"the quota should have rotated old captures: {summary}"
     assert int(summary.group(1)) - int(summary.group(2)) == len(captures)
 
     # the person: looks at each capture (here: its sidecar's label) and files it by class
