@@ -306,8 +306,8 @@ class Daemon:
                 self.link.reply(verb, False, error=str(exc))
         except Exception as exc:  # noqa: BLE001 - a command must never take the daemon down (disk full...)
             log.exception("cmd/%s failed", verb)
-            if self.link:
-                self.link.reply(verb, False, error=f"{type(exc).__name__}: {exc}")
+            if self.link:  # the exception's text may hold paths or data: the broker gets only its class
+                self.link.reply(verb, False, error=f"failed ({type(exc).__name__}); see the device log")
 
     def _refused(self, verb: str, exc: CommandRefused) -> None:
         """The detail to the local log; only the generic reply to the broker."""
