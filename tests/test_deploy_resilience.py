@@ -231,7 +231,7 @@ def test_a_device_that_stops_classifying_after_the_switch_rolls_back(broker, par
         os.kill(daemon.proc.pid, signal.SIGCONT)
         assert sender.wait(60) == 1
         out = (tmp_path / "deploy.out").read_text()
-        assert "w1: rolled_back" in out and "no frame classified" in out, out
+        assert "w1: rolled_back" in out and ("stalled for" in out or "no frame classified" in out), out
         state = retained(broker.port, "edgesight/w1/deploy").json()
         assert state["state"] == "rolled_back" and state["version"] == "2.0.0", state
         since = len(dev.results("w1"))

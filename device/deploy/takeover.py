@@ -252,12 +252,25 @@ class Takeover:
         return Shadow(seen, agree / n if seen else 0.0, new_ms / n, old_ms / n, tuple(new_scores), tuple(old_scores))
 
     def _watch(self, fps_before: float) -> str:
-        """Watch the pipeline for ``watch_s``; return why it failed, or ''."""
+        """Watch the pipeline for ``watch_s``; return why it failed, or ''.
+
+        Two kinds of stall fail it: the pipeline silent for half the watch (no frame classified or
+        gated: a wedged camera driver), and the whole process frozen that long (a thermal stall,
+        swapping, a stopped process), which shows as this loop's own tick arriving that late. The
+        second is checked by the clock because after such a freeze the pipeline may publish a frame
+        before this thread looks again, and its silence would be gone.
+        """
         g = self.gate
+        limit = max(2.0, g.watch_s / 2)
         end = time.monotonic() + g.watch_s
-        while time.monotonic() < end:
-            time.sleep(min(0.25, max(0.0, end - time.monotonic())))
-            if not self.hooks.healthy(max(2.0, g.watch_s / 2)):
+        last_tick = time.monotonic()
+        while last_tick < end:
+            time.sleep(min(0.25, max(0.0, end - last_tick)))
+            now = time.monotonic()
+            if now - last_tick >= limit:
+                return f"the device stalled for {now - last_tick:.1f} s during the watch after the switch"
+            last_tick = now
+            if not self.hooks.healthy(limit):
                 return "no frame classified during the watch after the switch"
         fps = self.hooks.fps()
         if g.watch_s and g.min_fps_ratio and fps_before > 0 and fps < g.min_fps_ratio * fps_before:
