@@ -176,9 +176,21 @@ SCHEMA: list[Section] = [
                 example="centre",
             ),
             Key("top_k", int, 3, "classes reported per frame", min=1, max=100),
-            Key("workers", int, 0, "interpreters in parallel; 0 = one per CPU core", min=0, max=64),
             Key(
-                "threads", int, 0, "threads per interpreter; 0 = 1 with several workers, else all cores", min=0, max=64
+                "workers",
+                int,
+                0,
+                "interpreters in parallel; 0 = one per CPU core (at most 2 below 1 GB of memory)",
+                min=0,
+                max=64,
+            ),
+            Key(
+                "threads",
+                int,
+                0,
+                "threads per interpreter; 0 = the cores shared out between the workers",
+                min=0,
+                max=64,
             ),
             Key(
                 "models_dir",

@@ -35,7 +35,7 @@ import numpy as np
 from .classify import Classification, Classifier
 from .core.errors import ConfigError
 from .gate import ChangeGate
-from .machine import usable_cores
+from .machine import memory_total_mb, usable_cores
 from .results import FrameResult
 from .roi import Box, crop, resolve_roi
 from .sources import Frame, Source
@@ -55,15 +55,30 @@ class Plan:
     threads_per_worker: int
 
 
-def plan_workers(cores: int | None = None, workers: int | None = None) -> Plan:
-    """One single-threaded interpreter per core (a Pi 4/5 and a Pi Zero 2: 4; this workstation: 2).
+# Below this much memory (a Pi Zero 2 W has 512 MB, a Pi 3 A+ 512 MB, a Pi 3 B 1 GB) the automatic
+# plan stops at two interpreters: each one more costs ~7 MB (XNNPACK packs the weights per
+# interpreter, measured for MobileNet V2), and two multi-threaded ones keep all four cores busy.
+SMALL_BOARD_MB = 1024
+SMALL_BOARD_WORKERS = 2
 
-    With several interpreters in flight each should use one thread, or they fight over cores. A
-    user who asks for one worker (memory-tight boards) gets one interpreter using every core.
+
+def plan_workers(cores: int | None = None, workers: int | None = None, memory_mb: int | None = None) -> Plan:
+    """One single-threaded interpreter per core (a Pi 4/5: 4; this workstation: 2), the cores split
+    between the interpreters otherwise.
+
+    With several interpreters in flight their threads together should not exceed the cores, or they
+    fight over them. A user who asks for one worker gets one interpreter using every core; a board
+    with less than :data:`SMALL_BOARD_MB` of memory (``memory_mb``, default: this machine's) gets at
+    most :data:`SMALL_BOARD_WORKERS` interpreters unless ``workers`` says otherwise.
     """
     cores = max(1, cores or usable_cores())
-    n = max(1, workers or cores)
-    return Plan(n, 1 if n > 1 else cores)
+    if workers:
+        n = max(1, workers)
+    else:
+        memory = memory_mb if memory_mb is not None else memory_total_mb()
+        small = memory is not None and memory < SMALL_BOARD_MB
+        n = min(cores, SMALL_BOARD_WORKERS) if small else cores
+    return Plan(n, max(1, cores // n))
 
 
 _END = object()

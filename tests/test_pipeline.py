@@ -12,7 +12,7 @@ from videos import cat_video
 
 from edgesight.device.classify import Classifier, Prediction
 from edgesight.device.core.errors import BundleError
-from edgesight.device.pipeline import STAGES, Pipeline, plan_workers
+from edgesight.device.pipeline import STAGES, Pipeline, Plan, plan_workers
 from edgesight.device.smoothing import StateSmoother
 from edgesight.device.sources import Frame, Source, open_source
 
@@ -158,6 +158,15 @@ def test_plan_uses_one_single_threaded_interpreter_per_core():
     assert plan_workers(4) == plan_workers(4, None)
     assert (plan_workers(4).workers, plan_workers(4).threads_per_worker) == (4, 1)
     assert (plan_workers(4, workers=1).workers, plan_workers(4, workers=1).threads_per_worker) == (1, 4)
+
+
+def test_a_small_board_gets_two_interpreters_sharing_its_cores():
+    """512 MB (a Pi Zero 2 W): two interpreters of two threads, not four of one (~7 MB each)."""
+    assert plan_workers(4, memory_mb=512) == Plan(2, 2)
+    assert plan_workers(4, memory_mb=4096) == Plan(4, 1)
+    assert plan_workers(1, memory_mb=512) == Plan(1, 1)
+    assert plan_workers(4, workers=4, memory_mb=512) == Plan(4, 1)  # what the user asks for wins
+    assert plan_workers(4, workers=3) == Plan(3, 1)
 
 
 # -- smoothing -------------------------------------------------------------------------------

@@ -93,6 +93,23 @@ def test_daemon_workers_share_one_runtime_decision(cli, bundle, tmp_path, images
     assert result.stderr.count("running model.tflite on the CPU") == 1, result.stderr
 
 
+def test_workers_of_a_bare_model_share_one_copy_of_its_bytes(tmp_path):
+    """Each worker's interpreter is built from the same buffer, read once (not a copy per worker),
+    and still runs it: both classify the cat photo alike."""
+    from edgesight.device.core.bundle import resolve_model
+    from edgesight.device.core.preprocess import read_image
+
+    spec = resolve_model(
+        testdata_path("models", "mobilenet_v2_1.0_224_quant.tflite"), testdata_path("models", "imagenet_labels.txt")
+    )
+    first = Classifier.open(spec, runtime="litert", num_threads=1)
+    second = Classifier.open(dataclasses.replace(spec, name="copy"), runtime="litert", num_threads=1)
+    assert first.runtime._content is second.runtime._content
+    image = read_image(testdata_path("images", "cat.bmp"))
+    tops = [c.classify(image).top[0] for c in (first, second)]
+    assert tops[0].label == tops[1].label and "cat" in tops[0].label and tops[0].score == tops[1].score
+
+
 def test_the_registry_is_the_one_list_of_runtimes():
     """Names, auto order and the config/CLI choices derive from REGISTRY; each backend matches its line."""
     from edgesight.device.core.bundle import BUNDLE_FILES, runtime_files
