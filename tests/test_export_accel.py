@@ -5,60 +5,19 @@ from __future__ import annotations
 import json
 import os
 
-import cv2
-import numpy as np
 import pytest
 from accel_models import install_fake_compiler
 from conftest import assert_one_line_error
+from disc_runs import disc_run
 
 from edgesight.device.core.bundle import sha256_file
 
 pytestmark = pytest.mark.slow
 
-COLOURS = {"red": (40, 40, 220), "green": (40, 200, 40), "blue": (220, 60, 40)}  # BGR
-
-
-def write_photos(root, per_class: int = 12) -> None:
-    """Noisy backgrounds with one coloured disc: enough for a one-epoch run to be a real run."""
-    rng = np.random.default_rng(0)
-    for label, colour in COLOURS.items():
-        (root / label).mkdir(parents=True)
-        for i in range(per_class):
-            image = cv2.resize(rng.integers(90, 170, (16, 16, 3)).astype(np.uint8), (96, 96))
-            centre = tuple(int(v) for v in rng.integers(30, 66, 2))
-            cv2.circle(image, centre, int(rng.integers(12, 25)), colour, -1)
-            cv2.imwrite(str(root / label / f"{label}_{i:02d}.jpg"), image)
-
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    from conftest import run_cli
-
-    root = tmp_path_factory.mktemp("export-accel")
-    write_photos(root / "photos")
-    imported = run_cli("data", "import", root / "photos", root / "dataset")
-    assert imported.returncode == 0, imported.stderr
-    trained = run_cli(
-        "train",
-        root / "dataset",
-        "--out",
-        root / "run",
-        "--size",
-        "96",
-        "--alpha",
-        "0.35",
-        "--weights",
-        "none",
-        "--epochs-head",
-        "1",
-        "--epochs-finetune",
-        "0",
-        "--batch-size",
-        "16",
-        timeout=300,
-    )
-    assert trained.returncode == 0, trained.stderr
-    return root / "run"
+    return disc_run(tmp_path_factory)
 
 
 def test_export_writes_onnx_and_edgetpu_models_with_hashes_and_results(cli, run_dir, tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import assert_one_line_error, run_cli, testdata_path
-from test_export_accel import COLOURS, write_photos
+from disc_runs import COLOURS, write_photos
 
 from edgesight.trainer.export import probe_candidates
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_export_accel import write_photos
+from disc_runs import disc_run
 
 from edgesight.device.core.bundle import sha256_file
 from edgesight.device.core.preprocess import InputContract
@@ -28,15 +28,8 @@ def bundle(tmp_path_factory):
     from conftest import run_cli
 
     root = tmp_path_factory.mktemp("metadata")
-    write_photos(root / "photos", per_class=8)
-    assert run_cli("data", "import", root / "photos", root / "dataset").returncode == 0
-    trained = run_cli(
-        "train", root / "dataset", "--out", root / "run", "--size", "96", "--alpha", "0.35", "--weights", "none",
-        "--epochs-head", "1", "--epochs-finetune", "0", "--batch-size", "16", timeout=300,
-    )  # fmt: skip
-    assert trained.returncode == 0, trained.stderr
     exported = run_cli(
-        "export", root / "run", "--out", root / "bundle", "--name", "discs", "--version", "7.1",
+        "export", disc_run(tmp_path_factory), "--out", root / "bundle", "--name", "discs", "--version", "7.1",
         "--quant", "int8", "--quant", "fp16", "--quant", "float", "--no-probes", timeout=300,
     )  # fmt: skip
     assert exported.returncode == 0, exported.stderr
