@@ -35,6 +35,7 @@ from .core.errors import ConfigError
 from .core.preprocess import to_bgr
 from .files import WriteFailures, remove_temp_files, write_atomic
 from .results import FrameResult, result_payload
+from .smoothing import NO_LABEL
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +222,7 @@ class CaptureWriter:
     def _state_for(self, label: str, score: float) -> str | None:
         if self.current_state is not None:
             return self.current_state()
-        return label if score >= self.settings.low_score else "unknown"
+        return label if score >= self.settings.low_score else NO_LABEL
 
     def _rate_allows(self, reason: str) -> bool:
         """At most one capture per ``min_interval_s`` per reason, on the monotonic clock."""

@@ -32,6 +32,7 @@ from .core.tomlfile import read_toml
 from .mqtt.commands import VERBS as COMMAND_VERBS
 from .roi import check_roi
 from .runtimes import AUTO_ORDER, RUNTIME_CHOICES  # names only: each runtime's heavy import waits for its use
+from .smoothing import NO_LABEL
 
 DEFAULT_PATH = Path("/etc/edgesight/edgesight.toml")
 
@@ -420,7 +421,7 @@ SCHEMA: list[Section] = [
             Key(
                 "unknown_label",
                 str,
-                "none",
+                NO_LABEL,
                 "state label when nothing reaches the threshold (not 'unknown': Home Assistant's own state)",
             ),
         ),

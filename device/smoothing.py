@@ -19,6 +19,10 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+# The state when nothing reaches the threshold ([state] unknown_label): not "unknown", which is
+# Home Assistant's own state for an entity without a value.
+NO_LABEL = "none"
+
 
 @dataclass(frozen=True)
 class State:
@@ -47,7 +51,7 @@ class StateSmoother:
         window: int = 5,
         threshold: float = 0.5,
         min_dwell: float = 1.0,
-        unknown_label: str = "none",
+        unknown_label: str = NO_LABEL,
         clock: Callable[[], float] = time.monotonic,
         class_thresholds: dict[int, float] | None = None,
     ) -> None:
