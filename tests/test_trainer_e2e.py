@@ -85,6 +85,27 @@ def test_bundle_manifest_holds_contract_metrics_and_distribution(trained) -> Non
     dist = manifest["test_distribution"]
     assert sum(dist["top1_score_histogram"]["counts"]) == 6 and len(dist["top1_score_histogram"]["counts"]) == 10
     assert abs(sum(dist["predicted_class_frequency"].values()) - 1.0) < 1e-3
+    # temperature scaling fitted on the val split of the int8 model, ECE measured on the test split
+    calibration = manifest["calibration"]
+    assert 0.05 <= calibration["temperature"] <= 20.0 and calibration["fitted_on"] == "val split, int8"
+    assert set(calibration["variants"]) == {"int8", "fp16", "float"}
+    for figures in calibration["variants"].values():
+        assert 0.0 <= figures["ece_after"] <= 1.0 and 0.0 <= figures["ece_before"] <= 1.0
+    assert "thresholds" not in manifest  # only with --target-precision
+
+
+def test_export_with_a_target_precision_stores_per_class_thresholds(trained, tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    result = run_cli(
+        "export", trained["run"], "--out", bundle, "--quant", "int8", "--no-probes", "--target-precision", "0.9"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "per-class thresholds for precision 0.9" in result.stdout
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["calibration"]["target_precision"] == 0.9
+    thresholds = manifest["thresholds"]
+    assert set(thresholds) <= set(SHAPE_CLASSES) and all(0.0 < t <= 1.0 for t in thresholds.values())
+    assert load_bundle(bundle).manifest["thresholds"] == thresholds  # the device accepts what export wrote
 
 
 def test_device_predict_loads_bundle_without_flags(trained) -> None:
@@ -132,6 +153,18 @@ def test_evaluate_writes_report_and_confusion_png(trained, tmp_path: Path) -> No
     assert {row["label"] for row in metrics["per_class"]} == set(SHAPE_CLASSES)
     if metrics["worst_mistakes"]:
         assert metrics["gradcam"] and list((report / "images").glob("gradcam_*.jpg"))
+    # calibration of every variant as the device scores it (the bundle's temperature applied)
+    calibration = metrics["calibration"]
+    assert set(calibration["models"]) == {"model.tflite", "model_fp16.tflite", "model_float.tflite"}
+    fitted = json.loads((trained["bundle"] / "manifest.json").read_text())["calibration"]["temperature"]
+    assert calibration["temperature"] == (None if fitted == 1.0 else fitted)  # T = 1 changes nothing
+    for row in calibration["models"].values():
+        assert 0.0 <= row["ece"] <= 1.0
+        assert (fitted == 1.0) or 0.0 <= row["ece_without_temperature"] <= 1.0
+        assert len(row["reliability"]) == 10 and sum(b["count"] for b in row["reliability"]) == 60
+    assert "Calibration" in page and "ECE as shipped" in page and 'src="reliability.png"' in page
+    assert (report / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "model.tflite calibration: ECE" in result.stdout
 
 
 def test_export_refuses_a_directory_that_is_not_a_run(trained, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..device.classify import apply_temperature, calibration_of
 from ..device.core.bundle import ONNX_MODEL, load_bundle
 from ..device.core.errors import EdgesightError, UsageError
 from ..device.core.preprocess import Fit, fit_to_size, to_rgb
@@ -77,7 +78,30 @@ def run_models(bundle_dir: Path, dataset: Dataset, split: str, top_k: int = 3) -
     ]
     result.metrics["macro_f1"] = round(float(np.mean(f1)), 4)
     result.confusion = confusion_matrix(targets, predicted, labels=indices)
+    result.metrics["calibration"] = calibration_figures(result, spec.manifest, precisions)
     return result
+
+
+def calibration_figures(result: Evaluation, manifest: dict[str, Any], precisions: dict[str, str]) -> dict[str, Any]:
+    """ECE and reliability bins of every variant on the split, as the device scores it.
+
+    The device applies the bundle's temperature, so the scores here are already calibrated; with
+    a temperature in the manifest the ECE before it is shown too (the scores un-scaled by 1/T).
+    """
+    from .calibration import ece, reliability
+
+    t = calibration_of(manifest)
+    models: dict[str, Any] = {}
+    for f, scores in result.scores.items():
+        row: dict[str, Any] = {
+            "precision": precisions[f],
+            "ece": round(ece(scores, result.targets), 4),
+            "reliability": reliability(scores, result.targets),
+        }
+        if t is not None:
+            row["ece_without_temperature"] = round(ece(apply_temperature(scores, 1.0 / t), result.targets), 4)
+        models[f] = row
+    return {"temperature": t, "models": models}
 
 
 def worst_mistakes(result: Evaluation, limit: int) -> list[dict[str, Any]]:

@@ -266,6 +266,37 @@ def _model_rows(metrics: dict[str, Any]) -> tuple[list[list[Any]], list[list[Any
     return models, agree
 
 
+def _calibration_html(block: dict[str, Any] | None, result: Evaluation, report_dir: Path, split: str) -> str:
+    """ECE per variant, and one reliability diagram (``reliability.png``) with a curve per variant."""
+    if not block or not block.get("models"):
+        return ""
+    from .calibration import reliability_plot
+
+    t = block.get("temperature")
+    models = block["models"]
+    rows = [
+        [f, m["precision"], m["ece"], *([m.get("ece_without_temperature", "")] if t is not None else [])]
+        for f, m in models.items()
+    ]
+    header = ["file", "precision", "ECE as shipped", *(["ECE without the temperature"] if t is not None else [])]
+    curves = {
+        f"{f} ({m['precision']})": (result.scores[f], result.targets) for f, m in models.items() if f in result.scores
+    }
+    reliability_plot(curves, report_dir / "reliability.png", f"reliability on the {split} split")
+    scaled = (
+        f"The device divides the logits by the bundle's temperature T = {t:g} (fitted on the validation split at "
+        "export), so these are the calibrated scores it reports."
+        if t is not None
+        else "The bundle has no temperature: these are the raw softmax scores."
+    )
+    return (
+        "<h2>Calibration</h2><p>Expected calibration error (|accuracy - confidence| per top-1 score bin, "
+        "weighted by the bin's size; 0 means a 0.9 is right nine times in ten) of each variant on the "
+        f"{html.escape(split)} split. {scaled}</p>{_table(rows, header)}"
+        '<img src="reliability.png" alt="reliability diagram per variant">'
+    )
+
+
 def write_report(
     report_dir: Path,
     manifest: dict[str, Any],
@@ -338,6 +369,7 @@ Default model <b>{html.escape(result.default_model)}</b>: macro F1 {metrics["mac
 {_table(confusion, [CORNER, *labels])}
 <img src="confusion.png" alt="confusion matrix">
 {curves_html}
+{_calibration_html(metrics.get("calibration"), result, report_dir, metrics["split"])}
 {_robustness_html(metrics.get("robustness"))}
 {_adversarial_html(metrics.get("adversarial"))}
 <h2>Most confident mistakes</h2><p>{gradcam_note}{occlusion_note}</p>

@@ -162,6 +162,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {filename:<22} {m['precision']:<5} accuracy {m['accuracy']:.3f}  {topk}")
     for filename, a in metrics.get("agreement_with_float", {}).items():
         print(f"  {filename} vs float: top-1 agreement {a['top1_agreement']:.3f}")
+    calibration = metrics.get("calibration") or {}
+    for filename, c in calibration.get("models", {}).items():
+        before = c.get("ece_without_temperature")
+        unscaled = f" ({before:.3f} without T = {calibration['temperature']:g})" if before is not None else ""
+        print(f"  {filename} calibration: ECE {c['ece']:.3f}{unscaled}")
     labels = [row["label"] for row in metrics["per_class"]]
     width = max(9, *(len(label) for label in labels))
     print(f"\n{'class':<{width}}  precision  recall     f1  support")
