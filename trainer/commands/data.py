@@ -32,6 +32,7 @@ from ..fetch import (
 )
 from ..images import DEFAULT_MAX_PIXELS
 from ..importers import FORMATS, FormatOptions
+from ..issues import DUPLICATE_SIMILARITY
 from .output import shown
 
 IMPORT_EXAMPLES = """\
@@ -280,10 +281,10 @@ def _configure_issues(sub: argparse._SubParsersAction) -> None:
     issues.add_argument(
         "--duplicate-similarity",
         type=float,
-        default=0.97,
+        default=DUPLICATE_SIMILARITY,
         metavar="S",
         help="feature cosine similarity at or above which two photos in different splits are "
-        "near-duplicates (default 0.97)",
+        f"near-duplicates (default {DUPLICATE_SIMILARITY:g})",
     )
     issues.add_argument("--show", type=int, default=10, metavar="N", help="issues listed on stdout (default 10)")
 
