@@ -51,10 +51,34 @@ def parts(tmp_path_factory):
     }
 
 
-def device_config(tmp_path: Path, name: str, port: int, parts: dict, keys: bool = True) -> Path:
+def device_config(
+    tmp_path: Path,
+    name: str,
+    port: int,
+    parts: dict,
+    *,
+    keys: bool = True,
+    video: Path | None = None,
+    mqtt: dict | None = None,
+    **deploy,
+) -> Path:
+    """The config of one test device: the old bundle on the looping cat video, MQTT on ``port``,
+    deploys accepted when signed by the test key (none trusted with ``keys=False``); ``mqtt`` and
+    ``deploy`` keyword values override the [mqtt] reconnect and [deploy] gate settings."""
     folder = tmp_path / name
-    folder.mkdir()
+    folder.mkdir(exist_ok=True)
     trusted = json.dumps([str(parts["pub"])] if keys else [])
+    reconnect = {"reconnect_min": 1, "reconnect_max": 2, **(mqtt or {})}
+    settings = {
+        "shadow_frames": 5,
+        "shadow_timeout_s": 60,
+        "min_agreement": 0.9,
+        "min_fps_ratio": 0.0,
+        "watch_s": 1.0,
+        **deploy,
+    }
+    lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items())
+    reconnect_lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in reconnect.items())
     return write_config(
         folder / "edgesight.toml",
         f"""
@@ -64,25 +88,20 @@ workers = 1
 threads = 1
 runtime = "litert"
 [source]
-spec = "{parts["video"]}"
+spec = "{video or parts["video"]}"
 loop = true
 realtime = true
 [mqtt]
 port = {port}
 device_id = "{name}"
 stats_interval = 0.5
-reconnect_min = 1
-reconnect_max = 2
 keepalive = 5
+{reconnect_lines}
 [deploy]
 enabled = true
 trusted_keys = {trusted}
 dir = "{folder / "bundles"}"
-shadow_frames = 5
-shadow_timeout_s = 60
-min_agreement = 0.9
-min_fps_ratio = 0.0
-watch_s = 1.0
+{lines}
 """,
     )
 
@@ -95,7 +114,7 @@ def fleet(tmp_path, broker, parts):
 
     def start(*names: str, keys: bool = True) -> list[DaemonProcess]:
         for name in names:
-            config = device_config(tmp_path, name, broker.port, parts, keys)
+            config = device_config(tmp_path, name, broker.port, parts, keys=keys)
             started.append(DaemonProcess(["--config", config], tmp_path / f"{name}.log"))
         for name in names:
             sub.wait_topic(f"edgesight/{name}/result", timeout=60)

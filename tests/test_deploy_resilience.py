@@ -23,51 +23,12 @@ from pathlib import Path
 import pytest
 from conftest import MOSQUITTO, free_port, run_cli, testdata_path
 from daemon_helpers import DaemonProcess, Subscriber, retained, write_config
-from test_deploy import create, parts  # noqa: F401 - parts is the shared module fixture
+from test_deploy import create, device_config, parts  # noqa: F401 - parts is the shared module fixture
 from videos import cat_video
 
 from edgesight.device.deploy.sender import Broker, Sender, Watcher, package
 
-
-def config(tmp_path: Path, name: str, port: int, parts: dict, video: Path | None = None, **deploy) -> Path:  # noqa: F811
-    folder = tmp_path / name
-    folder.mkdir(exist_ok=True)
-    mqtt = {"reconnect_min": 1, "reconnect_max": 2, **deploy.pop("mqtt", {})}
-    settings = {
-        "shadow_frames": 5,
-        "shadow_timeout_s": 60,
-        "min_agreement": 0.9,
-        "min_fps_ratio": 0.0,
-        "watch_s": 1.0,
-        **deploy,
-    }
-    lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items())
-    return write_config(
-        folder / "edgesight.toml",
-        f"""
-[model]
-path = "{parts["old"]}"
-workers = 1
-threads = 1
-runtime = "litert"
-[source]
-spec = "{video or parts["video"]}"
-loop = true
-realtime = true
-[mqtt]
-port = {port}
-device_id = "{name}"
-stats_interval = 0.5
-reconnect_min = {mqtt["reconnect_min"]}
-reconnect_max = {mqtt["reconnect_max"]}
-keepalive = 5
-[deploy]
-enabled = true
-trusted_keys = {json.dumps([str(parts["pub"])])}
-dir = "{folder / "bundles"}"
-{lines}
-""",
-    )
+config = device_config  # one device config for every deploy test (tests/test_deploy.py)
 
 
 class Devices:
