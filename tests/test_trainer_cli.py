@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tomllib
 from conftest import assert_one_line_error, run_cli
@@ -206,3 +207,20 @@ def test_kfold_reports_mean_and_std_over_folds(dataset: Path, tmp_path: Path) ->
     assert summary["mean_accuracy"] == pytest.approx(sum(accs) / 3, abs=1e-3)
     assert (out / "kfold.csv").read_text().startswith("fold,train,val,test")
     assert_one_line_error(run_cli("train", dataset, "--out", out, "--kfold", "11", *TINY), "smallest class", code=2)
+
+
+def test_train_accuracy_of_a_large_split_is_measured_on_a_seeded_sample() -> None:
+    """Past TRAIN_ACCURACY_SAMPLE photos the training split's accuracy is a sample's, exactly."""
+    from edgesight.trainer.backend import load_tensorflow
+    from edgesight.trainer.inputs import Rows
+    from edgesight.trainer.train import Arrays, accuracy
+
+    _, keras = load_tensorflow()
+    model = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
+    model.layers[-1].set_weights([np.array([[-1.0, 1.0]] * 3), np.array([0.0, -1.5])])  # bright -> 1, dark -> 0
+    images = np.concatenate([np.ones((20, 4, 4, 3)), np.zeros((20, 4, 4, 3))]).astype(np.float32)
+    labels = np.array([1] * 20 + [0] * 10 + [1] * 10)  # the last ten are labelled wrong
+    data = Arrays(Rows(images), labels, 2)
+    assert accuracy(model, data) == 0.75 and accuracy(model, data, sample=40) == 0.75
+    picked = np.sort(np.random.default_rng(0).choice(40, 10, replace=False))
+    assert accuracy(model, data, sample=10) == float(np.mean(picked < 30))
