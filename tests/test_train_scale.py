@@ -18,7 +18,8 @@ from trainer_images import write_shapes
 
 from edgesight.trainer.inputs import RowFile, Rows, should_stream
 
-pytestmark = [pytest.mark.long, pytest.mark.timeout(1800)]  # real trainings and conversions on a shared 2-core VM
+# The real trainings and conversions are `long` (scripts/long_tests.sh); the file format, the threshold
+# and the fail-fast check run with the suite.
 QUICK = ("--epochs-head", "6", "--epochs-finetune", "0", "--views", "1", "--batch-size", "16")
 
 
@@ -46,6 +47,8 @@ def flowers(tmp_path_factory) -> Path:
     return dataset
 
 
+@pytest.mark.long
+@pytest.mark.timeout(1800)
 def test_streamed_and_in_memory_training_agree(flowers: Path, tmp_path: Path) -> None:
     weights = testdata_path("weights", "mobilenet_v2_1.0_160_no_top.weights.h5")
     accuracy = {}
@@ -62,6 +65,8 @@ def test_streamed_and_in_memory_training_agree(flowers: Path, tmp_path: Path) ->
         assert accuracy["on"][key] >= 0.6, accuracy  # the probe on these features reaches ~0.79
 
 
+@pytest.mark.long
+@pytest.mark.timeout(1800)
 def test_streamed_kfold_and_resume(flowers: Path, tmp_path: Path) -> None:
     weights = testdata_path("weights", "mobilenet_v2_1.0_160_no_top.weights.h5")
     result = run_cli(
@@ -99,6 +104,8 @@ print("metrics", result.metrics)
 """
 
 
+@pytest.mark.long
+@pytest.mark.timeout(1800)
 def test_mirrored_strategy_on_two_logical_cpus_trains_and_exports(tmp_path: Path) -> None:
     src = write_shapes(tmp_path / "shapes", per_class=12, size=96)
     dataset, run, bundle = tmp_path / "ds", tmp_path / "run", tmp_path / "bundle"
